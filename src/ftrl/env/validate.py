@@ -1,0 +1,175 @@
+"""Static validation of environments: every problem named by field, nothing executed in this process.
+
+Code is only parsed here (`ast`); running it to check that it defines its function is the runtime's job
+(`ToolRuntime.check`), because environment code is generated and untrusted.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ftrl.env.io import iter_rows, row_to_environment
+from ftrl.env.record import Environment, tool_name
+from ftrl.jsonl import DataError
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One validation problem: the field it concerns and what is wrong."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"field {self.field!r}: {self.message}"
+
+
+def validate_environment(env: Environment, *, state_kwarg: str | None = None) -> list[Issue]:
+    """All static problems of one environment (an empty list means valid).
+
+    `state_kwarg` names the keyword through which stateful (domain) tools receive their state; it is allowed
+    in function signatures without appearing in the schema.
+    """
+    issues: list[Issue] = []
+    issues += _check_messages(env.messages)
+    schemas = _check_tools(env.tools, issues)
+    for name in schemas:
+        if name not in env.codes:
+            issues.append(Issue("codes", f"tool {name!r} has a schema but no code"))
+    for name, source in env.codes.items():
+        if name not in schemas:
+            issues.append(Issue("codes", f"code for {name!r} has no tool schema"))
+            continue
+        issues += _check_code(name, source, schemas[name], state_kwarg)
+    for name in env.unsolved_set:
+        if name not in schemas:
+            issues.append(Issue("unsolved_set", f"key {name!r} is not one of the tools"))
+    if not 0.0 <= env.solve_rate <= 1.0:
+        issues.append(Issue("solve_rate", f"must be within [0, 1], got {env.solve_rate}"))
+    if env.pending_count == 0 and env.solve_rate < 1.0 and env.domain is None:
+        issues.append(Issue("unsolved_set", "has no pending sub-answer although solve_rate < 1"))
+    return issues
+
+
+def _check_messages(messages: list[dict[str, Any]]) -> list[Issue]:
+    if not messages:
+        return [Issue("messages", "is empty: an environment needs at least the user question")]
+    issues = []
+    for index, message in enumerate(messages):
+        if message.get("role") not in ("system", "user", "assistant", "tool"):
+            issues.append(Issue("messages", f"message {index} has unknown role {message.get('role')!r}"))
+    return issues
+
+
+def _check_tools(tools: list[dict[str, Any]], issues: list[Issue]) -> dict[str, dict[str, Any]]:
+    """Map tool name -> parameter schema, recording malformed or duplicate schemas."""
+    schemas: dict[str, dict[str, Any]] = {}
+    for index, schema in enumerate(tools):
+        name = tool_name(schema)
+        function = schema.get("function", schema)
+        if not name:
+            issues.append(Issue("tools", f"tool {index} has no function name"))
+            continue
+        if name in schemas:
+            issues.append(Issue("tools", f"tool {name!r} is defined twice"))
+        parameters = function.get("parameters") or {}
+        if not isinstance(parameters, dict) or not isinstance(parameters.get("properties", {}), dict):
+            issues.append(Issue("tools", f"tool {name!r}: 'parameters' must be an object schema with 'properties'"))
+            parameters = {}
+        for required in parameters.get("required", []) or []:
+            if required not in (parameters.get("properties") or {}):
+                issues.append(Issue("tools", f"tool {name!r}: required parameter {required!r} is not in properties"))
+        schemas[name] = parameters
+    return schemas
+
+
+def _check_code(name: str, source: str, parameters: dict[str, Any], state_kwarg: str | None) -> list[Issue]:
+    try:
+        module = ast.parse(source)
+    except SyntaxError as error:
+        return [Issue("codes", f"code of {name!r} does not compile: {error.msg} (line {error.lineno})")]
+    except (ValueError, RecursionError, MemoryError) as error:
+        return [Issue("codes", f"code of {name!r} cannot be parsed: {error}")]
+    function = next(
+        (node for node in module.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name),
+        None,
+    )
+    if function is None:
+        return [Issue("codes", f"code of {name!r} does not define a top-level function {name!r}")]
+    args = function.args
+    if args.kwarg is not None:
+        return []
+    accepted = {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs}
+    missing = [p for p in (parameters.get("properties") or {}) if p not in accepted and p != state_kwarg]
+    if missing:
+        return [Issue("codes", f"schema parameters of {name!r} missing from its signature: {', '.join(missing)}")]
+    return []
+
+
+#: Runs each tool's code in isolation and returns `{tool: None | error}` (`ToolRuntime.check` fits).
+CodeChecker = Callable[[Mapping[str, str]], Mapping[str, "str | None"]]
+
+
+@dataclass
+class RowReport:
+    """Validation outcome of one row: its 0-based index, its 1-based file line, and the problems found."""
+
+    path: str
+    row: int
+    line: int | None
+    issues: list[Issue]
+    env: Environment | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+
+def validate_path(path: str | Path, checker: CodeChecker | None = None) -> list[RowReport]:
+    """Validate every row of an environment file or domain folder, continuing past bad rows.
+
+    With a `checker`, each distinct set of tool codes is also executed once in isolation to confirm that it
+    defines its functions.
+    """
+    from ftrl.env.domains import is_domain_folder, load_domain_folder
+
+    reports: list[RowReport] = []
+    if is_domain_folder(path):
+        source = load_domain_folder(path)
+        for index, env in enumerate(source.envs):
+            domain = source.domain_of(env)
+            issues = validate_environment(env, state_kwarg=domain.state_kwarg if domain else None)
+            reports.append(RowReport(str(path), index, None, issues, env))
+    else:
+        def record_error(error: DataError) -> None:
+            reports.append(RowReport(str(path), len(reports), error.line, [Issue(error.field or "-", error.message)]))
+
+        for line, row in iter_rows(path, on_error=record_error):
+            try:
+                env = row_to_environment(row, path, line)
+            except DataError as error:
+                record_error(error)
+                continue
+            reports.append(RowReport(str(path), len(reports), line, validate_environment(env), env))
+    if checker is not None:
+        _run_checker(reports, checker)
+    return reports
+
+
+def _run_checker(reports: list[RowReport], checker: CodeChecker) -> None:
+    results: dict[str, Mapping[str, str | None]] = {}
+    for report in reports:
+        if report.env is None or any(issue.field == "codes" for issue in report.issues):
+            continue
+        key = hashlib.sha256(json.dumps(report.env.codes, sort_keys=True).encode()).hexdigest()
+        if key not in results:
+            results[key] = checker(report.env.codes)
+        for name, error in results[key].items():
+            if error is not None:
+                report.issues.append(Issue("codes", f"code of {name!r} fails when loaded: {error}"))

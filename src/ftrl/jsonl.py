@@ -1,0 +1,117 @@
+"""JSON Lines reading and crash-safe appending, shared by every ftrl file that is written row by row.
+
+Readers report the file and line of bad input; appenders flush every row and repair a torn last line left
+by a killed process, so a resumed job neither loses nor duplicates rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+
+class DataError(ValueError):
+    """Bad input data, located by file, line (1-based; row for Parquet) and field."""
+
+    def __init__(self, path: str | Path, line: int | None, field: str | None, message: str):
+        self.path, self.line, self.field, self.message = str(path), line, field, message
+        where = self.path + (f":{line}" if line is not None else "")
+        super().__init__(f"{where}: {'field ' + repr(field) + ': ' if field else ''}{message}")
+
+
+def iter_jsonl(
+    path: str | Path,
+    *,
+    allow_torn_tail: bool = False,
+    on_error: Callable[[DataError], None] | None = None,
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield `(line_number, object)` for each non-blank line; raise `DataError` naming the bad line.
+
+    With `allow_torn_tail`, an unparsable *last* line without a trailing newline (a write cut short by a
+    crash) is skipped instead of raising. With `on_error`, bad lines are reported to it and skipped.
+    """
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.readlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            if allow_torn_tail and number == len(lines) and not line.endswith("\n"):
+                return
+            _fail(DataError(path, number, None, f"invalid JSON: {error.msg} (column {error.colno})"), on_error)
+            continue
+        if not isinstance(value, dict):
+            _fail(DataError(path, number, None, f"expected a JSON object, got {type(value).__name__}"), on_error)
+            continue
+        yield number, value
+
+
+def _fail(error: DataError, on_error: Callable[[DataError], None] | None) -> None:
+    if on_error is None:
+        raise error
+    on_error(error)
+
+
+def repair_torn_tail(path: str | Path) -> None:
+    """Cut a partial last line (no trailing newline) left by a killed writer, keeping every complete row."""
+    file = Path(path)
+    if not file.exists() or file.stat().st_size == 0:
+        return
+    with open(file, "rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return
+        data = file.read_bytes()
+        handle.truncate(data.rfind(b"\n") + 1)
+
+
+class JsonlAppender:
+    """Append rows to a JSONL file, one flushed line each; safe to reopen after a crash."""
+
+    def __init__(self, path: str | Path, *, fsync: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        repair_torn_tail(self.path)
+        self._fsync = fsync
+        self._handle: TextIO = open(self.path, "a", encoding="utf-8")
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._handle.flush()
+        if self._fsync:
+            os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_jsonl_atomic(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Write a whole file via a temporary sibling and rename, so a failure never leaves a half file."""
+    with atomic_path(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+@contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """A temporary sibling path that replaces `target` only if the block succeeds; removed on failure."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
