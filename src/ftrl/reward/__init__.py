@@ -1,0 +1,26 @@
+"""The verifiable reward: matching tool outputs to gold sub-answers, per-turn rewards and episode metrics.
+
+Defaults reproduce the reference (bytedance/FTRL); `strict` matching is opt-in. See docs/reward.md.
+"""
+
+from ftrl.reward.episode import EpisodeScore
+from ftrl.reward.match import MATCHERS, Matcher, answer_verify, get_matcher, strict_verify
+from ftrl.reward.score import ScoredResponse, score_response
+from ftrl.reward.solve import pending_count, solve_calls
+from ftrl.reward.turn import REWARD_KINDS, TurnScore, turn_reward
+
+__all__ = [
+    "MATCHERS",
+    "REWARD_KINDS",
+    "EpisodeScore",
+    "Matcher",
+    "ScoredResponse",
+    "TurnScore",
+    "answer_verify",
+    "get_matcher",
+    "pending_count",
+    "score_response",
+    "solve_calls",
+    "strict_verify",
+    "turn_reward",
+]

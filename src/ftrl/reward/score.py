@@ -1,0 +1,70 @@
+"""Score one generated response end to end, as training and `ftrl score` do: clean, parse, run the calls, reward.
+
+Tools run through a runtime (`ftrl.runtime.ToolRuntime`) in a fresh episode per response, so a response never
+sees another one's tool state; reward arithmetic stays in the pure `turn_reward`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ftrl.formats import clean_response, get_format
+from ftrl.reward.match import Matcher, get_matcher
+from ftrl.reward.turn import TurnScore, turn_reward
+
+
+class ToolEpisode(Protocol):
+    def call_many(self, calls: list[tuple[str, Any]]) -> list[str]: ...
+
+
+class ToolRunner(Protocol):
+    """What scoring needs from `ftrl.runtime.ToolRuntime`."""
+
+    def episode(self, codes: Mapping[str, str]) -> AbstractContextManager[ToolEpisode]: ...
+
+
+@dataclass(frozen=True)
+class ScoredResponse:
+    """A response's reward with everything it was computed from."""
+
+    reward: float
+    message: dict[str, Any]
+    tool_outputs: list[str]
+    turn: TurnScore
+
+    def to_row(self) -> dict[str, Any]:
+        """A JSON row for score files: the reward, which branch fired, and the parsed calls with their outputs."""
+        return {
+            "reward": self.reward,
+            "branch": self.turn.branch,
+            "n_calls": self.turn.n_calls,
+            "n_solved": self.turn.n_solved,
+            "tool_calls": self.message["tool_calls"] or [],
+            "tool_outputs": self.tool_outputs,
+        }
+
+
+def score_response(
+    response_text: str,
+    *,
+    codes: Mapping[str, str],
+    unsolved_set: Mapping[str, Sequence[str]],
+    solve_rate: float,
+    answer: str | None,
+    runtime: ToolRunner,
+    kind: str = "f1",
+    fmt: str = "hermes",
+    matcher: str | Matcher = "reference",
+) -> ScoredResponse:
+    """Reward of one raw model response in one environment state (reference cleaning and parsing)."""
+    message = get_format(fmt).parse(clean_response(response_text))
+    calls = message["tool_calls"] or []
+    outputs: list[str] = []
+    if calls:
+        with runtime.episode(codes) as episode:
+            outputs = episode.call_many([(c["function"]["name"], c["function"]["arguments"]) for c in calls])
+    turn = turn_reward(message, outputs, unsolved_set, solve_rate, answer, kind=kind, matcher=get_matcher(matcher))
+    return ScoredResponse(turn.reward, message, outputs, turn)

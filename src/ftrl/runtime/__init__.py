@@ -1,0 +1,10 @@
+"""Isolated tool runtime ("localized deployment"): LLM-generated tool code runs in warm, hardened subprocesses.
+
+`format_result` and `error_message` are the reference's rules for turning a tool's return value or failure into
+tool-message content; `state_digest` is the canonical state hash used by `Episode.state_hash`.
+"""
+
+from ftrl.runtime._worker import error_message, format_result, state_digest
+from ftrl.runtime.runtime import Episode, RuntimeConfig, ToolRuntime
+
+__all__ = ["Episode", "RuntimeConfig", "ToolRuntime", "error_message", "format_result", "state_digest"]
