@@ -11,9 +11,7 @@ from ftrl.env.io import read_envs
 from ftrl.env.record import Environment
 from ftrl.reward import score_response
 
-runtime_module = pytest.importorskip("ftrl.runtime")
-if not hasattr(runtime_module, "ToolRuntime"):
-    pytest.skip("ftrl.runtime.ToolRuntime is not available yet", allow_module_level=True)
+from ftrl.runtime import RuntimeConfig, ToolRuntime
 
 
 @pytest.fixture
@@ -24,7 +22,7 @@ def envs(sample_path: Path) -> dict[str, Environment]:
 
 @pytest.fixture(scope="module")
 def runtime():
-    with runtime_module.ToolRuntime(runtime_module.RuntimeConfig()) as tool_runtime:
+    with ToolRuntime(RuntimeConfig()) as tool_runtime:
         yield tool_runtime
 
 

@@ -9,11 +9,12 @@ import typer
 from rich.console import Console, Group
 from rich.markup import escape
 from rich.panel import Panel
+from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 from rich.text import Text
 
 from ftrl.env.record import Environment, tool_name
-from ftrl.jsonl import DataError
+from ftrl.jsonl import DataError, iter_jsonl, write_jsonl_atomic
 
 if TYPE_CHECKING:
     from ftrl.env.domains import EnvSource
@@ -25,6 +26,68 @@ console = Console()
 def _fail(message: str) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code=2)
+
+
+analyze_app = typer.Typer(help="Where did training change the weights, and which changes carry the gain?", no_args_is_help=True)
+app.add_typer(analyze_app, name="analyze")
+
+
+@analyze_app.command("params")
+def analyze_params_command(
+    base: Path = typer.Option(..., help="Base model directory (safetensors)."),
+    tuned: Path = typer.Option(..., help="Tuned model directory: a full fine-tune or a merged LoRA."),
+    out: Path = typer.Option(..., help="Folder for params.csv/.md, params_by_family.csv, heatmap.png, layers.png."),
+) -> None:
+    """Per layer and module kind: relative change, mean |change| and share of the whole update."""
+    from ftrl.analysis import CheckpointError, analyze_params
+
+    try:
+        report = analyze_params(base, tuned, out)
+    except CheckpointError as error:
+        raise _fail(str(error)) from None
+    console.print(f"{len(report.groups)} (layer, module) groups compared; tables and figures in {out}")
+
+
+@analyze_app.command("restore")
+def analyze_restore_command(
+    base: Path = typer.Option(..., help="Base model directory."),
+    tuned: Path = typer.Option(..., help="Tuned model directory."),
+    out: Path = typer.Option(..., help="New model directory to write."),
+    keep: str | None = typer.Option(None, help="SPEC where the tuned weights are kept (base elsewhere), e.g. mlp@0-2."),
+    revert: str | None = typer.Option(None, help="SPEC reverted to the base weights (tuned elsewhere)."),
+) -> None:
+    """Build a hybrid model: tuned weights only inside --keep SPEC, or everywhere except --revert SPEC."""
+    from ftrl.analysis import CheckpointError, SpecError, restore
+
+    if (keep is None) == (revert is None):
+        raise _fail("give exactly one of --keep SPEC or --revert SPEC")
+    try:
+        result = restore(base, tuned, keep if keep is not None else revert, out, revert=revert is not None)
+    except (CheckpointError, SpecError) as error:
+        raise _fail(str(error)) from None
+    console.print(f"wrote {out}: {len(result.from_tuned)} tensors from tuned, {len(result.from_base)} from base")
+
+
+@analyze_app.command("sweep")
+def analyze_sweep_command(
+    base: Path = typer.Option(..., help="Base model directory."),
+    tuned: Path = typer.Option(..., help="Tuned model directory."),
+    envs: Path = typer.Option(..., help="Evaluation environments (as for `ftrl eval --envs`)."),
+    out: Path = typer.Option(..., help="Sweep folder; a rerun skips points that already have results."),
+    limit: int | None = typer.Option(None, help="Evaluate only the first K environments."),
+    keep_models: bool = typer.Option(False, help="Keep the restored model directories after evaluation."),
+) -> None:
+    """Evaluate base, tuned and six hybrids (MLP/attention x lower/middle/upper layers); plot Solve-F1."""
+    from ftrl.analysis import run_sweep
+
+    try:
+        rows = run_sweep(base, tuned, envs, out, limit=limit, keep_models=keep_models)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    table = Table("model", "layers", "Solve-F1", title=str(out / "sweep.md"))
+    for row in rows:
+        table.add_row(row.label, row.region, f"{row.solve_f1:.1f}")
+    console.print(table)
 
 
 @app.command()
@@ -92,6 +155,60 @@ def call(
 
 
 @app.command()
+def score(
+    file: Path = typer.Argument(..., help="Environment states (JSONL/Parquet) the responses answer."),
+    responses: Path = typer.Option(..., help="JSONL with `row` (0-based state index) and `response` (raw model text)."),
+    out: Path = typer.Option(..., help="Output JSONL: row, reward, branch and the parsed calls."),
+    reward: str = typer.Option("f1", help="Per-turn reward: f1 (paper default), p, r or pr."),
+    matcher: str = typer.Option("reference", help="Sub-answer matcher: reference (exact reproduction) or strict."),
+    fmt: str = typer.Option("hermes", "--format", help="Tool-call format of the responses: hermes or llama31."),
+    timeout: float = typer.Option(10.0, help="Seconds before a tool call is stopped."),
+) -> None:
+    """Per-turn verifiable reward of raw model responses against environment states."""
+    from ftrl.reward import REWARD_KINDS, score_response
+    from ftrl.runtime import RuntimeConfig, ToolRuntime
+
+    if reward not in REWARD_KINDS:
+        raise _fail(f"--reward must be one of {', '.join(REWARD_KINDS)}, got {reward!r}")
+    source, _ = _load_row(file, 0)
+    try:
+        requests = read_score_requests(responses, len(source.envs))
+    except DataError as error:
+        raise _fail(str(error)) from None
+    with ToolRuntime(RuntimeConfig(timeout_s=timeout)) as runtime, _progress() as progress:
+        task = progress.add_task("scoring", total=len(requests))
+        rows = []
+        for row, text in requests:
+            env = source.envs[row]
+            scored = score_response(
+                text, codes=env.codes, unsolved_set=env.unsolved_set, solve_rate=env.solve_rate,
+                answer=env.answer or None, runtime=runtime, kind=reward, fmt=fmt, matcher=matcher,
+            )
+            rows.append({"row": row, **scored.to_row()})
+            progress.advance(task)
+    write_jsonl_atomic(out, rows)
+    mean = sum(r["reward"] for r in rows) / len(rows) if rows else 0.0
+    console.print(f"scored {len(rows)} responses, mean reward {mean:.4f} -> {out}")
+
+
+def read_score_requests(path: Path, n_rows: int) -> list[tuple[int, str]]:
+    """`(row, response)` pairs from a responses file, every line checked before any scoring starts."""
+    requests = []
+    for line, item in iter_jsonl(path):
+        if not isinstance(item.get("response"), str):
+            raise DataError(path, line, "response", "missing or not a string")
+        row = item.get("row")
+        if not isinstance(row, int) or isinstance(row, bool) or not 0 <= row < n_rows:
+            raise DataError(path, line, "row", f"must be an integer state index in 0..{n_rows - 1}, got {row!r}")
+        requests.append((row, item["response"]))
+    return requests
+
+
+def _progress() -> Progress:
+    return Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console, transient=True)
+
+
+@app.command()
 def inspect(
     file: Path = typer.Argument(..., help="Environment file or domain folder."),
     row: int | None = typer.Option(None, help="Show only this 0-based row."),
@@ -112,6 +229,82 @@ def inspect(
     console.print(f"[dim]{len(indices)} of {len(source.envs)} rows shown[/]")
 
 
+@app.command()
+def train(
+    model: str = typer.Option("embedded", help="`embedded` or a local HF model directory."),
+    data: Path = typer.Option(..., help="Trajectory states (JSONL/Parquet) written by `ftrl sample`."),
+    out: Path = typer.Option(..., help="Run directory: metrics.jsonl, checkpoints/, model/."),
+    algo: str = typer.Option("grpo", help="grpo | reinforce_pp | reinforce_pp_baseline (verl definitions)."),
+    reward: str = typer.Option("f1", help="Per-turn reward: f1 (paper default), p, r or pr."),
+    preset: str = typer.Option("cpu", help="paper (the reference verl settings) or cpu (small model, 2 cores)."),
+    lora: bool = typer.Option(False, help="Train a LoRA adapter (merged into the saved model)."),
+    steps: int | None = typer.Option(None, help="Optimizer steps (default: one pass over the data)."),
+    n: int | None = typer.Option(None, help="Responses sampled per state."),
+    batch_states: int | None = typer.Option(None, help="States per step."),
+    max_new_tokens: int | None = typer.Option(None, help="Longest response in tokens."),
+    max_prompt_tokens: int | None = typer.Option(None, help="States with longer prompts are skipped."),
+    lr: float | None = typer.Option(None, help="Learning rate (constant)."),
+    kl_coef: float | None = typer.Option(None, help="Weight of the k3 KL loss to the starting policy."),
+    save_every: int | None = typer.Option(None, help="Checkpoint every this many steps."),
+    seed: int = typer.Option(0, help="Seed for data order and sampling."),
+) -> None:
+    """RL on trajectory states with the per-turn verifiable reward; resumes from DIR/checkpoints when present."""
+    from ftrl.train.config import make_config
+    from ftrl.train.trainer import train as run_training
+
+    try:
+        config = make_config(
+            preset, model=model, data=str(data), out=str(out), algo=algo, reward=reward, lora=lora, steps=steps,
+            n=n, batch_states=batch_states, mini_batch_states=batch_states, max_new_tokens=max_new_tokens,
+            max_prompt_tokens=max_prompt_tokens, lr=lr, kl_coef=kl_coef, save_every=save_every, seed=seed,
+        )
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    console.print(f"[green]saved[/] {run_training(config, console=console)}")
+
+
+@app.command()
+def plot(
+    runs: list[Path] = typer.Argument(..., help="Run directories holding metrics.jsonl."),
+    out: Path = typer.Option(Path("training.png"), help="PNG to write."),
+) -> None:
+    """Training curves (reward, tool-call rate, KL, entropy, length, clipping) of one or more runs."""
+    from ftrl.train.plot import plot_runs
+
+    console.print(f"[green]wrote[/] {plot_runs(runs, out)}")
+
+
+@app.command()
+def bench(
+    name: str = typer.Argument(..., help="toolhop, taubench, rotbench, mmlu, bbh, gsm8k, math, humaneval, mbpp, drift."),
+    model: str = typer.Option(..., help="Model folder, 'embedded', a served model name (with --base-url), or 'gold'."),
+    out: Path = typer.Option(..., help="Output folder: results.jsonl, summary.json, summary.md (resumable)."),
+    data: Path | None = typer.Option(None, help="Benchmark data file or folder (docs/benchmarks.md)."),
+    limit: int | None = typer.Option(None, help="Only the first K items (per level for rotbench)."),
+    enable_thinking: bool = typer.Option(False, "--enable-thinking", help="Let reasoning models think."),
+    trials: int = typer.Option(1, help="taubench: trials per task (pass^1..pass^k)."),
+    user_model: str | None = typer.Option(None, help="taubench: the simulated user's model."),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible server for --model."),
+    user_base_url: str | None = typer.Option(None, help="taubench: server for --user-model (default --base-url)."),
+    base_model: str | None = typer.Option(None, help="drift: the model before training."),
+    rule: str = typer.Option("ftrl", help="rotbench: matching rule, 'ftrl' (paper) or 'rotbench' (original)."),
+) -> None:
+    """Run an external benchmark resumably and print its summary table."""
+    from rich.markdown import Markdown
+
+    from ftrl.eval.benchmarks import BenchOptions, run_benchmark
+
+    options = BenchOptions(
+        model=model, out_dir=out, data=data, limit=limit, enable_thinking=enable_thinking, trials=trials,
+        user_model=user_model, base_url=base_url, user_base_url=user_base_url, base_model=base_model, rule=rule,
+    )
+    try:
+        run_benchmark(name, options)
+    except (ValueError, RuntimeError, DataError) as error:
+        raise _fail(str(error)) from None
+    console.print(Markdown((out / "summary.md").read_text(encoding="utf-8")))
+
+
 def render_environment(index: int, env: Environment) -> Panel:
     """A rich panel describing one environment for humans."""
     tools = Table("tool", "params", "role", box=None, pad_edge=False)
@@ -129,3 +322,80 @@ def render_environment(index: int, env: Environment) -> Panel:
         tools,
     )
     return Panel(body, title=f"row {index} · {env.data_source} · {env.split}", title_align="left")
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+@app.command()
+def build(
+    out: Path = typer.Option(..., help="Output JSONL; an existing partial file from the same config is resumed."),
+    backend: str = typer.Option("procedural", help="procedural (offline, default) or llm."),
+    n: int = typer.Option(100, "--n", help="Number of environments to write."),
+    scenarios: str = typer.Option("single_hop,parallel_single_hop,multi_hop,parallel_multi_hop", help="Comma-separated."),
+    seed: int = typer.Option(0, help="Same seed and options give byte-identical files."),
+    split: str = typer.Option("train", help="train or test."),
+    domains: str = typer.Option("", help="Comma-separated world domains to use (default: all)."),
+    exclude_domains: str = typer.Option("", help="Comma-separated domains to hold out."),
+    min_hops: int = typer.Option(2, help="Fewest sub-questions of a multi-hop chain."),
+    max_hops: int = typer.Option(9, help="Most sub-questions of a multi-hop chain."),
+    max_tools: int = typer.Option(10, help="Most tools per environment; distractors fill up to a drawn count."),
+    workers: int = typer.Option(1, help="Runtime worker processes for verification."),
+    base_url: str | None = typer.Option(None, help="llm backend: OpenAI-compatible endpoint."),
+    model: str | None = typer.Option(None, help="llm backend: model name."),
+    api_key: str | None = typer.Option(None, envvar="FTRL_API_KEY", help="llm backend: API key."),
+    seed_questions: str | None = typer.Option(None, help="llm backend: JSONL of seed questions."),
+    concurrency: int = typer.Option(8, help="llm backend: parallel requests."),
+) -> None:
+    """Build verified tool-use environments (every gold trajectory is replayed in the isolated runtime)."""
+    from ftrl.build.config import BuildConfig, Difficulty
+    from ftrl.build.driver import build_environments
+
+    try:
+        difficulty = Difficulty(min_hops=min_hops, max_hops=max_hops, max_tools=max_tools)
+        config = BuildConfig(
+            backend=backend, n=n, scenarios=_csv(scenarios), seed=seed, split=split, domains=_csv(domains) or None,
+            exclude_domains=_csv(exclude_domains), difficulty=difficulty, workers=workers, base_url=base_url,
+            model=model, api_key=api_key, seed_questions=seed_questions, concurrency=concurrency,
+        )
+        with _progress() as progress:
+            task = progress.add_task("building", total=n)
+            report = build_environments(config, out, lambda done, total: progress.update(task, completed=done))
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    console.print(
+        f"wrote {report.written} environments to {out} ({report.resumed} kept from before) "
+        f"in {report.seconds:.1f} s ({report.envs_per_s:.0f}/s); {report.rejected} rejected {report.rejection_stages or ''}"
+    )
+
+
+@app.command()
+def stats(
+    file: Path = typer.Argument(..., help="Environment file (JSONL/Parquet)."),
+    plot: Path | None = typer.Option(None, help="Also save a figure (PNG) here."),
+) -> None:
+    """Per-scenario statistics of an environment file (and its build's rejection reasons)."""
+    from ftrl.build.stats import plot_stats, stats_for_path
+
+    try:
+        result = stats_for_path(file)
+    except (DataError, OSError) as error:
+        raise _fail(str(error)) from None
+    rows = result.as_rows()
+    table = Table(title=str(file))
+    table.add_column("metric", no_wrap=True)
+    for row in rows:
+        table.add_column(row["scenario"].replace("parallel_", "par. "), justify="right")
+    for key in rows[0]:
+        if key != "scenario":
+            table.add_row(key, *(f"{row[key]:.2f}" if isinstance(row[key], float) else str(row[key]) for row in rows))
+    console.print(table)
+    if result.rejections:
+        rejected = Table("count", "stage: reason", title="rejections")
+        for reason, count in result.rejections.items():
+            rejected.add_row(str(count), escape(reason))
+        console.print(rejected)
+    if plot is not None:
+        plot_stats(result, plot)
+        console.print(f"figure written to {plot}")

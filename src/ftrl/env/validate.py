@@ -139,6 +139,8 @@ def validate_path(path: str | Path, checker: CodeChecker | None = None) -> list[
     """
     from ftrl.env.domains import is_domain_folder, load_domain_folder
 
+    if not Path(path).exists():
+        raise DataError(path, None, None, "no such file or folder")
     reports: list[RowReport] = []
     if is_domain_folder(path):
         source = load_domain_folder(path)
