@@ -1,0 +1,87 @@
+"""Build configuration: one dataclass shared by the driver, the CLI and every backend."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ftrl.env.record import SCENARIOS
+
+
+@dataclass
+class Difficulty:
+    """Knobs for how hard environments are; defaults aim at the paper's test-set statistics."""
+
+    #: Hops of a multi-hop chain (inclusive range); the paper averages 5.7 sub-answers for multi-hop.
+    min_hops: int = 2
+    max_hops: int = 9
+    #: Independent branches of a parallel question (inclusive range).
+    min_width: int = 2
+    max_width: int = 2
+    #: Hops per chain in parallel multi-hop (the paper averages 7.7 sub-answers overall).
+    min_chain_hops: int = 2
+    max_chain_hops: int = 6
+    #: Parameters per tool after scaling (inclusive range; the paper averages about 7).
+    min_params: int = 5
+    max_params: int = 9
+    #: Tools per environment (inclusive range), distractors filling up to it and at least `min_distractors`;
+    #: like the paper's test set, this makes most tools of a single-hop environment distractors and few of a
+    #: parallel multi-hop one (58% overall there).
+    min_tools: int = 4
+    max_tools: int = 10
+    min_distractors: int = 1
+    #: Target share of distractor tools, for backends that size distractors by share (the LLM backend).
+    distractor_share: float = 0.58
+    #: Probability that two sub-questions with the same kind of tool share one merged tool.
+    merge_probability: float = 0.6
+
+
+@dataclass
+class BuildConfig:
+    """What to build and how; `n` counts environments written (rejections do not count)."""
+
+    backend: str = "procedural"
+    n: int = 100
+    scenarios: tuple[str, ...] = SCENARIOS
+    seed: int = 0
+    split: str = "train"
+    domains: tuple[str, ...] | None = None
+    exclude_domains: tuple[str, ...] = ()
+    difficulty: Difficulty = field(default_factory=Difficulty)
+    #: Runtime verification: seconds per tool call and number of worker processes.
+    timeout_s: float = 10.0
+    workers: int = 1
+    #: Environments verified per runtime round trip (procedural backend).
+    batch: int = 64
+    # Options of the LLM backend (`ftrl.build.llm`), passed through untouched by the procedural one.
+    base_url: str | None = None
+    model: str | None = None
+    api_key: str | None = None
+    seed_questions: str | None = None
+    concurrency: int = 8
+    temperature: float = 0.7
+    max_retries: int = 5
+    #: Response cache of the LLM backend (default `$FTRL_LLM_CACHE` or `~/.cache/ftrl/llm`).
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        self.scenarios = tuple(self.scenarios)
+        unknown = [s for s in self.scenarios if s not in SCENARIOS]
+        if unknown or not self.scenarios:
+            raise ValueError(f"unknown scenarios {unknown}; expected some of {', '.join(SCENARIOS)}")
+        if self.split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', not {self.split!r}")
+        if self.n < 0:
+            raise ValueError("n must be >= 0")
+        self.domains = tuple(self.domains) if self.domains else None
+        self.exclude_domains = tuple(self.exclude_domains)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that decide the content of environment i (a resumed build must match them)."""
+        data = asdict(self)
+        for key in ("n", "workers", "batch", "api_key", "concurrency", "timeout_s", "max_retries", "cache_dir"):
+            data.pop(key)
+        data["scenarios"] = list(self.scenarios)
+        data["domains"] = list(self.domains) if self.domains else None
+        data["exclude_domains"] = list(self.exclude_domains)
+        return data

@@ -1,0 +1,34 @@
+"""The LLM backend of environment construction: the paper's five stages as prompts to a chat model.
+
+`LLMBackend` plugs into the shared build driver (`ftrl build --backend llm ...`); `ChatClient` is the cached,
+retrying OpenAI-compatible client it uses. See docs/build-llm.md.
+"""
+
+from ftrl.build.llm.backend import (
+    LLMBackend,
+    LLMConfig,
+    SeedQuestion,
+    default_cache_dir,
+    make_backend,
+    read_seed_questions,
+)
+from ftrl.build.llm.client import ChatClient, ClientConfig, Completion, LLMUnavailable, RequestRefused, ResponseCache
+from ftrl.build.llm.extract import MalformedOutput, extract_code, extract_json
+
+__all__ = [
+    "ChatClient",
+    "ClientConfig",
+    "Completion",
+    "LLMBackend",
+    "LLMConfig",
+    "LLMUnavailable",
+    "MalformedOutput",
+    "RequestRefused",
+    "ResponseCache",
+    "SeedQuestion",
+    "default_cache_dir",
+    "make_backend",
+    "extract_code",
+    "extract_json",
+    "read_seed_questions",
+]
