@@ -141,7 +141,7 @@ def test_state_survives_worker_death_by_journal_replay(runtime):
     episode = runtime.episode(INC, {"n": 0})
     assert episode.call_many([("inc", {"key": "n"})] * 3) == ["1", "2", "3"]
     died = episode.call("crash", "{}")
-    assert died.startswith("an error occured when call crash: tool worker worker exited")
+    assert died.startswith("an error occured when call crash: tool worker exited")
     assert episode.call("inc", {"key": "n"}) == "4"  # replayed on a fresh worker; the crashed call left no trace
     assert episode.state() == {"n": 4}
     episode._slot.process.kill()  # killed from outside while idle
