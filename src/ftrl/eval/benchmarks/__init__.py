@@ -1,0 +1,154 @@
+"""External benchmarks of the paper (ToolHop, tau-bench, RoTBench) and general-capability checks, by name.
+
+`run_benchmark(name, options)` is what `ftrl bench NAME` calls: it loads the data, builds the agent (the model
+under test, or the gold/oracle agent when the model is `gold`), runs resumably into `options.out_dir` and
+returns the summary. See docs/benchmarks.md for the rules behind every score.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ftrl.eval.benchmarks.common import ChatEndpointPolicy, Policy
+
+GOLD = "gold"
+
+
+@dataclass
+class BenchOptions:
+    """Everything a benchmark run may need; each benchmark reads the fields it uses."""
+
+    model: str
+    out_dir: Path
+    data: Path | None = None
+    limit: int | None = None
+    enable_thinking: bool = False
+    trials: int = 1
+    user_model: str | None = None
+    base_url: str | None = None
+    user_base_url: str | None = None
+    api_key: str | None = None
+    base_model: str | None = None
+    rule: str = "ftrl"
+    batch_size: int = 8
+    workers: int = 0
+
+
+def load_policy(spec: str, base_url: str | None, enable_thinking: bool, api_key: str | None = None) -> Policy:
+    """The policy for a model spec: an OpenAI-compatible server when `base_url` is given (key from the option or
+    `OPENAI_API_KEY`), else a local model (folder or `embedded`) through `ftrl.rollout`."""
+    if base_url:
+        key = api_key or os.environ.get("OPENAI_API_KEY")
+        return ChatEndpointPolicy(base_url, spec, api_key=key, enable_thinking=enable_thinking)
+    try:
+        from ftrl.rollout.policies import load_local_policy  # provided by the rollout layer
+    except ImportError:
+        raise RuntimeError(
+            "local models need ftrl.rollout.policies.load_local_policy; serve the model with an "
+            "OpenAI-compatible server and pass --base-url meanwhile"
+        ) from None
+    return load_local_policy(spec, enable_thinking=enable_thinking)
+
+
+def _require_data(options: BenchOptions, name: str) -> Path:
+    if options.data is None:
+        raise ValueError(f"{name} needs --data (see docs/benchmarks.md for where to get it)")
+    return options.data
+
+
+def _runtime(options: BenchOptions) -> Any:
+    from ftrl.runtime import RuntimeConfig, ToolRuntime
+
+    return ToolRuntime(RuntimeConfig(workers=options.workers))
+
+
+def _model(options: BenchOptions) -> Policy:
+    return load_policy(options.model, options.base_url, options.enable_thinking, options.api_key)
+
+
+def run_toolhop_bench(options: BenchOptions) -> dict[str, Any]:
+    from ftrl.eval.benchmarks.toolhop import ToolHopOracle, load_toolhop, run_toolhop
+
+    items = load_toolhop(_require_data(options, "toolhop"), options.limit)
+    with _runtime(options) as runtime:
+        agent = ToolHopOracle.for_item if options.model == GOLD else _model(options)
+        return run_toolhop(items, agent, options.out_dir, runtime)
+
+
+def run_taubench_bench(options: BenchOptions) -> dict[str, Any]:
+    from ftrl.eval.benchmarks.taubench import GoldAgent, ScriptedUser, load_taubench, run_taubench
+
+    source, tasks = load_taubench(_require_data(options, "taubench"), options.limit)
+    if options.user_model:
+        user = load_policy(options.user_model, options.user_base_url or options.base_url, False, options.api_key)
+    elif options.model == GOLD:
+        user = ScriptedUser()
+    else:
+        raise ValueError("taubench needs --user-model (the simulated user; the paper uses gpt-4o via --user-base-url)")
+    with _runtime(options) as runtime:
+        agent = GoldAgent.for_task if options.model == GOLD else _model(options)
+        return run_taubench(source, tasks, agent, user, options.out_dir, runtime, trials=options.trials)
+
+
+def run_rotbench_bench(options: BenchOptions) -> dict[str, Any]:
+    from ftrl.eval.benchmarks.rotbench import gold_policy, load_rotbench, run_rotbench
+
+    items = load_rotbench(_require_data(options, "rotbench"), limit=options.limit)
+    policy = gold_policy(items) if options.model == GOLD else _model(options)
+    return run_rotbench(items, policy, options.out_dir, rule=options.rule, batch_size=options.batch_size)
+
+
+def _general(task: str) -> Callable[[BenchOptions], dict[str, Any]]:
+    def run(options: BenchOptions) -> dict[str, Any]:
+        from ftrl.eval.benchmarks.general import TASKS, gold_policy, load_rows, run_general
+
+        rows = load_rows(_require_data(options, task), TASKS[task], options.limit)
+        policy = gold_policy(task, rows) if options.model == GOLD else _model(options)
+        if not TASKS[task].needs_runtime:
+            return run_general(task, rows, policy, options.out_dir, batch_size=options.batch_size)
+        with _runtime(options) as runtime:
+            return run_general(task, rows, policy, options.out_dir, runtime, batch_size=options.batch_size)
+
+    return run
+
+
+def run_drift_bench(options: BenchOptions) -> dict[str, Any]:
+    from ftrl.eval.benchmarks.general import run_drift
+
+    if not options.base_model:
+        raise ValueError("drift needs --base-model (the model before training)")
+    return run_drift(options.model, options.base_model, options.out_dir)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    summary: str
+    run: Callable[[BenchOptions], dict[str, Any]]
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    bench.name: bench
+    for bench in (
+        Benchmark("toolhop", "multi-hop tool use: Direct / Mandatory / Free answer correctness", run_toolhop_bench),
+        Benchmark("taubench", "stateful customer-service agent with a simulated user: pass^k", run_taubench_bench),
+        Benchmark("rotbench", "tool calling under noisy tool docs: TS / PI / CF per noise level", run_rotbench_bench),
+        *[Benchmark(task, f"general capability: {task}", _general(task))
+          for task in ("mmlu", "bbh", "gsm8k", "math", "humaneval", "mbpp")],
+        Benchmark("drift", "perplexity and KL(tuned||base) on a bundled text sample", run_drift_bench),
+    )
+}
+
+
+def run_benchmark(name: str, options: BenchOptions) -> dict[str, Any]:
+    """Run benchmark `name` (see `BENCHMARKS`) with `options`; returns its summary."""
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+    return BENCHMARKS[name].run(options)
+
+
+__all__ = ["BENCHMARKS", "GOLD", "BenchOptions", "Benchmark", "load_policy", "run_benchmark"]

@@ -1,0 +1,174 @@
+"""Plumbing shared by the external benchmarks: the policy protocol, resumable per-item results, summaries.
+
+Every benchmark writes `results.jsonl` (one row per finished item, keyed by `key`) and `summary.json` +
+`summary.md` into its output folder. A rerun reads `results.jsonl` first and skips finished keys, so a run
+killed after hours resumes where it stopped and the summary always covers every finished item.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from hashlib import sha256
+from pathlib import Path
+from typing import Any, Protocol
+
+from ftrl.formats.openai import from_openai, to_openai
+from ftrl.jsonl import JsonlAppender, atomic_path, iter_jsonl
+
+Message = dict[str, Any]
+RESULTS_FILE = "results.jsonl"
+
+
+class Policy(Protocol):
+    """Anything that answers chat conversations with assistant messages in OpenAI format.
+
+    `tools[i]` are the OpenAI tool schemas offered in `conversations[i]` (None: no tools at all). The reply is
+    `{"role": "assistant", "content": str | None, "tool_calls": [...] | None}`.
+    """
+
+    def generate(self, conversations: list[list[Message]], tools: list[list[dict]] | None = None) -> list[Message]: ...
+
+
+#: A benchmark agent: one policy for every item, or a function building one per item (gold / oracle agents).
+AgentSpec = Policy | Callable[[Any], Policy]
+
+
+def agent_for(agent: AgentSpec, item: Any) -> Policy:
+    """The policy that plays `item`: the shared policy, or the one the factory builds for this item."""
+    return agent if hasattr(agent, "generate") else agent(item)
+
+
+def generate_one(policy: Policy, messages: list[Message], tools: list[dict] | None = None) -> Message:
+    """One reply for one conversation (the protocol is batched; multi-turn benchmarks go item by item)."""
+    return policy.generate([messages], None if tools is None else [tools])[0]
+
+
+def text_of(message: Message) -> str:
+    """An assistant message's text; `None` content counts as empty."""
+    return str(message.get("content") or "")
+
+
+def fingerprint(messages: Sequence[Message]) -> str:
+    """A stable key for a conversation (role and content of every message)."""
+    canonical = json.dumps([[m.get("role"), m.get("content")] for m in messages], ensure_ascii=False)
+    return sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class LookupPolicy:
+    """Replies with a fixed text chosen by the conversation's fingerprint; unknown conversations get `default`.
+
+    Gold agents of single-turn benchmarks (and scripted test policies) are lookups: the benchmark registers the
+    gold reply for each prompt it will send, then runs the policy through the normal, batched path.
+    """
+
+    replies: dict[str, str] = field(default_factory=dict)
+    default: str = ""
+
+    def add(self, messages: Sequence[Message], reply: str) -> None:
+        self.replies[fingerprint(messages)] = reply
+
+    def generate(self, conversations: list[list[Message]], tools: list[list[dict]] | None = None) -> list[Message]:
+        return [
+            {"role": "assistant", "content": self.replies.get(fingerprint(c), self.default), "tool_calls": None}
+            for c in conversations
+        ]
+
+
+@dataclass
+class ChatEndpointPolicy:
+    """An OpenAI-compatible chat-completions server (vLLM, llama.cpp, SGLang, OpenAI) as a policy.
+
+    Greedy by default like the paper's evaluation. `enable_thinking=True` sends vLLM/SGLang's
+    `chat_template_kwargs`; otherwise nothing extra is sent, because strict servers reject unknown fields.
+    """
+
+    base_url: str
+    model: str
+    api_key: str | None = None
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    enable_thinking: bool = False
+    timeout_s: float = 120.0
+
+    def generate(self, conversations: list[list[Message]], tools: list[list[dict]] | None = None) -> list[Message]:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        replies = []
+        for index, conversation in enumerate(conversations):
+            body: dict[str, Any] = {
+                "model": self.model,
+                "messages": [to_openai(message) for message in conversation],
+                "temperature": self.temperature,
+                "max_tokens": self.max_tokens,
+            }
+            if tools is not None and tools[index]:
+                body["tools"] = tools[index]
+            if self.enable_thinking:
+                body["chat_template_kwargs"] = {"enable_thinking": True}
+            response = httpx.post(
+                f"{self.base_url.rstrip('/')}/chat/completions", json=body, headers=headers, timeout=self.timeout_s
+            )
+            response.raise_for_status()
+            replies.append(from_openai(response.json()["choices"][0]["message"]))
+        return replies
+
+
+class ResultLog:
+    """`results.jsonl` of one benchmark run: finished rows by key, appended one flushed line at a time."""
+
+    def __init__(self, out_dir: str | Path):
+        self.path = Path(out_dir) / RESULTS_FILE
+        self.rows: dict[str, dict[str, Any]] = {}
+        if self.path.exists():
+            for _, row in iter_jsonl(self.path, allow_torn_tail=True):
+                self.rows[row["key"]] = row
+        self._appender: JsonlAppender | None = None
+
+    def done(self, key: str) -> bool:
+        return key in self.rows
+
+    def add(self, row: dict[str, Any]) -> None:
+        if self._appender is None:
+            self._appender = JsonlAppender(self.path)
+        self._appender.write(row)
+        self.rows[row["key"]] = row
+
+    def close(self) -> None:
+        if self._appender is not None:
+            self._appender.close()
+
+    def __enter__(self) -> ResultLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def batched(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), max(1, size)):
+        yield items[start : start + max(1, size)]
+
+
+def mean(values: Iterable[float]) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else 0.0
+
+
+def write_summary(out_dir: str | Path, summary: dict[str, Any], table: list[list[Any]], title: str) -> None:
+    """`summary.json` (atomically) and `summary.md`: a markdown table whose first row is the header."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "summary.json") as temporary:
+        temporary.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    header, *rows = table
+    lines = [f"# {title}", "", "| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
+    (out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
