@@ -241,6 +241,7 @@ def train(
     steps: int | None = typer.Option(None, help="Optimizer steps (default: one pass over the data)."),
     n: int | None = typer.Option(None, help="Responses sampled per state."),
     batch_states: int | None = typer.Option(None, help="States per step."),
+    mini_batch_states: int | None = typer.Option(None, help="States per optimizer update (default: --batch-states)."),
     max_new_tokens: int | None = typer.Option(None, help="Longest response in tokens."),
     max_prompt_tokens: int | None = typer.Option(None, help="States with longer prompts are skipped."),
     lr: float | None = typer.Option(None, help="Learning rate (constant)."),
@@ -255,8 +256,9 @@ def train(
     try:
         config = make_config(
             preset, model=model, data=str(data), out=str(out), algo=algo, reward=reward, lora=lora, steps=steps,
-            n=n, batch_states=batch_states, mini_batch_states=batch_states, max_new_tokens=max_new_tokens,
-            max_prompt_tokens=max_prompt_tokens, lr=lr, kl_coef=kl_coef, save_every=save_every, seed=seed,
+            n=n, batch_states=batch_states, mini_batch_states=mini_batch_states or batch_states,
+            max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens, lr=lr, kl_coef=kl_coef,
+            save_every=save_every, seed=seed,
         )
     except ValueError as error:
         raise _fail(str(error)) from None
@@ -272,6 +274,65 @@ def plot(
     from ftrl.train.plot import plot_runs
 
     console.print(f"[green]wrote[/] {plot_runs(runs, out)}")
+
+
+@app.command()
+def sft(
+    model: str = typer.Option("embedded", help="`embedded` or a local HF model directory."),
+    envs: Path = typer.Option(..., help="Procedural environments with gold calls (extra.gold_calls)."),
+    out: Path = typer.Option(..., help="Run directory: metrics.jsonl, model/."),
+    epochs: int = typer.Option(2, help="Passes over the gold trajectories."),
+    lr: float = typer.Option(1e-5, help="Learning rate."),
+    lora: bool = typer.Option(False, help="Train a LoRA adapter (merged into the saved model)."),
+) -> None:
+    """Supervised warm start on gold tool-call trajectories (loss on assistant tokens only)."""
+    from ftrl.train.sft import SFTConfig, sft as run_sft
+
+    config = SFTConfig(model=model, envs=str(envs), out=str(out), epochs=epochs, lr=lr, lora=lora)
+    console.print(f"[green]saved[/] {run_sft(config, console=console)}")
+
+
+@app.command()
+def loop(
+    model: str = typer.Option("embedded", help="Starting model."),
+    envs: Path = typer.Option(..., help="Training environments to collect states from."),
+    eval_envs: Path = typer.Option(..., help="Held-out environments for Solve-P/R/F1."),
+    out: Path = typer.Option(..., help="Loop directory (resumable: loop_state.json)."),
+    rounds: int = typer.Option(3, help="Collect -> train -> evaluate rounds."),
+    algo: str = typer.Option("grpo", help="grpo | reinforce_pp | reinforce_pp_baseline."),
+    preset: str = typer.Option("cpu", help="Training preset: paper or cpu."),
+    steps: int | None = typer.Option(None, help="Training steps per round (default: one pass)."),
+    lora: bool = typer.Option(False, help="Train LoRA adapters."),
+) -> None:
+    """The iterative recipe: per round collect states with the current policy, train on them, evaluate."""
+    from ftrl.train.loop import LoopConfig, run_loop
+
+    config = LoopConfig(model, str(envs), str(eval_envs), str(out), rounds, algo, preset, steps, lora)
+    run_loop(config, console=console)
+
+
+export_app = typer.Typer(help="Export ftrl data to other training stacks.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("verl")
+def export_verl_command(
+    data: Path = typer.Option(..., help="Trajectory states (JSONL/Parquet)."),
+    out: Path = typer.Option(..., help="Folder for train.parquet, ftrl_reward.py and the launch scripts."),
+    reward: str = typer.Option("f1", help="Per-turn reward: f1, p, r or pr."),
+    matcher: str = typer.Option("reference", help="Sub-answer matcher: reference or strict."),
+    tools_in_prompt: bool = typer.Option(True, help="Put tools in the prompt messages (any verl); off: raw "
+                                         "messages and data.tools_key=tools (the reference's patched verl)."),
+) -> None:
+    """States as a verl dataset with a reward module calling ftrl and the paper's launch scripts."""
+    from ftrl.export import export_verl
+
+    try:
+        written = export_verl(data, out, reward=reward, matcher=matcher, tools_in_prompt=tools_in_prompt)
+    except (ValueError, DataError) as error:
+        raise _fail(str(error)) from None
+    for path in written:
+        console.print(f"[green]wrote[/] {path}")
 
 
 @app.command()
@@ -340,7 +401,10 @@ def build(
     exclude_domains: str = typer.Option("", help="Comma-separated domains to hold out."),
     min_hops: int = typer.Option(2, help="Fewest sub-questions of a multi-hop chain."),
     max_hops: int = typer.Option(9, help="Most sub-questions of a multi-hop chain."),
+    min_tools: int = typer.Option(4, help="Fewest tools per environment."),
     max_tools: int = typer.Option(10, help="Most tools per environment; distractors fill up to a drawn count."),
+    min_params: int = typer.Option(5, help="Fewest parameters per tool after complexity scaling."),
+    max_params: int = typer.Option(9, help="Most parameters per tool after complexity scaling."),
     workers: int = typer.Option(1, help="Runtime worker processes for verification."),
     base_url: str | None = typer.Option(None, help="llm backend: OpenAI-compatible endpoint."),
     model: str | None = typer.Option(None, help="llm backend: model name."),
@@ -353,7 +417,8 @@ def build(
     from ftrl.build.driver import build_environments
 
     try:
-        difficulty = Difficulty(min_hops=min_hops, max_hops=max_hops, max_tools=max_tools)
+        difficulty = Difficulty(min_hops=min_hops, max_hops=max_hops, min_tools=min_tools, max_tools=max_tools,
+                                min_params=min_params, max_params=max_params)
         config = BuildConfig(
             backend=backend, n=n, scenarios=_csv(scenarios), seed=seed, split=split, domains=_csv(domains) or None,
             exclude_domains=_csv(exclude_domains), difficulty=difficulty, workers=workers, base_url=base_url,
