@@ -1,0 +1,161 @@
+"""The policy side of training: load (optionally LoRA-wrapped), sample responses, score tokens, save.
+
+A rollout batch is laid out as verl lays it out: prompts left-padded to a common width P, responses
+right-padded to a common width R, and a response mask that covers each response up to and including its first
+end-of-turn token. Log-probabilities and entropies use logits divided by the sampling temperature, as verl's
+actor and reference workers do, so the PPO ratio and the KL compare the distributions that were sampled from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from ftrl.train.algos import entropy_from_logits
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+def load_policy(
+    path: str | Path,
+    *,
+    lora: bool = False,
+    lora_r: int = 16,
+    lora_alpha: int = 32,
+    gradient_checkpointing: bool = False,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Model in fp32 (bf16 is 16-22x slower on CPUs without bf16 instructions) and its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        # dropout 0 keeps the sampling policy and the trained policy identical (ratio exactly 1 on-policy)
+        config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0, target_modules="all-linear")
+        model = get_peft_model(model, config)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if lora:
+            model.enable_input_require_grads()
+    return model, tokenizer
+
+
+def frozen_copy(model: PreTrainedModel) -> PreTrainedModel:
+    """The reference policy for the KL term: a frozen copy taken before any update (full fine-tuning only;
+    with LoRA the reference is the base model with the adapter disabled, no copy needed)."""
+    import copy
+
+    reference = copy.deepcopy(model).eval()
+    reference.requires_grad_(False)
+    return reference
+
+
+def end_of_turn_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Token ids that end an assistant turn: the tokenizer's EOS and the model's generation EOS ids."""
+    ids = {tokenizer.eos_token_id}
+    configured = model.generation_config.eos_token_id
+    ids.update(configured if isinstance(configured, list) else [configured])
+    return sorted(i for i in ids if i is not None)
+
+
+@dataclass
+class RolloutBatch:
+    """Sampled responses for a list of prompts, `n` per prompt, in prompt order (rows i*n .. i*n+n-1)."""
+
+    input_ids: torch.Tensor  # (B, P + R)
+    attention_mask: torch.Tensor  # (B, P + R)
+    response_mask: torch.Tensor  # (B, R) float
+    prompt_width: int
+    texts: list[str]  # decoded responses without the final end-of-turn token
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def response_mask(responses: torch.Tensor, eos_ids: list[int]) -> torch.Tensor:
+    """1 up to and including the first end-of-turn token, 0 after (verl `get_eos_mask`)."""
+    is_eos = torch.isin(responses, torch.tensor(eos_ids))
+    after = (torch.cumsum(is_eos, dim=1) - is_eos.long()) > 0
+    return (~after).float()
+
+
+@torch.no_grad()
+def sample(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_ids: list[list[int]],
+    *,
+    n: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+) -> RolloutBatch:
+    """Sample `n` responses per prompt in one batched `generate` call (top-k off, as in verl)."""
+    pad = tokenizer.pad_token_id
+    width = max(len(ids) for ids in prompt_ids)
+    prompts = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids])
+    prompt_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids])
+    eos_ids = end_of_turn_ids(model, tokenizer)
+    model.eval()
+    output = model.generate(
+        input_ids=prompts,
+        attention_mask=prompt_mask,
+        do_sample=True,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=0,
+        max_new_tokens=max_new_tokens,
+        num_return_sequences=n,
+        eos_token_id=eos_ids,
+        pad_token_id=pad,
+    )
+    responses = output[:, width:]
+    mask = response_mask(responses, eos_ids)
+    texts = []
+    for row, row_mask in zip(responses, mask):
+        tokens = row[: int(row_mask.sum())].tolist()
+        if tokens and tokens[-1] in eos_ids:
+            tokens = tokens[:-1]
+        texts.append(tokenizer.decode(tokens, skip_special_tokens=False))
+    attention = torch.cat([prompt_mask.repeat_interleave(n, dim=0), mask.long()], dim=1)
+    return RolloutBatch(output, attention, mask, width, texts)
+
+
+def token_logprobs(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    response_width: int,
+    temperature: float,
+    with_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probabilities (and entropies) of the last `response_width` tokens under `model`, at `temperature`."""
+    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+    logits = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=False,
+        logits_to_keep=response_width + 1,
+    ).logits[:, :-1].float() / temperature
+    targets = input_ids[:, -response_width:]
+    log_probs = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    return log_probs, entropy_from_logits(logits) if with_entropy else None
+
+
+def save_hf(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: str | Path) -> Path:
+    """A plain HF safetensors directory (LoRA merged into the weights) for `AutoModelForCausalLM.from_pretrained`."""
+    out = Path(out)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out

@@ -1,0 +1,139 @@
+"""`ftrl sft`: a supervised warm start on the gold trajectories of procedural environments.
+
+Small models rarely emit a well-formed tool call, so RL has no signal to amplify; a short SFT pass on gold
+trajectories fixes the format first. A trajectory is the environment's gold calls (`extra["gold_calls"]`, in
+sub-question order; calls whose sub-questions do not depend on each other share a turn, as parallel calls do)
+with the real tool outputs from executing them in the runtime, then the gold final answer. Turns are rendered
+exactly as the policy sees and writes them (the training prompt, hermes `<tool_call>` text) and the loss covers
+assistant tokens only.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ftrl.env import Environment, read_envs
+from ftrl.formats import render_hermes
+from ftrl.jsonl import JsonlAppender
+from ftrl.train.policy import load_policy, save_hf
+from ftrl.train.trainer import FINAL_MODEL, METRICS_FILE, prompt_messages
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+IGNORE = -100
+
+
+@dataclass
+class SFTConfig:
+    model: str = "embedded"
+    envs: str = ""
+    out: str = "runs/sft"
+    epochs: int = 2
+    lr: float = 1e-5
+    batch_size: int = 4  # trajectories per optimizer step (one forward each, gradients accumulated)
+    max_tokens: int = 4096  # longer trajectories are skipped
+    lora: bool = False
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def call_waves(env: Environment) -> list[list[dict[str, Any]]]:
+    """Gold calls grouped into turns: a call goes one turn after the latest call whose answer it needs."""
+    calls = env.gold_calls or []
+    subs = env.extra.get("sub_questions") or []
+    wave: list[int] = []
+    for i in range(len(calls)):
+        needs = subs[i].get("depends_on", []) if i < len(subs) else list(range(i))
+        wave.append(1 + max((wave[j] for j in needs if j < i), default=-1))
+    return [[call for call, w in zip(calls, wave) if w == k] for k in range(max(wave, default=-1) + 1)]
+
+
+def gold_trajectory(env: Environment, runtime: Any) -> list[dict[str, Any]]:
+    """Assistant turns with tool calls, the tool messages their execution returns, and the final answer."""
+    messages: list[dict[str, Any]] = []
+    with runtime.episode(env.codes) as episode:
+        for calls in call_waves(env):
+            outputs = episode.call_many([(c["function"]["name"], c["function"]["arguments"]) for c in calls])
+            messages.append({"role": "assistant", "content": "", "tool_calls": calls})
+            for call, output in zip(calls, outputs):
+                messages.append({"role": "tool", "tool_call_id": call["id"], "content": output})
+    messages.append({"role": "assistant", "content": env.answer})
+    return messages
+
+
+def tokenize_trajectory(
+    tokenizer: PreTrainedTokenizerBase, env: Environment, trajectory: list[dict[str, Any]]
+) -> tuple[list[int], list[int]]:
+    """Token ids and labels (IGNORE outside assistant turns) of the rendered conversation."""
+    folded = prompt_messages(Environment(**{**env.__dict__, "messages": env.messages + trajectory}))
+    ids: list[int] = []
+    labels: list[int] = []
+    done = ""
+    for k, message in enumerate(folded):
+        if message["role"] != "assistant":
+            continue
+        prefix = tokenizer.apply_chat_template(folded[:k], add_generation_prompt=True, tokenize=False)
+        turn = {"role": "assistant", "content": render_hermes(message) if message.get("tool_calls") else message["content"]}
+        full = tokenizer.apply_chat_template([*folded[:k], turn], tokenize=False)
+        context = tokenizer(prefix[len(done) :], add_special_tokens=False).input_ids
+        answer = tokenizer(full[len(prefix) :], add_special_tokens=False).input_ids
+        ids += context + answer
+        labels += [IGNORE] * len(context) + answer
+        done = full
+    return ids, labels
+
+
+def sft(config: SFTConfig, console: Console | None = None) -> Path:
+    """Fine-tune on gold trajectories; returns the saved HF model directory."""
+    from ftrl.rollout.models import resolve_model
+    from ftrl.runtime import RuntimeConfig, ToolRuntime
+
+    console = console or Console(stderr=True)
+    torch.manual_seed(config.seed)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    model, tokenizer = load_policy(resolve_model(config.model), lora=config.lora)
+    envs = [env for env in read_envs(config.envs) if env.gold_calls and not env.domain]
+    with ToolRuntime(RuntimeConfig()) as runtime:
+        examples = [tokenize_trajectory(tokenizer, env, gold_trajectory(env, runtime)) for env in envs]
+    examples = [example for example in examples if len(example[0]) <= config.max_tokens]
+    if not examples:
+        raise ValueError(f"{config.envs}: no environment with gold calls fits max_tokens={config.max_tokens}")
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    steps_per_epoch = -(-len(examples) // config.batch_size)
+    columns = (TextColumn("[bold]sft"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    model.train()
+    with Progress(*columns, console=console) as progress, JsonlAppender(out / METRICS_FILE) as log:
+        task = progress.add_task("sft", total=config.epochs * steps_per_epoch)
+        step = 0
+        for epoch in range(config.epochs):
+            order = list(range(len(examples)))
+            random.Random(config.seed + epoch).shuffle(order)
+            for start in range(0, len(order), config.batch_size):
+                started, batch = time.perf_counter(), order[start : start + config.batch_size]
+                optimizer.zero_grad(set_to_none=True)
+                total = 0.0
+                for index in batch:
+                    ids, labels = (torch.tensor([part]) for part in examples[index])
+                    loss = model(input_ids=ids, labels=labels).loss / len(batch)
+                    loss.backward()
+                    total += loss.item()
+                optimizer.step()
+                step += 1
+                log.write({"step": step, "epoch": epoch, "loss": total, "seconds": time.perf_counter() - started})
+                progress.update(task, completed=step)
+    console.print(f"[dim]{len(examples)} trajectories, {step} steps, last loss {total:.4f}[/dim]")
+    return save_hf(model, tokenizer, out / FINAL_MODEL)

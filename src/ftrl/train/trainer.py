@@ -1,0 +1,330 @@
+"""`ftrl train`: per-turn policy-gradient RL on trajectory states with the verifiable tool-use reward.
+
+One step: take `batch_states` states, sample `n` next assistant turns for each, score every turn with the
+per-turn reward (parse, run the tool calls in the sandboxed runtime, Solve-F1 by default), turn rewards into
+advantages (`grpo`, `reinforce_pp`, `reinforce_pp_baseline`), and apply the dual-clip PPO loss with a k3 KL
+to the frozen starting policy and an entropy bonus. A small trainer of our own rather than TRL's GRPOTrainer:
+TRL has no REINFORCE++ estimators and its advantage code is inline, while the paper's results depend on
+verl's exact definitions (docs/training.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ftrl.env import Environment, read_envs
+from ftrl.jsonl import JsonlAppender, iter_jsonl, write_jsonl_atomic
+from ftrl.train.algos import agg_loss, compute_advantages, kl_k3, policy_loss
+from ftrl.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from ftrl.train.config import TrainConfig
+from ftrl.train.policy import RolloutBatch, frozen_copy, load_policy, sample, save_hf, token_logprobs
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+#: `(state, response text) -> (reward, number of parsed tool calls)`.
+Scorer = Callable[[Environment, str], tuple[float, int]]
+
+METRICS_FILE = "metrics.jsonl"
+FINAL_MODEL = "model"
+
+
+def prompt_messages(env: Environment) -> list[dict[str, Any]]:
+    """The chat messages the policy sees for a state. ADAPTER: replace with `ftrl.rollout`'s renderer once it
+    exists, so training and evaluation see identical prompts. Until then: tools and one worked example in the
+    system prompt, tool turns folded into text (works for templates with or without tool support)."""
+    from ftrl.formats import fold_tool_turns, render_tool_system_prompt
+
+    messages = fold_tool_turns(env.messages)
+    tools_prompt = render_tool_system_prompt(env.tools)
+    if messages and messages[0].get("role") == "system":
+        messages[0] = {"role": "system", "content": f"{messages[0].get('content') or ''}\n\n{tools_prompt}"}
+    else:
+        messages.insert(0, {"role": "system", "content": tools_prompt})
+    return messages
+
+
+def render_prompt(tokenizer: PreTrainedTokenizerBase, env: Environment) -> str:
+    """The generation prompt text for a state."""
+    return tokenizer.apply_chat_template(prompt_messages(env), add_generation_prompt=True, tokenize=False)
+
+
+def runtime_scorer(config: TrainConfig) -> tuple[AbstractContextManager[Any], Callable[[Any], Scorer]]:
+    """The default scorer: `ftrl.reward.score_response` with tools executed in a `ToolRuntime`."""
+    from ftrl.reward import score_response
+    from ftrl.runtime import RuntimeConfig, ToolRuntime
+
+    def bind(runtime: Any) -> Scorer:
+        def score(env: Environment, text: str) -> tuple[float, int]:
+            scored = score_response(
+                text,
+                codes=env.codes,
+                unsolved_set=env.unsolved_set,
+                solve_rate=env.solve_rate,
+                answer=env.answer or None,  # as `ftrl score`: an empty gold answer must not match everything
+                runtime=runtime,
+                kind=config.reward,
+                fmt=config.fmt,
+                matcher=config.matcher,
+            )
+            return scored.reward, scored.turn.n_calls
+
+        return score
+
+    return ToolRuntime(RuntimeConfig(timeout_s=config.tool_timeout_s, workers=config.tool_workers)), bind
+
+
+@dataclass
+class DataCursor:
+    """Where training is in the data: epoch `epoch`, the `position`-th state of that epoch's shuffled order."""
+
+    size: int
+    seed: int
+    epoch: int = 0
+    position: int = 0
+
+    def take(self, count: int) -> list[int]:
+        """The next `count` state indices (a new shuffle each epoch, like verl's shuffled dataloader)."""
+        taken: list[int] = []
+        while len(taken) < count:
+            order = list(range(self.size))
+            random.Random(self.seed * 100_003 + self.epoch).shuffle(order)
+            chunk = order[self.position : self.position + count - len(taken)]
+            taken += chunk
+            self.position += len(chunk)
+            if self.position >= self.size:
+                self.epoch, self.position = self.epoch + 1, 0
+        return taken
+
+
+class Trainer:
+    """Holds the policy, reference, optimizer and data; `run()` trains to `config.steps` and saves the model."""
+
+    def __init__(self, config: TrainConfig, scorer: Scorer | None = None, console: Console | None = None):
+        from ftrl.rollout.models import resolve_model
+
+        self.config = config
+        self.out = Path(config.out)
+        self.console = console or Console(stderr=True)
+        self.scorer = scorer
+        self.model_path = resolve_model(config.model)
+        self.model, self.tokenizer = load_policy(
+            self.model_path,
+            lora=config.lora,
+            lora_r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            gradient_checkpointing=config.gradient_checkpointing,
+        )
+        self.reference = frozen_copy(self.model) if config.kl_coef and not config.lora else None
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.states, self.prompts = self._load_states()
+        self.cursor = DataCursor(len(self.states), config.seed)
+        self.step = 0
+        self.total_steps = config.steps or len(self.states) // config.batch_states
+        if self.total_steps < 1:
+            raise ValueError(f"{len(self.states)} usable states is fewer than batch_states={config.batch_states}")
+
+    def _load_states(self) -> tuple[list[Environment], list[list[int]]]:
+        """States whose prompt fits `max_prompt_tokens` (verl's filter_overlong_prompts), with their token ids."""
+        states, prompts = [], []
+        for env in read_envs(self.config.data):
+            ids = self.tokenizer(render_prompt(self.tokenizer, env), add_special_tokens=False).input_ids
+            if len(ids) <= self.config.max_prompt_tokens:
+                states.append(env)
+                prompts.append(ids)
+        if not states:
+            raise ValueError(f"{self.config.data}: no state fits max_prompt_tokens={self.config.max_prompt_tokens}")
+        return states, prompts
+
+    # ---- resume -------------------------------------------------------------------------------------------
+    def resume(self) -> bool:
+        """Continue from the newest complete checkpoint in `out`, if any; metrics after it are dropped."""
+        checkpoints = list_checkpoints(self.out)
+        if not checkpoints:
+            return False
+        state = load_checkpoint(checkpoints[-1], self.model, self.optimizer)
+        self.step = state["step"]
+        self.cursor = DataCursor(len(self.states), self.config.seed, state["epoch"], state["position"])
+        metrics = self.out / METRICS_FILE
+        if metrics.exists():
+            rows = [row for _, row in iter_jsonl(metrics, allow_torn_tail=True) if row["step"] <= self.step]
+            write_jsonl_atomic(metrics, rows)
+        self.console.print(f"[dim]resumed from {checkpoints[-1]} (step {self.step})[/dim]")
+        return True
+
+    def _checkpoint(self) -> None:
+        state = {"step": self.step, "epoch": self.cursor.epoch, "position": self.cursor.position}
+        save_checkpoint(self.out, self.model, self.optimizer, state, self.config.keep_checkpoints)
+
+    # ---- one step -----------------------------------------------------------------------------------------
+    def train_step(self, score: Scorer) -> dict[str, float]:
+        """Sample, score, compute advantages and update once; returns the step's metrics."""
+        config, started = self.config, time.perf_counter()
+        indices = self.cursor.take(config.batch_states)
+        batch = sample(
+            self.model,
+            self.tokenizer,
+            [self.prompts[i] for i in indices],
+            n=config.n,
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            top_p=config.top_p,
+        )
+        scored = [score(self.states[indices[row // config.n]], text) for row, text in enumerate(batch.texts)]
+        rewards = torch.tensor([reward for reward, _ in scored], dtype=torch.float32)
+        calls = torch.tensor([n_calls > 0 for _, n_calls in scored])
+        groups = [indices[row // config.n] for row in range(len(batch))]
+        advantages = compute_advantages(config.algo, rewards, batch.response_mask, groups, config.gamma)
+        metrics = self.update(batch, advantages)
+        lengths = batch.response_mask.sum(dim=1)
+        metrics |= {
+            "reward_mean": rewards.mean().item(),
+            "reward_std": rewards.std().item() if len(rewards) > 1 else 0.0,
+            "reward_tool_calls": rewards[calls].mean().item() if calls.any() else math.nan,
+            "reward_no_call": rewards[~calls].mean().item() if (~calls).any() else math.nan,
+            "tool_call_rate": calls.float().mean().item(),
+            "response_len": lengths.mean().item(),
+            "response_clip_rate": (lengths >= config.max_new_tokens).float().mean().item(),
+            "seconds": time.perf_counter() - started,
+        }
+        return metrics
+
+    def update(self, batch: RolloutBatch, advantages: torch.Tensor) -> dict[str, float]:
+        """PPO epochs over contiguous mini-batches of whole groups (verl: shuffle off), micro-batched backward."""
+        config = self.config
+        mini = config.mini_batch_states * config.n
+        spans = [range(start, min(start + mini, len(batch))) for start in range(0, len(batch), mini)]
+        on_policy = config.ppo_epochs * len(spans) == 1
+        # With a single optimizer step per batch the old policy *is* the current one: reuse its log-probs
+        # (ratio 1, same gradient) instead of a separate no-grad pass.
+        old = None if on_policy else self._logprobs(self.model, batch)
+        reference = self._logprobs(self.reference, batch) if self.reference is not None else None
+        if reference is None and config.kl_coef and config.lora:
+            with self.model.disable_adapter():
+                reference = self._logprobs(self.model, batch)
+        totals: dict[str, float] = {"pg_loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "grad_norm": 0.0}
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        updates = 0
+        for _ in range(config.ppo_epochs):
+            for span in spans:
+                self.optimizer.zero_grad(set_to_none=True)
+                for micro in _chunks(span, config.micro_batch_size):
+                    weight = len(micro) / len(span)
+                    parts = self._micro_loss(batch, micro, advantages, old, reference)
+                    (parts.pop("loss") * weight).backward()
+                    for key, value in parts.items():
+                        totals[key] += value * weight
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                if torch.isfinite(grad_norm):  # verl skips the step on a non-finite gradient
+                    self.optimizer.step()
+                totals["grad_norm"] += grad_norm.item()
+                updates += 1
+        return {key: value / updates for key, value in totals.items()}
+
+    def _micro_loss(
+        self,
+        batch: RolloutBatch,
+        rows: list[int],
+        advantages: torch.Tensor,
+        old: torch.Tensor | None,
+        reference: torch.Tensor | None,
+    ) -> dict[str, Any]:
+        config = self.config
+        ids, attention, mask, width = _trimmed(batch, rows)
+        self.model.train()
+        log_prob, entropy = token_logprobs(self.model, ids, attention, width, config.temperature, with_entropy=True)
+        old_log_prob = log_prob.detach() if old is None else old[rows, :width]
+        pg_loss, clip_frac = policy_loss(
+            log_prob, old_log_prob, advantages[rows, :width], mask, config.clip_ratio, config.clip_ratio_c,
+            config.loss_agg_mode,
+        )
+        entropy_loss = agg_loss(entropy, mask, config.loss_agg_mode)
+        loss = pg_loss - config.entropy_coef * entropy_loss
+        kl = torch.zeros(())
+        if reference is not None:
+            kl = agg_loss(kl_k3(log_prob, reference[rows, :width]), mask, config.loss_agg_mode)
+            loss = loss + config.kl_coef * kl
+        return {
+            "loss": loss,
+            "pg_loss": pg_loss.item(),
+            "kl": kl.item(),
+            "entropy": entropy_loss.item(),
+            "clip_frac": clip_frac.item(),
+        }
+
+    @torch.no_grad()
+    def _logprobs(self, model: PreTrainedModel, batch: RolloutBatch) -> torch.Tensor:
+        """No-grad log-probs of every response token, padded to the batch's response width."""
+        model.eval()
+        result = torch.zeros_like(batch.response_mask)
+        for rows in _chunks(range(len(batch)), self.config.micro_batch_size):
+            ids, attention, _, width = _trimmed(batch, rows)
+            result[rows, :width] = token_logprobs(model, ids, attention, width, self.config.temperature)[0]
+        return result
+
+    # ---- the run ------------------------------------------------------------------------------------------
+    def run(self) -> Path:
+        """Train (resuming when checkpoints exist), logging metrics per step; returns the saved model dir."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        self.resume()
+        runtime, bind = (nullcontext(), None) if self.scorer else runtime_scorer(self.config)
+        columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with runtime as handle, Progress(*columns, console=self.console) as progress, JsonlAppender(
+            self.out / METRICS_FILE
+        ) as log:
+            score = self.scorer or bind(handle)
+            task = progress.add_task("train", total=self.total_steps, completed=self.step)
+            while self.step < self.total_steps:
+                metrics = self.train_step(score)
+                self.step += 1
+                row = {key: None if isinstance(v, float) and math.isnan(v) else v for key, v in metrics.items()}
+                log.write({"step": self.step, "epoch": self.cursor.epoch, **row})
+                progress.update(task, completed=self.step)
+                progress.console.print(_summary(self.step, metrics))
+                if self.step % self.config.save_every == 0 or self.step == self.total_steps:
+                    self._checkpoint()
+        return save_hf(self.model, self.tokenizer, self.out / FINAL_MODEL)
+
+
+def train(config: TrainConfig, scorer: Scorer | None = None, console: Console | None = None) -> Path:
+    """Run `ftrl train` with `config`; returns the directory of the final HF model."""
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    return Trainer(config, scorer, console).run()
+
+
+def _chunks(rows: range, size: int) -> Iterator[list[int]]:
+    for start in range(0, len(rows), size):
+        yield list(rows[start : start + size])
+
+
+def _trimmed(batch: RolloutBatch, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """The rows' sequences without all-padding prompt columns on the left or response columns on the right."""
+    attention = batch.attention_mask[rows]
+    mask = batch.response_mask[rows]
+    left = int(attention[:, : batch.prompt_width].any(dim=0).float().argmax())
+    width = int(mask.sum(dim=1).max())
+    end = batch.prompt_width + width
+    return batch.input_ids[rows, left:end], attention[:, left:end], mask[:, :width], width
+
+
+def _summary(step: int, metrics: dict[str, float]) -> str:
+    return (
+        f"step {step}: reward {metrics['reward_mean']:+.3f}±{metrics['reward_std']:.3f} "
+        f"calls {metrics['tool_call_rate']:.2f} kl {metrics['kl']:.4f} entropy {metrics['entropy']:.3f} "
+        f"len {metrics['response_len']:.0f} {metrics['seconds']:.1f}s"
+    )

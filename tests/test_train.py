@@ -1,0 +1,146 @@
+"""`ftrl train` on a tiny random model: batching, the update direction, metrics, saving and kill/resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ftrl.env import Environment, read_envs, write_envs
+from ftrl.train.algos import grpo_advantages
+from ftrl.train.config import make_config
+from ftrl.train.policy import response_mask, sample
+from ftrl.train.trainer import DataCursor, Trainer, train
+
+LOOKUP = {
+    "type": "function",
+    "function": {
+        "name": "lookup",
+        "description": "Look up a word.",
+        "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ftrl.train.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def states(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    envs = [
+        Environment(
+            messages=[{"role": "user", "content": f"What is {word}?"}],
+            tools=[LOOKUP],
+            codes={"lookup": "def lookup(q):\n    return q.upper()\n"},
+            unsolved_set={"lookup": [word.upper()]},
+            answer=word.upper(),
+            data_source="self/single_hop",
+            split="train",
+            extra={"index": i},
+        )
+        for i, word in enumerate(["alpha", "beta", "gamma", "delta"])
+    ]
+    path = tmp_path_factory.mktemp("states") / "states.jsonl"
+    write_envs(path, envs)
+    return path
+
+
+def tiny_config(tiny: Path, states: Path, out: Path, **overrides: object):
+    values = {"model": str(tiny), "data": str(states), "out": str(out), "n": 4, "max_new_tokens": 8,
+              "batch_states": 2, "mini_batch_states": 2, "lr": 1e-3, "save_every": 2}
+    return make_config("cpu", **{**values, **overrides})
+
+
+def letter_a(env: Environment, text: str) -> tuple[float, int]:
+    """A dense test reward: the share of `a` characters (the random policy never calls tools)."""
+    return text.count("a") / max(1, len(text)), 0
+
+
+def test_data_cursor_reshuffles_each_epoch_and_resumes() -> None:
+    cursor = DataCursor(size=5, seed=3)
+    first = cursor.take(3) + cursor.take(3)  # crosses into epoch 1 after 5 states
+    assert sorted(first[:5]) == [0, 1, 2, 3, 4] and (cursor.epoch, cursor.position) == (1, 1)
+    again = DataCursor(size=5, seed=3, epoch=1, position=1)
+    assert again.take(4) == cursor.take(4)  # the saved (epoch, position) continues the same order
+
+
+def test_response_mask_keeps_the_first_end_of_turn_token() -> None:
+    responses = torch.tensor([[5, 6, 2, 0, 0], [5, 2, 7, 2, 0], [5, 6, 7, 8, 9]])
+    mask = response_mask(responses, [2])
+    assert mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]]  # the last row was truncated
+
+
+def test_update_moves_probability_toward_high_reward_responses(tiny: Path, states: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    trainer = Trainer(tiny_config(tiny, states, tmp_path, lr=1e-2, kl_coef=0.0, entropy_coef=0.0), scorer=letter_a)
+    batch = sample(trainer.model, trainer.tokenizer, trainer.prompts[:1], n=4, max_new_tokens=8, temperature=0.7,
+                   top_p=1.0)
+    rewards = torch.tensor([1.0, 0.0, 0.0, 0.0])  # response 0 is the only good one
+    advantages = grpo_advantages(rewards, batch.response_mask, [0, 0, 0, 0])
+    before = (trainer._logprobs(trainer.model, batch) * batch.response_mask).sum(dim=1)
+    metrics = trainer.update(batch, advantages)
+    after = (trainer._logprobs(trainer.model, batch) * batch.response_mask).sum(dim=1)
+    assert metrics["clip_frac"] == 0.0  # one update on fresh samples: ratio exactly 1
+    assert after[0] > before[0]
+    assert (after[1:] - before[1:]).mean() < 0
+
+
+def test_train_runs_with_the_tool_runtime_and_saves_a_loadable_model(tiny: Path, states: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    saved = train(tiny_config(tiny, states, tmp_path / "run", steps=2, algo="reinforce_pp"))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2]
+    for key in ("reward_mean", "reward_std", "kl", "entropy", "clip_frac", "response_len", "tool_call_rate", "seconds"):
+        assert isinstance(rows[0][key], float), key
+    assert rows[0]["reward_tool_calls"] is None  # a random byte model makes no tool call
+    assert rows[0]["kl"] == 0.0 and rows[1]["kl"] > 0.0  # the policy only leaves the reference after step 1
+    model = AutoModelForCausalLM.from_pretrained(saved)
+    assert model.config.vocab_size == 259
+    assert (tmp_path / "run" / "checkpoints" / "step_2" / "trainer_state.json").exists()
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_killed_run_resumes_to_the_same_parameters(tiny: Path, states: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    config = {"steps": 3, "save_every": 1, "lora": True, "lora_r": 4, "lora_alpha": 8, "algo": "reinforce_pp_baseline"}
+    whole = train(tiny_config(tiny, states, tmp_path / "whole", **config), scorer=letter_a)
+
+    calls = 0
+
+    def crashing(env: Environment, text: str) -> tuple[float, int]:
+        nonlocal calls
+        calls += 1
+        if calls > 8 + 3:  # dies while scoring step 2 (8 responses a step), after the step-1 checkpoint
+            raise Crash
+        return letter_a(env, text)
+
+    with pytest.raises(Crash):
+        train(tiny_config(tiny, states, tmp_path / "broken", **config), scorer=crashing)
+    assert not (tmp_path / "broken" / "model").exists()
+    resumed = train(tiny_config(tiny, states, tmp_path / "broken", **config), scorer=letter_a)
+    rows = [json.loads(line) for line in (tmp_path / "broken" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2, 3]
+    a, b = load_file(whole / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    reference = load_file(Path(tiny) / "model.safetensors")
+    assert any(not torch.equal(a[k], reference[k]) for k in a)  # training changed the (merged) weights
+    whole_rows = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["reward_mean"] for r in rows] == [r["reward_mean"] for r in whole_rows]
+
+
+def test_overlong_states_are_skipped(tiny: Path, states: Path, tmp_path: Path) -> None:
+    n_states = len(read_envs(states))
+    with pytest.raises(ValueError, match="no state fits"):
+        Trainer(tiny_config(tiny, states, tmp_path, max_prompt_tokens=10), scorer=letter_a)
+    assert len(Trainer(tiny_config(tiny, states, tmp_path), scorer=letter_a).states) == n_states

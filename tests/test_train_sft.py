@@ -1,0 +1,75 @@
+"""`ftrl sft`: gold trajectories rendered as the policy writes them, loss on assistant tokens only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ftrl.env import read_envs, tool_name, write_envs
+from ftrl.runtime import RuntimeConfig, ToolRuntime
+from ftrl.train.sft import IGNORE, SFTConfig, call_waves, gold_trajectory, sft, tokenize_trajectory
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ftrl.train.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def procedural(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ftrl.build.config import BuildConfig
+    from ftrl.build.driver import build_environments
+
+    path = tmp_path_factory.mktemp("envs") / "train.jsonl"
+    build_environments(BuildConfig(n=4, seed=1), path)
+    envs = read_envs(path)
+    for env in envs:  # keep only the needed tools: shorter prompts for the byte-level tiny tokenizer
+        env.tools = [tool for tool in env.tools if tool_name(tool) in env.unsolved_set]
+    write_envs(path, envs)
+    return path
+
+
+def test_waves_follow_dependencies(procedural: Path) -> None:
+    envs = {env.scenario: env for env in read_envs(procedural)}
+    assert [len(w) for w in call_waves(envs["single_hop"])] == [1]
+    assert [len(w) for w in call_waves(envs["parallel_single_hop"])] == [2]  # independent: one turn
+    multi = envs["multi_hop"]
+    assert [len(w) for w in call_waves(multi)] == [1] * len(multi.gold_calls)  # a chain: one call per turn
+
+
+def test_gold_trajectory_solves_everything_and_labels_only_assistant_text(procedural: Path, tiny: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from ftrl.reward.solve import pending_count, solve_calls
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    env = next(e for e in read_envs(procedural) if e.scenario == "parallel_single_hop")
+    with ToolRuntime(RuntimeConfig()) as runtime:
+        trajectory = gold_trajectory(env, runtime)
+    calls = trajectory[0]["tool_calls"]
+    outputs = [m["content"] for m in trajectory if m["role"] == "tool"]
+    remaining, _ = solve_calls(calls, outputs, env.unsolved_set)
+    assert pending_count(remaining) == 0  # the gold calls' real outputs contain every gold sub-answer
+    assert trajectory[-1] == {"role": "assistant", "content": env.answer}
+    ids, labels = tokenize_trajectory(tokenizer, env, trajectory)
+    assert len(ids) == len(labels)
+    learned = tokenizer.decode([t for t, l in zip(ids, labels) if l != IGNORE])
+    # two assistant turns are learned: the hermes calls and the final answer, each closed by <|im_end|>\n
+    assert learned.count("<tool_call>") == 2 and learned.endswith(env.answer + "<|im_end|>\n")
+    assert outputs[0] not in learned and outputs[0] in tokenizer.decode(ids)  # tool outputs are context only
+
+
+def test_sft_lowers_the_loss_and_saves_a_loadable_model(procedural: Path, tiny: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    config = SFTConfig(model=str(tiny), envs=str(procedural), out=str(tmp_path / "sft"), epochs=3, lr=1e-2, batch_size=2,
+                       max_tokens=8000)
+    saved = sft(config)
+    rows = [json.loads(line) for line in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 * 2  # 4 trajectories, 2 per step, 3 epochs
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert AutoModelForCausalLM.from_pretrained(saved).config.num_hidden_layers == 2
