@@ -18,6 +18,7 @@ from ftrl.jsonl import DataError, iter_jsonl, write_jsonl_atomic
 
 if TYPE_CHECKING:
     from ftrl.env.domains import EnvSource
+    from ftrl.rollout import PolicySpec
 
 app = typer.Typer(help="Feedback-driven tool-use RL in automatically built, verifiable environments.", no_args_is_help=True)
 console = Console()
@@ -464,3 +465,103 @@ def stats(
     if plot is not None:
         plot_stats(result, plot)
         console.print(f"figure written to {plot}")
+
+
+def _policy_spec(model: str, base_url: str | None, api_key: str | None, temperature: float, max_new_tokens: int,
+                 batch_size: int, enable_thinking: bool, prompt: str, threads: int | None) -> PolicySpec:  # fmt: skip
+    import os
+
+    from ftrl.rollout import PolicySpec
+
+    key = api_key or (os.environ.get("OPENAI_API_KEY") if base_url else None)
+    return PolicySpec(model, base_url, key, temperature, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                      enable_thinking=enable_thinking, prompt=prompt, threads=threads)  # fmt: skip
+
+
+_MODEL_HELP = "Model folder, 'embedded', 'oracle' (replays gold calls), or a served model name with --base-url."
+
+
+@app.command("sample")
+def sample_command(
+    model: str = typer.Option(..., help=_MODEL_HELP),
+    envs: Path = typer.Option(..., help="Environments (JSONL/Parquet file or domain folder)."),
+    out: Path = typer.Option(..., help="States file to write (JSONL, reference format; resumable)."),
+    n_per_env: int = typer.Option(1, help="Episodes sampled per environment."),
+    temperature: float = typer.Option(1.0, help="Sampling temperature (0 = greedy)."),
+    max_turns: int = typer.Option(20, help="Assistant turns per episode."),
+    limit: int | None = typer.Option(None, help="Only the first L environments."),
+    max_new_tokens: int = typer.Option(512, help="Tokens per assistant turn."),
+    batch_size: int = typer.Option(16, help="Episodes in flight (rows per generate call / concurrent requests)."),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible server (…/v1) serving --model."),
+    api_key: str | None = typer.Option(None, help="API key for --base-url (default $OPENAI_API_KEY)."),
+    enable_thinking: bool = typer.Option(False, "--enable-thinking", help="Let reasoning models think."),
+    prompt: str = typer.Option("example", help="Tool prompt variant for templates without tool support."),
+    threads: int | None = typer.Option(None, help="Torch CPU threads for local models."),
+) -> None:
+    """Collect training states (history, remaining sub-answers, solve rate) from sampled rollouts."""
+    from ftrl.rollout import ModelNotFound, collect
+
+    spec = _policy_spec(model, base_url, api_key, temperature, max_new_tokens, batch_size, enable_thinking, prompt, threads)
+    try:
+        collect(spec, envs, out, n_per_env=n_per_env, max_turns=max_turns, limit=limit, console=console)
+    except (DataError, ModelNotFound, ValueError) as error:
+        raise _fail(str(error)) from None
+
+
+@app.command("eval")
+def eval_command(
+    model: str = typer.Option(..., help=_MODEL_HELP),
+    envs: Path = typer.Option(..., help="Environments (JSONL/Parquet file or domain folder)."),
+    out: Path = typer.Option(..., help="Output folder: episodes.jsonl (resumable), summary.json, summary.md."),
+    limit: int | None = typer.Option(None, help="Only the first K environments."),
+    max_turns: int = typer.Option(20, help="Assistant turns per episode."),
+    temperature: float = typer.Option(0.0, help="Sampling temperature (0 = greedy, as the paper evaluates)."),
+    max_new_tokens: int = typer.Option(512, help="Tokens per assistant turn."),
+    batch_size: int = typer.Option(16, help="Episodes in flight (rows per generate call / concurrent requests)."),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible server (…/v1) serving --model."),
+    api_key: str | None = typer.Option(None, help="API key for --base-url (default $OPENAI_API_KEY)."),
+    enable_thinking: bool = typer.Option(False, "--enable-thinking", help="Let reasoning models think."),
+    prompt: str = typer.Option("example", help="Tool prompt variant for templates without tool support."),
+    threads: int | None = typer.Option(None, help="Torch CPU threads for local models."),
+) -> None:
+    """Evaluate a model: Solve-P/R/F1 per scenario and their mean, answer accuracy, call errors, turns."""
+    from ftrl.eval import evaluate
+    from ftrl.rollout import ModelNotFound
+
+    spec = _policy_spec(model, base_url, api_key, temperature, max_new_tokens, batch_size, enable_thinking, prompt, threads)
+    try:
+        evaluate(spec, envs, out, limit=limit, max_turns=max_turns, console=console)
+    except (DataError, ModelNotFound, ValueError) as error:
+        raise _fail(str(error)) from None
+
+
+@app.command("report")
+def report_command(
+    runs: list[Path] = typer.Argument(..., help="Evaluation folders (each with summary.json)."),
+    out: Path = typer.Option(Path("report"), help="Folder for report.md and report.png."),
+) -> None:
+    """Compare evaluation runs side by side (e.g. base vs trained): a table and a bar chart per scenario."""
+    from ftrl.eval import report
+    from ftrl.eval.summary import to_rich
+
+    try:
+        rows = report(runs, out)
+    except (OSError, KeyError, ValueError) as error:
+        raise _fail(f"cannot read the runs: {error}") from None
+    console.print(to_rich(rows, "Runs side by side"))
+    console.print(f"wrote {out / 'report.md'} and {out / 'report.png'}")
+
+
+@app.command()
+def demo(
+    out: Path | None = typer.Option(None, help="Output folder (default runs/demo, or runs/demo-quick with --quick)."),
+    quick: bool = typer.Option(False, help="A few-minute version on tiny sets (what the end-to-end test runs)."),
+    model: str = typer.Option("embedded", help="Model to train: `embedded` or a local HF model folder."),
+) -> None:
+    """The whole loop on one machine: build, evaluate, warm-start, RL-train, evaluate again, report. Resumable."""
+    from ftrl.demo import DemoConfig, run_demo
+
+    config = DemoConfig.quick(model=model) if quick else DemoConfig(model=model)
+    if out is not None:
+        config.out = str(out)
+    run_demo(config, console)

@@ -1,0 +1,98 @@
+"""`ftrl eval`: roll out a model on environments and score it as the paper does.
+
+Writes `OUT/episodes.jsonl` (every message and the metrics of each episode, appended as episodes end, so a
+rerun skips finished ones and a torn last line is repaired), then `OUT/summary.json` and `OUT/summary.md`
+computed over all episodes in the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from ftrl.env.domains import load_source
+from ftrl.eval.summary import summarize, table_rows, to_markdown, to_rich
+from ftrl.jsonl import JsonlAppender, iter_jsonl
+from ftrl.rollout.engine import RolloutConfig, run_rollouts
+from ftrl.rollout.policy import Policy, PolicySpec, load_policy
+from ftrl.runtime import RuntimeConfig, ToolRuntime
+
+EPISODES_FILE = "episodes.jsonl"
+
+
+def evaluate(
+    model: str | Path | PolicySpec,
+    envs: str | Path,
+    out: str | Path,
+    *,
+    limit: int | None = None,
+    max_turns: int = 20,
+    workers: int = 0,
+    timeout_s: float = 10.0,
+    policy: Policy | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) an evaluation and write its summary; returns the summary.
+
+    `model` is a model spec (`embedded`, a folder, `oracle`) or a full `PolicySpec` (sampling, endpoint...).
+    """
+    console = console or Console(stderr=True)
+    spec = model if isinstance(model, PolicySpec) else PolicySpec(str(model))
+    source = load_source(envs)
+    selected = source.envs[:limit] if limit is not None else source.envs
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    episodes = out / EPISODES_FILE
+    done = {row["episode_id"] for _, row in iter_jsonl(episodes, allow_torn_tail=True)} if episodes.exists() else set()
+    jobs = [(str(index), env) for index, env in enumerate(selected) if str(index) not in done]
+    if jobs:
+        policy = policy or load_policy(spec, selected)
+        runtime_config = RuntimeConfig(timeout_s=timeout_s, workers=workers)
+        rollout = RolloutConfig(max_turns=max_turns, batch_size=spec.batch_size)
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        with (
+            ToolRuntime(runtime_config) as runtime,
+            progress,
+            JsonlAppender(episodes) as writer,
+        ):
+            for result in run_rollouts(
+                jobs,
+                policy,
+                runtime,
+                rollout,
+                source.episode_kwargs,
+                progress,
+                len(jobs),
+            ):
+                writer.write(result.to_row())
+    wanted = {str(index) for index in range(len(selected))}
+    rows = [row for _, row in iter_jsonl(episodes, allow_torn_tail=True) if row["episode_id"] in wanted]
+    summary = {
+        "model": spec.model,
+        "envs": str(envs),
+        "settings": {**asdict(spec), "api_key": None, "max_turns": max_turns},
+        **summarize(rows),
+    }
+    title = f"{spec.model} on {Path(envs).name}"
+    table = table_rows(summary)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "summary.md").write_text(to_markdown(table, title), encoding="utf-8")
+    console.print(to_rich(table, title))
+    return summary

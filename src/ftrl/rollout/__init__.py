@@ -1,0 +1,31 @@
+"""Rollouts: policies (local model, OpenAI-compatible endpoint, gold oracle), the batched multi-turn engine and
+trajectory collection (`ftrl sample`). Torch is imported only when a local model is loaded."""
+
+from ftrl.rollout.collect import collect, episode_states
+from ftrl.rollout.engine import Checkpoint, EpisodeResult, RolloutConfig, run_rollouts
+from ftrl.rollout.models import ModelNotFound, resolve_model
+from ftrl.rollout.policy import (
+    GenerationStats,
+    OraclePolicy,
+    Policy,
+    PolicySpec,
+    load_local_policy,
+    load_policy,
+)
+
+__all__ = [
+    "Checkpoint",
+    "EpisodeResult",
+    "GenerationStats",
+    "ModelNotFound",
+    "OraclePolicy",
+    "Policy",
+    "PolicySpec",
+    "RolloutConfig",
+    "collect",
+    "episode_states",
+    "load_local_policy",
+    "load_policy",
+    "resolve_model",
+    "run_rollouts",
+]

@@ -1,0 +1,244 @@
+"""A local Hugging Face causal LM as a tool-calling policy, batched across conversations.
+
+Templates that render `tools=` (Qwen2.5/3, Llama 3.1) are used natively. Others (SmolLM2 ignores `tools=`)
+get the tools and the call format in the system prompt, tool results as user turns and earlier calls as
+hermes text (`ftrl.formats.prompt`). The prompt variant is an option because small models are sensitive to
+it; the default is the one measured best on the embedded model (benchmarks/RESULTS.md, "Rollouts").
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jinja2 import TemplateError
+
+from ftrl.formats import (
+    fold_tool_turns,
+    get_format,
+    render_tool_message,
+    render_tool_system_prompt,
+)
+from ftrl.formats.calls import assistant_message, dumps_arguments, make_tool_call
+from ftrl.formats.prompt import (
+    EXAMPLE_ANSWER,
+    EXAMPLE_CALL,
+    EXAMPLE_QUESTION,
+    EXAMPLE_RESULT,
+)
+from ftrl.rollout.kvgen import PrefixCache, Sampling, generate_batch
+from ftrl.rollout.models import resolve_model
+from ftrl.rollout.policy import GenerationStats, Message
+
+#: End-of-turn tokens of common chat templates, stopped on when the vocabulary has them.
+TURN_END_TOKENS = (
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<end_of_turn>",
+)
+
+HINT = (
+    "Call one tool at a time and copy argument values from the question or from earlier tool results. "
+    "When the tool results answer the question, reply with the final answer and no tool call."
+)
+
+
+@dataclass(frozen=True)
+class ToolPrompt:
+    """A tool prompt variant for templates without tool support.
+
+    `example`: the worked example inside the system prompt; `fewshot`: the same example as real chat turns
+    before the conversation; `hint`: an extra instruction after the tools block.
+    """
+
+    example: bool = False
+    fewshot: bool = False
+    hint: str = ""
+
+
+PROMPT_VARIANTS: dict[str, ToolPrompt] = {
+    "example": ToolPrompt(example=True),
+    "plain": ToolPrompt(),
+    "example-hint": ToolPrompt(example=True, hint=HINT),
+    "fewshot": ToolPrompt(fewshot=True),
+}
+
+
+@dataclass
+class HFConfig:
+    """Generation settings; `max_batch` bounds rows decoded together, `threads` sets torch's CPU threads."""
+
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_batch: int = 16
+    enable_thinking: bool = False
+    tool_format: str = "hermes"
+    prompt: str = "example"
+    prefix_cache: bool = True
+    seed: int = 0
+    threads: int | None = None
+
+
+@dataclass
+class HFPolicy:
+    """Batched generation with a prefix KV cache (`ftrl.rollout.kvgen`); see the module docstring for prompts."""
+
+    model: Any
+    tokenizer: Any
+    config: HFConfig = field(default_factory=HFConfig)
+    stats: GenerationStats = field(default_factory=GenerationStats)
+
+    def __post_init__(self) -> None:
+        if self.config.prompt not in PROMPT_VARIANTS:
+            raise ValueError(f"unknown prompt variant {self.config.prompt!r}; known: {', '.join(PROMPT_VARIANTS)}")
+        self.format = get_format(self.config.tool_format)
+        self.native_tools = template_supports_tools(self.tokenizer)
+        self.stop_ids = stop_token_ids(self.model, self.tokenizer)
+        self._cache = PrefixCache() if self.config.prefix_cache else None
+        self._generator = torch.Generator().manual_seed(self.config.seed)
+        self._template_kwargs = (
+            {"enable_thinking": self.config.enable_thinking} if _mentions(self.tokenizer, "enable_thinking") else {}
+        )
+
+    @classmethod
+    def load(cls, spec: str, config: HFConfig | None = None) -> HFPolicy:
+        """Load a local model directory or `embedded`, in fp32 (CPUs without bf16 run it 16-22x slower)."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        config = config or HFConfig()
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        path = resolve_model(spec)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        return cls(model, tokenizer, config)
+
+    def render(self, messages: list[Message], tools: list[dict] | None) -> str:
+        """The prompt text of one conversation, ending with the assistant generation prompt."""
+        if tools and self.native_tools:
+            native = [_native_message(m) for m in messages]
+            return self.tokenizer.apply_chat_template(
+                native,
+                tools=tools,
+                tokenize=False,
+                add_generation_prompt=True,
+                **self._template_kwargs,
+            )
+        if tools:
+            messages = self._with_tool_prompt(messages, tools)
+        return self.tokenizer.apply_chat_template(
+            [{**m, "content": m.get("content") or ""} for m in messages],
+            tokenize=False,
+            add_generation_prompt=True,
+            **self._template_kwargs,
+        )
+
+    def _with_tool_prompt(self, messages: list[Message], tools: list[dict]) -> list[Message]:
+        variant = PROMPT_VARIANTS[self.config.prompt]
+        block = render_tool_system_prompt(tools, example=variant.example, style=self.format.name)
+        if variant.hint:
+            block = f"{block}\n\n{variant.hint}"
+        folded = fold_tool_turns(messages, style=self.format.name)
+        if folded and folded[0].get("role") == "system":
+            block = f"{folded[0]['content']}\n\n{block}"
+            folded = folded[1:]
+        shots = self._fewshot_turns() if variant.fewshot else []
+        return [{"role": "system", "content": block}, *shots, *folded]
+
+    def _fewshot_turns(self) -> list[Message]:
+        """The worked example of `ftrl.formats.prompt` as a real exchange of chat turns."""
+        name, arguments = EXAMPLE_CALL
+        call = assistant_message("", [make_tool_call(0, name, dumps_arguments(arguments))])
+        return [
+            {"role": "user", "content": EXAMPLE_QUESTION},
+            {"role": "assistant", "content": self.format.render(call)},
+            render_tool_message(EXAMPLE_RESULT),
+            {"role": "assistant", "content": EXAMPLE_ANSWER},
+        ]
+
+    def generate(self, conversations: list[list[Message]], tools: list[list[dict]] | None = None) -> list[Message]:
+        texts = [self.render(c, tools[i] if tools else None) for i, c in enumerate(conversations)]
+        prompts = [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+        sampling = Sampling(self.config.max_new_tokens, self.config.temperature, self.config.top_p)
+        outputs: list[list[int]] = []
+        for start in range(0, len(prompts), self.config.max_batch):
+            chunk = prompts[start : start + self.config.max_batch]
+            outputs += generate_batch(self.model, chunk, self.stop_ids, sampling, self._cache, self._generator)
+        self.stats.calls += 1
+        self.stats.prompt_tokens += sum(len(p) for p in prompts)
+        self.stats.completion_tokens += sum(len(o) for o in outputs)
+        return [self.format.parse(self.tokenizer.decode(o, skip_special_tokens=True)) for o in outputs]
+
+
+def template_supports_tools(tokenizer: Any) -> bool:
+    """Whether the chat template renders `tools=` at all (SmolLM2's ignores it)."""
+    probe = [{"role": "user", "content": "hi"}]
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "probe_tool",
+            "description": "d",
+            "parameters": {"type": "object", "properties": {}},
+        },
+    }
+    try:
+        with_tools = tokenizer.apply_chat_template(probe, tools=[tool], tokenize=False, add_generation_prompt=True)
+    except (
+        TemplateError,
+        TypeError,
+        ValueError,
+        KeyError,
+    ):  # templates that choke on tools do not support them
+        return False
+    return with_tools != tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
+    """End-of-turn ids: the generation config's eos ids, the tokenizer's eos and known turn-end tokens."""
+    ids: set[int] = set()
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[token] for token in TURN_END_TOKENS if token in vocab)
+    return ids
+
+
+def _mentions(tokenizer: Any, word: str) -> bool:
+    template = tokenizer.chat_template
+    return isinstance(template, str) and word in template
+
+
+def _native_message(message: Message) -> Message:
+    """A message as HF templates expect it: string content, tool-call arguments as objects."""
+    out = {**message, "content": message.get("content") or ""}
+    calls = message.get("tool_calls")
+    if calls:
+        out["tool_calls"] = [
+            {
+                **call,
+                "function": {
+                    **call["function"],
+                    "arguments": _as_object(call["function"].get("arguments")),
+                },
+            }
+            for call in calls
+        ]
+    elif "tool_calls" in out:
+        del out["tool_calls"]
+    return out
+
+
+def _as_object(arguments: Any) -> Any:
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments)
+        except ValueError:
+            return arguments
+    return arguments

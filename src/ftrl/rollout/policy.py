@@ -1,0 +1,119 @@
+"""What the rollout engine asks of a model: answer many conversations at once, with tools offered.
+
+A policy is anything with `generate(conversations, tools) -> assistant messages`, the same protocol the external
+benchmarks use, so a local model, an OpenAI-compatible server and the gold-replaying oracle are interchangeable.
+Replies are canonical assistant messages: `{"role": "assistant", "content": str, "tool_calls": [...] | None}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ftrl.env.record import Environment
+from ftrl.formats.calls import assistant_message
+
+Message = dict[str, Any]
+
+
+class Policy(Protocol):
+    """Answers `conversations[i]` given the tool schemas `tools[i]`."""
+
+    def generate(self, conversations: list[list[Message]], tools: list[list[dict]] | None = None) -> list[Message]: ...
+
+
+@dataclass
+class GenerationStats:
+    """Counters a policy keeps so benchmarks can report tokens per second."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class OraclePolicy:
+    """Replays each environment's gold trajectory: its `gold_calls`, then the gold final answer.
+
+    `gold_calls` is a list of OpenAI tool calls (one per turn) or a list of lists (one group per turn). The
+    conversation is matched to its environment by the first user message, and the turn by the number of
+    assistant messages so far, so the oracle needs no state of its own.
+    """
+
+    envs: Sequence[Environment]
+    stats: GenerationStats = field(default_factory=GenerationStats)
+
+    def __post_init__(self) -> None:
+        self._by_question = {env.question: env for env in self.envs}
+
+    def generate(self, conversations: list[list[Message]], tools: list[list[dict]] | None = None) -> list[Message]:
+        self.stats.calls += 1
+        return [self._reply(messages) for messages in conversations]
+
+    def _reply(self, messages: list[Message]) -> Message:
+        question = next(
+            (str(m.get("content") or "") for m in messages if m.get("role") == "user"),
+            "",
+        )
+        env = self._by_question.get(question)
+        if env is None:
+            raise KeyError(f"the oracle knows no environment with this question: {question[:80]!r}")
+        turns = gold_turns(env)
+        done = sum(1 for m in messages if m.get("role") == "assistant")
+        if done < len(turns):
+            return assistant_message("", [dict(call) for call in turns[done]])
+        return assistant_message(f"The answer is {env.answer}.", None)
+
+
+def gold_turns(env: Environment) -> list[list[dict[str, Any]]]:
+    """An environment's gold calls grouped by turn; environments without them cannot be replayed."""
+    calls = env.gold_calls
+    if not calls:
+        raise ValueError(f"environment {env.extra.get('index', env.question[:60])!r} has no gold_calls to replay")
+    return [list(group) if isinstance(group, list) else [group] for group in calls]
+
+
+@dataclass
+class PolicySpec:
+    """How to build a policy from the command line: `oracle`, a local model (folder or `embedded`), or a
+    served model name with `base_url`. The prompt variant applies to local models without native tools."""
+
+    model: str
+    base_url: str | None = None
+    api_key: str | None = None
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+    batch_size: int = 16
+    enable_thinking: bool = False
+    prompt: str = "example"
+    threads: int | None = None
+    seed: int = 0
+
+
+def load_policy(spec: PolicySpec, envs: Sequence[Environment] = ()) -> Policy:
+    """The policy for `spec`; the oracle needs the environments whose gold trajectories it replays."""
+    if spec.model == "oracle":
+        return OraclePolicy(envs)
+    if spec.base_url:
+        from ftrl.rollout.endpoint import EndpointConfig, EndpointPolicy
+
+        return EndpointPolicy(
+            EndpointConfig(
+                spec.base_url, spec.model, spec.api_key, spec.temperature, spec.top_p, spec.max_new_tokens,
+                spec.enable_thinking, concurrency=spec.batch_size,
+            )
+        )  # fmt: skip
+    from ftrl.rollout.hf import HFConfig, HFPolicy
+
+    config = HFConfig(
+        max_new_tokens=spec.max_new_tokens, temperature=spec.temperature, top_p=spec.top_p, max_batch=spec.batch_size,
+        enable_thinking=spec.enable_thinking, prompt=spec.prompt, seed=spec.seed, threads=spec.threads,
+    )  # fmt: skip
+    return HFPolicy.load(spec.model, config)
+
+
+def load_local_policy(model: str, enable_thinking: bool = False) -> Policy:
+    """A local model (folder or `embedded`) with default settings, for the external benchmarks."""
+    return load_policy(PolicySpec(model, enable_thinking=enable_thinking))

