@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftrl.eval.benchmarks.common import ChatEndpointPolicy, Policy
+from ftrl.eval.benchmarks.common import Policy
 
 GOLD = "gold"
 
@@ -41,17 +41,11 @@ class BenchOptions:
 def load_policy(spec: str, base_url: str | None, enable_thinking: bool, api_key: str | None = None) -> Policy:
     """The policy for a model spec: an OpenAI-compatible server when `base_url` is given (key from the option or
     `OPENAI_API_KEY`), else a local model (folder or `embedded`) through `ftrl.rollout`."""
-    if base_url:
-        key = api_key or os.environ.get("OPENAI_API_KEY")
-        return ChatEndpointPolicy(base_url, spec, api_key=key, enable_thinking=enable_thinking)
-    try:
-        from ftrl.rollout.policies import load_local_policy  # provided by the rollout layer
-    except ImportError:
-        raise RuntimeError(
-            "local models need ftrl.rollout.policies.load_local_policy; serve the model with an "
-            "OpenAI-compatible server and pass --base-url meanwhile"
-        ) from None
-    return load_local_policy(spec, enable_thinking=enable_thinking)
+    from ftrl.rollout.policy import PolicySpec
+    from ftrl.rollout.policy import load_policy as load_rollout_policy
+
+    key = api_key or os.environ.get("OPENAI_API_KEY") if base_url else None
+    return load_rollout_policy(PolicySpec(spec, base_url=base_url, api_key=key, enable_thinking=enable_thinking))
 
 
 def _require_data(options: BenchOptions, name: str) -> Path:

@@ -14,7 +14,6 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any, Protocol
 
-from ftrl.formats.openai import from_openai, to_openai
 from ftrl.jsonl import JsonlAppender, atomic_path, iter_jsonl
 
 Message = dict[str, Any]
@@ -75,46 +74,6 @@ class LookupPolicy:
             {"role": "assistant", "content": self.replies.get(fingerprint(c), self.default), "tool_calls": None}
             for c in conversations
         ]
-
-
-@dataclass
-class ChatEndpointPolicy:
-    """An OpenAI-compatible chat-completions server (vLLM, llama.cpp, SGLang, OpenAI) as a policy.
-
-    Greedy by default like the paper's evaluation. `enable_thinking=True` sends vLLM/SGLang's
-    `chat_template_kwargs`; otherwise nothing extra is sent, because strict servers reject unknown fields.
-    """
-
-    base_url: str
-    model: str
-    api_key: str | None = None
-    temperature: float = 0.0
-    max_tokens: int = 1024
-    enable_thinking: bool = False
-    timeout_s: float = 120.0
-
-    def generate(self, conversations: list[list[Message]], tools: list[list[dict]] | None = None) -> list[Message]:
-        import httpx
-
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        replies = []
-        for index, conversation in enumerate(conversations):
-            body: dict[str, Any] = {
-                "model": self.model,
-                "messages": [to_openai(message) for message in conversation],
-                "temperature": self.temperature,
-                "max_tokens": self.max_tokens,
-            }
-            if tools is not None and tools[index]:
-                body["tools"] = tools[index]
-            if self.enable_thinking:
-                body["chat_template_kwargs"] = {"enable_thinking": True}
-            response = httpx.post(
-                f"{self.base_url.rstrip('/')}/chat/completions", json=body, headers=headers, timeout=self.timeout_s
-            )
-            response.raise_for_status()
-            replies.append(from_openai(response.json()["choices"][0]["message"]))
-        return replies
 
 
 class ResultLog:
