@@ -120,46 +120,10 @@ class HFPolicy:
 
     def render(self, messages: list[Message], tools: list[dict] | None) -> str:
         """The prompt text of one conversation, ending with the assistant generation prompt."""
-        if tools and self.native_tools:
-            native = [_native_message(m) for m in messages]
-            return self.tokenizer.apply_chat_template(
-                native,
-                tools=tools,
-                tokenize=False,
-                add_generation_prompt=True,
-                **self._template_kwargs,
-            )
-        if tools:
-            messages = self._with_tool_prompt(messages, tools)
-        return self.tokenizer.apply_chat_template(
-            [{**m, "content": m.get("content") or ""} for m in messages],
-            tokenize=False,
-            add_generation_prompt=True,
-            **self._template_kwargs,
-        )
-
-    def _with_tool_prompt(self, messages: list[Message], tools: list[dict]) -> list[Message]:
-        variant = PROMPT_VARIANTS[self.config.prompt]
-        block = render_tool_system_prompt(tools, example=variant.example, style=self.format.name)
-        if variant.hint:
-            block = f"{block}\n\n{variant.hint}"
-        folded = fold_tool_turns(messages, style=self.format.name)
-        if folded and folded[0].get("role") == "system":
-            block = f"{folded[0]['content']}\n\n{block}"
-            folded = folded[1:]
-        shots = self._fewshot_turns() if variant.fewshot else []
-        return [{"role": "system", "content": block}, *shots, *folded]
-
-    def _fewshot_turns(self) -> list[Message]:
-        """The worked example of `ftrl.formats.prompt` as a real exchange of chat turns."""
-        name, arguments = EXAMPLE_CALL
-        call = assistant_message("", [make_tool_call(0, name, dumps_arguments(arguments))])
-        return [
-            {"role": "user", "content": EXAMPLE_QUESTION},
-            {"role": "assistant", "content": self.format.render(call)},
-            render_tool_message(EXAMPLE_RESULT),
-            {"role": "assistant", "content": EXAMPLE_ANSWER},
-        ]
+        return render_prompt(
+            self.tokenizer, messages, tools, prompt=self.config.prompt, tool_format=self.format.name,
+            native=self.native_tools, template_kwargs=self._template_kwargs,
+        )  # fmt: skip
 
     def generate(self, conversations: list[list[Message]], tools: list[list[dict]] | None = None) -> list[Message]:
         texts = [self.render(c, tools[i] if tools else None) for i, c in enumerate(conversations)]
@@ -173,6 +137,63 @@ class HFPolicy:
         self.stats.prompt_tokens += sum(len(p) for p in prompts)
         self.stats.completion_tokens += sum(len(o) for o in outputs)
         return [self.format.parse(self.tokenizer.decode(o, skip_special_tokens=True)) for o in outputs]
+
+
+def render_prompt(
+    tokenizer: Any,
+    messages: list[Message],
+    tools: list[dict] | None,
+    *,
+    prompt: str = "example",
+    tool_format: str = "hermes",
+    native: bool | None = None,
+    template_kwargs: dict[str, Any] | None = None,
+) -> str:
+    """The generation prompt of a conversation: the one place rollouts, evaluation and training render prompts.
+
+    Templates that support `tools=` render natively; others get `tool_prompt_messages`.
+    """
+    kwargs = template_kwargs or {}
+    if native is None:
+        native = template_supports_tools(tokenizer)
+    if tools and native:
+        return tokenizer.apply_chat_template(
+            [_native_message(m) for m in messages], tools=tools, tokenize=False, add_generation_prompt=True, **kwargs
+        )
+    if tools:
+        messages = tool_prompt_messages(messages, tools, prompt=prompt, tool_format=tool_format)
+    return tokenizer.apply_chat_template(
+        [{**m, "content": m.get("content") or ""} for m in messages], tokenize=False, add_generation_prompt=True, **kwargs
+    )
+
+
+def tool_prompt_messages(
+    messages: list[Message], tools: list[dict], *, prompt: str = "example", tool_format: str = "hermes"
+) -> list[Message]:
+    """Messages for a template without tool support: tools (and the prompt variant) in the system prompt,
+    earlier calls as text, tool results as user turns."""
+    variant = PROMPT_VARIANTS[prompt]
+    block = render_tool_system_prompt(tools, example=variant.example, style=tool_format)
+    if variant.hint:
+        block = f"{block}\n\n{variant.hint}"
+    folded = fold_tool_turns(messages, style=tool_format)
+    if folded and folded[0].get("role") == "system":
+        block = f"{folded[0]['content']}\n\n{block}"
+        folded = folded[1:]
+    shots = fewshot_turns(tool_format) if variant.fewshot else []
+    return [{"role": "system", "content": block}, *shots, *folded]
+
+
+def fewshot_turns(tool_format: str = "hermes") -> list[Message]:
+    """The worked example of `ftrl.formats.prompt` as a real exchange of chat turns."""
+    name, arguments = EXAMPLE_CALL
+    call = assistant_message("", [make_tool_call(0, name, dumps_arguments(arguments))])
+    return [
+        {"role": "user", "content": EXAMPLE_QUESTION},
+        {"role": "assistant", "content": get_format(tool_format).render(call)},
+        render_tool_message(EXAMPLE_RESULT),
+        {"role": "assistant", "content": EXAMPLE_ANSWER},
+    ]
 
 
 def template_supports_tools(tokenizer: Any) -> bool:

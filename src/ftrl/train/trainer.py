@@ -42,23 +42,17 @@ FINAL_MODEL = "model"
 
 
 def prompt_messages(env: Environment) -> list[dict[str, Any]]:
-    """The chat messages the policy sees for a state. ADAPTER: replace with `ftrl.rollout`'s renderer once it
-    exists, so training and evaluation see identical prompts. Until then: tools and one worked example in the
-    system prompt, tool turns folded into text (works for templates with or without tool support)."""
-    from ftrl.formats import fold_tool_turns, render_tool_system_prompt
+    """The chat messages a template without tool support sees for a state (the rollout layer's rendering)."""
+    from ftrl.rollout.hf import tool_prompt_messages
 
-    messages = fold_tool_turns(env.messages)
-    tools_prompt = render_tool_system_prompt(env.tools)
-    if messages and messages[0].get("role") == "system":
-        messages[0] = {"role": "system", "content": f"{messages[0].get('content') or ''}\n\n{tools_prompt}"}
-    else:
-        messages.insert(0, {"role": "system", "content": tools_prompt})
-    return messages
+    return tool_prompt_messages(env.messages, env.tools)
 
 
-def render_prompt(tokenizer: PreTrainedTokenizerBase, env: Environment) -> str:
-    """The generation prompt text for a state."""
-    return tokenizer.apply_chat_template(prompt_messages(env), add_generation_prompt=True, tokenize=False)
+def render_prompt(tokenizer: PreTrainedTokenizerBase, env: Environment, native: bool | None = None) -> str:
+    """The generation prompt text for a state, exactly as evaluation renders it (`ftrl.rollout.hf.render_prompt`)."""
+    from ftrl.rollout.hf import render_prompt as render
+
+    return render(tokenizer, env.messages, env.tools, native=native)
 
 
 def runtime_scorer(config: TrainConfig) -> tuple[AbstractContextManager[Any], Callable[[Any], Scorer]]:
@@ -139,9 +133,11 @@ class Trainer:
 
     def _load_states(self) -> tuple[list[Environment], list[list[int]]]:
         """States whose prompt fits `max_prompt_tokens` (verl's filter_overlong_prompts), with their token ids."""
-        states, prompts = [], []
+        from ftrl.rollout.hf import template_supports_tools
+
+        states, prompts, native = [], [], template_supports_tools(self.tokenizer)
         for env in read_envs(self.config.data):
-            ids = self.tokenizer(render_prompt(self.tokenizer, env), add_special_tokens=False).input_ids
+            ids = self.tokenizer(render_prompt(self.tokenizer, env, native), add_special_tokens=False).input_ids
             if len(ids) <= self.config.max_prompt_tokens:
                 states.append(env)
                 prompts.append(ids)
