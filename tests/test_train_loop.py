@@ -51,3 +51,20 @@ def test_loop_resumes_after_a_crash_in_round_two(tiny: Path, tmp_path: Path) -> 
     assert rounds[2]["model"].endswith("round_2/train/model") and Path(rounds[2]["model"], "config.json").exists()
     assert rounds[2]["solve_f1"] == pytest.approx(0.2 * 3)  # evaluations: start, round 1, crashed, round 2
     assert (tmp_path / "loop" / "loop.png").stat().st_size > 0
+
+
+def test_loop_runs_with_the_real_collection_and_evaluation(tiny: Path, tmp_path: Path) -> None:
+    from ftrl.build.config import BuildConfig, Difficulty
+    from ftrl.build.driver import build_environments
+
+    small = Difficulty(min_hops=2, max_hops=2, min_chain_hops=1, max_chain_hops=1, min_params=2, max_params=2,
+                       min_tools=2, max_tools=2)
+    build_environments(BuildConfig(n=4, seed=5, difficulty=small), tmp_path / "train.jsonl")
+    build_environments(BuildConfig(n=4, seed=6, split="test", difficulty=small), tmp_path / "test.jsonl")
+    config = LoopConfig(model=str(tiny), envs=str(tmp_path / "train.jsonl"), eval_envs=str(tmp_path / "test.jsonl"),
+                        out=str(tmp_path / "loop"), rounds=1, steps=1)
+    rounds = run_loop(config)
+    assert [row["round"] for row in rounds] == [0, 1]
+    assert (tmp_path / "loop" / "round_1" / "eval" / "summary.json").exists()
+    assert (tmp_path / "loop" / "loop.png").exists()
+    assert all(0.0 <= row["solve_f1"] <= 100.0 for row in rounds)

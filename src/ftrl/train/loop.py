@@ -4,15 +4,13 @@ Each round's artefacts live in `DIR/round_<k>/` (`states.jsonl`, `train/`, `eval
 records finished rounds, so a killed loop resumes at the round it was in (and that round's training resumes
 from its own checkpoints). Round 0 is the starting model's evaluation.
 
-Collection and evaluation run the `ftrl sample` and `ftrl eval` commands (PENDING: their flags and the eval
-summary file are assumed, see `sample_states` / `evaluate_model`, until `ftrl.rollout` / `ftrl.eval` expose
-Python functions); both are injectable, which the tests use.
+Collection and evaluation call `ftrl.rollout.collect.collect` and `ftrl.eval.run.evaluate` (the functions
+behind `ftrl sample` and `ftrl eval`); both are injectable, which the tests use.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,15 +47,18 @@ class LoopConfig:
 
 
 def sample_states(model: str, envs: str, out: Path) -> None:
-    """PENDING interface: `ftrl sample --model M --envs E --out STATES` (the rollout helper's command)."""
-    subprocess.run(["ftrl", "sample", "--model", model, "--envs", envs, "--out", str(out)], check=True)
+    """Collect trajectory states with the current policy (`ftrl sample` with its defaults)."""
+    from ftrl.rollout.collect import collect
+
+    collect(model, envs, out)
 
 
 def evaluate_model(model: str, envs: str, out: Path) -> dict[str, float]:
-    """PENDING interface: `ftrl eval --model M --envs E --out DIR` writing `DIR/summary.json` with Solve-P/R/F1."""
-    subprocess.run(["ftrl", "eval", "--model", model, "--envs", envs, "--out", str(out)], check=True)
-    summary = json.loads((out / "summary.json").read_text())
-    return {key: float(summary[key]) for key in METRICS}
+    """Evaluate greedily (`ftrl eval` with its defaults); returns the mean Solve-P/R/F1 over scenarios."""
+    from ftrl.eval.run import evaluate
+
+    summary = evaluate(model, envs, out)
+    return {key: float(summary["mean"][key]) for key in METRICS}
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
