@@ -42,8 +42,8 @@ class DemoConfig:
             min_tools=2, max_tools=3, min_distractors=1,
         )
     )  # fmt: skip
-    sft_envs: int = 120
-    sft_epochs: int = 2
+    sft_envs: int = 96
+    sft_epochs: int = 1
     sft_lr: float = 5e-5
     rl_states_envs: int = 16
     rl_steps: int = 4
