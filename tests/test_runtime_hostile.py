@@ -50,7 +50,9 @@ def test_runaway_code_times_out(runtime, body):
     ids=["one-shot", "gradual"],
 )
 def test_memory_bombs_fail(runtime, body):
-    assert run_hostile(runtime, body) == "an error occured when call h: "  # str(MemoryError()) is empty
+    result = run_hostile(runtime, body)
+    # str(MemoryError()) is empty; on a loaded machine filling memory gradually may hit the timeout first
+    assert result == "an error occured when call h: " or f"timed out after {TIMEOUT:f} seconds" in result, result
 
 
 @pytest.mark.parametrize(
