@@ -77,12 +77,17 @@ def analyze_sweep_command(
     out: Path = typer.Option(..., help="Sweep folder; a rerun skips points that already have results."),
     limit: int | None = typer.Option(None, help="Evaluate only the first K environments."),
     keep_models: bool = typer.Option(False, help="Keep the restored model directories after evaluation."),
+    max_new_tokens: int = typer.Option(512, help="Tokens per turn; use the budget the tuned model was trained with."),
+    max_turns: int = typer.Option(20, help="Turns per episode."),
+    batch_size: int = typer.Option(16, help="Episodes decoded together."),
 ) -> None:
     """Evaluate base, tuned and six hybrids (MLP/attention x lower/middle/upper layers); plot Solve-F1."""
     from ftrl.analysis import run_sweep
+    from ftrl.analysis.sweep import FtrlEvaluator
 
+    evaluator = FtrlEvaluator(max_new_tokens=max_new_tokens, max_turns=max_turns, batch_size=batch_size)
     try:
-        rows = run_sweep(base, tuned, envs, out, limit=limit, keep_models=keep_models)
+        rows = run_sweep(base, tuned, envs, out, limit=limit, evaluator=evaluator, keep_models=keep_models)
     except ValueError as error:
         raise _fail(str(error)) from None
     table = Table("model", "layers", "Solve-F1", title=str(out / "sweep.md"))

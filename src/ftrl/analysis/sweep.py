@@ -72,7 +72,7 @@ def run_sweep(
 ) -> list[SweepRow]:
     """Evaluate base, tuned and the six hybrids (skipping finished ones); write sweep.csv, sweep.md, sweep.png."""
     pair = open_pair(base, tuned)  # fail on mismatched checkpoints before spending hours on evaluation
-    evaluate = evaluator or evaluate_with_ftrl
+    evaluate = evaluator or FtrlEvaluator()
     folder = Path(out)
     rows = []
     for point in sweep_points(pair.tuned.n_layers):
@@ -109,13 +109,21 @@ def _evaluate_point(
         shutil.rmtree(model)
 
 
-def evaluate_with_ftrl(model: Path, envs: Path, out: Path, limit: int | None) -> None:
-    """The default evaluator: `ftrl eval --model MODEL --envs ENVS --out OUT` as a library call."""
-    try:
+@dataclass(frozen=True)
+class FtrlEvaluator:
+    """The default evaluator: `ftrl eval` as a library call, with the generation budget of the run being
+    analysed (a hybrid judged with a longer budget than its tuned model had can ramble for hours)."""
+
+    max_new_tokens: int = 512
+    max_turns: int = 20
+    batch_size: int = 16
+
+    def __call__(self, model: Path, envs: Path, out: Path, limit: int | None) -> None:
         from ftrl.eval import evaluate
-    except ImportError as error:
-        raise RuntimeError("ftrl.eval.evaluate is not available; pass an evaluator to run_sweep") from error
-    evaluate(model=model, envs=envs, out=out, limit=limit)
+        from ftrl.rollout.policy import PolicySpec
+
+        spec = PolicySpec(str(model), max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+        evaluate(spec, envs, out, limit=limit, max_turns=self.max_turns)
 
 
 def solve_f1(summary: dict[str, Any], source: Path) -> float:
