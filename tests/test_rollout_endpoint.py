@@ -137,7 +137,7 @@ def test_transient_errors_are_retried(server):
 
 def test_persistent_failure_and_client_errors_raise(server):
     server.fail_first = 10
-    with pytest.raises(EndpointError, match="failed after 2 attempts"):
+    with pytest.raises(EndpointError, match="failed 2 times"):
         _policy(server, retries=1).generate([make_env().messages])
     host, port = server.server_address
     wrong = EndpointPolicy(EndpointConfig(f"http://{host}:{port}/other", "m", retries=0))

@@ -1,7 +1,7 @@
 """Any OpenAI-compatible `/v1/chat/completions` server (vLLM, llama.cpp, OpenAI) as a policy.
 
 Tools go out natively (`tools`) and calls come back as `tool_calls`. Requests of one batch run concurrently up
-to a limit, and transient failures (connection errors, 429, 5xx) are retried with exponential backoff.
+to a limit; retries and errors are those of the shared transport `ftrl.openai_http`.
 Messages are normalised by `ftrl.formats.openai` (llama.cpp answers HTTP 500 to `"content": null`).
 """
 
@@ -14,13 +14,8 @@ from typing import Any
 import httpx
 
 from ftrl.formats.openai import from_openai, to_openai
+from ftrl.openai_http import EndpointError, TransportStats, chat_url, open_client, post_json
 from ftrl.rollout.policy import GenerationStats, Message
-
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-
-
-class EndpointError(RuntimeError):
-    """The server refused a request, or kept failing after all retries."""
 
 
 @dataclass
@@ -44,20 +39,21 @@ class EndpointConfig:
 class EndpointPolicy:
     config: EndpointConfig
     stats: GenerationStats = field(default_factory=GenerationStats)
+    #: Attempts, retries and failures of every request so far.
+    transport: TransportStats = field(default_factory=TransportStats)
 
     @property
     def url(self) -> str:
-        base = self.config.base_url.rstrip("/")
-        return base if base.endswith("/chat/completions") else f"{base}/chat/completions"
+        """The chat-completions endpoint (see `chat_url`)."""
+        return chat_url(self.config.base_url)
 
     def generate(self, conversations: list[list[Message]], tools: list[list[dict]] | None = None) -> list[Message]:
         """One reply per conversation (blocking; runs its own event loop)."""
         return asyncio.run(self._generate_all(conversations, tools))
 
     async def _generate_all(self, conversations: list[list[Message]], tools: list[list[dict]] | None) -> list[Message]:
-        headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
         limit = asyncio.Semaphore(self.config.concurrency)
-        async with httpx.AsyncClient(headers=headers, timeout=self.config.timeout_s) as client:
+        async with open_client(self.config.api_key, self.config.timeout_s) as client:
 
             async def one(index: int) -> Message:
                 async with limit:
@@ -86,22 +82,11 @@ class EndpointPolicy:
         return body
 
     async def _request(self, client: httpx.AsyncClient, body: dict[str, Any]) -> Message:
-        failure = ""
-        for attempt in range(self.config.retries + 1):
-            if attempt:
-                await asyncio.sleep(self.config.backoff_s * 2 ** (attempt - 1))
-            try:
-                response = await client.post(self.url, json=body)
-            except httpx.TransportError as error:
-                failure = f"{type(error).__name__}: {error}"
-                continue
-            if response.status_code in RETRY_STATUS:
-                failure = f"HTTP {response.status_code}: {response.text[:300]}"
-                continue
-            if response.status_code != 200:
-                raise EndpointError(f"{self.url} answered HTTP {response.status_code}: {response.text[:500]}")
-            return self._reply(response.json())
-        raise EndpointError(f"{self.url} failed after {self.config.retries + 1} attempts; last: {failure}")
+        config = self.config
+        data = await post_json(
+            client, self.url, body, retries=config.retries, backoff_s=config.backoff_s, stats=self.transport
+        )
+        return self._reply(data)
 
     def _reply(self, data: dict[str, Any]) -> Message:
         choices = data.get("choices") or []

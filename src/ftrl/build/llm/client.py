@@ -13,24 +13,12 @@ import json
 import os
 import random
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-#: HTTP statuses worth retrying: rate limits and server-side failures.
-RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-#: Statuses that mean the whole build is misconfigured (wrong key, model or URL), not one bad request.
-FATAL_STATUSES = frozenset({401, 403, 404})
-
-
-class LLMUnavailable(RuntimeError):
-    """The server stayed unreachable or failing after all retries, or refuses every request; stop the build."""
-
-
-class RequestRefused(RuntimeError):
-    """The server rejected this one request (e.g. HTTP 400: context too long); other requests may still work."""
+from ftrl.openai_http import LLMUnavailable as LLMUnavailable  # re-exported: builds catch it from here
+from ftrl.openai_http import RequestRefused, TransportStats, chat_url, open_client, post_json
 
 
 @dataclass
@@ -49,11 +37,8 @@ class ClientConfig:
 
     @property
     def url(self) -> str:
-        """The chat-completions endpoint; `base_url` may end in `/v1`, in the endpoint itself, or in neither."""
-        base = self.base_url.rstrip("/")
-        if base.endswith("/chat/completions"):
-            return base
-        return base + ("/chat/completions" if base.endswith("/v1") else "/v1/chat/completions")
+        """The chat-completions endpoint (see `chat_url`)."""
+        return chat_url(self.base_url)
 
 
 @dataclass
@@ -99,13 +84,10 @@ class ResponseCache:
 
 
 @dataclass
-class ClientStats:
-    """What the client did, for the build summary and for tests."""
+class ClientStats(TransportStats):
+    """What the client did, for the build summary and for tests: the transport's counters plus cache hits."""
 
-    requests: int = 0
-    retries: int = 0
     cache_hits: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
 
 
 class ChatClient:
@@ -117,8 +99,7 @@ class ChatClient:
         self.stats = ClientStats()
         self._rng = rng or random.Random()
         self._semaphore = asyncio.Semaphore(max(1, config.concurrency))
-        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-        self._http = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(config.timeout_s, connect=30.0))
+        self._http = open_client(config.api_key, config.timeout_s)
 
     async def __aenter__(self) -> ChatClient:
         return self
@@ -141,48 +122,11 @@ class ChatClient:
         return completion
 
     async def _post(self, request: dict[str, Any]) -> dict[str, Any]:
-        problem = ""
-        for attempt in range(self.config.max_retries + 1):
-            if attempt:
-                self.stats.retries += 1
-            self.stats.requests += 1
-            retry_after: float | None = None
-            try:
-                response = await self._http.post(self.config.url, json=request)
-            except (httpx.TimeoutException, httpx.TransportError) as error:
-                problem = f"{type(error).__name__}: {error}"
-            else:
-                if response.status_code == 200:
-                    try:
-                        return response.json()
-                    except ValueError:
-                        problem = "HTTP 200 with a body that is not JSON"
-                else:
-                    problem = f"HTTP {response.status_code}: {response.text[:300]}"
-                    if response.status_code in FATAL_STATUSES:
-                        raise LLMUnavailable(f"{self.config.url} refused the request ({problem})")
-                    if response.status_code not in RETRY_STATUSES:
-                        raise RequestRefused(problem)
-                    retry_after = _retry_after(response)
-            kind = problem.split(":", 1)[0]
-            self.stats.errors[kind] = self.stats.errors.get(kind, 0) + 1
-            if attempt < self.config.max_retries:
-                await asyncio.sleep(self._delay(attempt, retry_after))
-        raise LLMUnavailable(f"{self.config.url} failed {self.config.max_retries + 1} times; last: {problem}")
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with jitter, capped; a server's Retry-After is honoured up to the cap."""
-        delay = min(self.config.max_backoff_s, self.config.backoff_s * 2**attempt) * (0.5 + self._rng.random() / 2)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.config.max_backoff_s))
-        return delay
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return float(response.headers["retry-after"])
-    except (KeyError, ValueError):
-        return None
+        config = self.config
+        return await post_json(
+            self._http, config.url, request, retries=config.max_retries, backoff_s=config.backoff_s,
+            max_backoff_s=config.max_backoff_s, stats=self.stats, rng=self._rng,
+        )  # fmt: skip
 
 
 def _parse_reply(body: dict[str, Any]) -> Completion:

@@ -1,0 +1,122 @@
+"""The HTTP transport shared by every ftrl client of an OpenAI-compatible chat-completions server.
+
+The dataset builder (`ftrl.build.llm`) and the endpoint policy (`ftrl.rollout.endpoint`) both talk to such
+servers; they share one retry loop here so that rate limits, Retry-After, fatal misconfiguration and
+transient failures are handled the same way, and neither package imports the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+#: HTTP statuses worth retrying: rate limits and server-side failures.
+RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+#: Statuses that mean every request will fail (wrong key, model or URL), not just this one.
+FATAL_STATUSES = frozenset({401, 403, 404})
+
+
+class EndpointError(RuntimeError):
+    """The server gave no usable reply; catch this to handle both kinds below."""
+
+
+class LLMUnavailable(EndpointError):
+    """The server stayed unreachable or failing after all retries, or refuses every request; stop the job."""
+
+
+class RequestRefused(EndpointError):
+    """The server rejected this one request (e.g. HTTP 400: context too long); other requests may still work."""
+
+
+@dataclass
+class TransportStats:
+    """Attempts sent, of which retries, and failed attempts by kind (`HTTP 503`, `ConnectTimeout`, ...)."""
+
+    requests: int = 0
+    retries: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def chat_url(base_url: str) -> str:
+    """The chat-completions endpoint; `base_url` may end in `/v1`, in the endpoint itself, or in neither."""
+    base = base_url.rstrip("/")
+    if base.endswith("/chat/completions"):
+        return base
+    return base + ("/chat/completions" if base.endswith("/v1") else "/v1/chat/completions")
+
+
+def open_client(api_key: str | None, timeout_s: float) -> httpx.AsyncClient:
+    """An HTTP client sending `api_key` as a bearer token; connecting gets at most 30 s of `timeout_s`."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(timeout_s, connect=min(30.0, timeout_s)))
+
+
+def backoff_delay(
+    attempt: int, retry_after: float | None, backoff_s: float, max_backoff_s: float, rng: random.Random | None = None
+) -> float:
+    """Seconds to wait after failed attempt `attempt` (0-based): doubling, capped, jittered to 50-100% so
+    concurrent clients do not retry in lockstep; a server's Retry-After is honoured up to the cap."""
+    jitter = 0.5 + (rng.random() if rng else random.random()) / 2
+    delay = min(max_backoff_s, backoff_s * 2**attempt) * jitter
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, max_backoff_s))
+    return delay
+
+
+async def post_json(
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    *,
+    retries: int,
+    backoff_s: float,
+    max_backoff_s: float = 60.0,
+    stats: TransportStats | None = None,
+    rng: random.Random | None = None,
+) -> dict[str, Any]:
+    """POST `body` to `url` and return the JSON reply, retrying transient failures up to `retries` times.
+
+    Raises `LLMUnavailable` on a fatal status or when every attempt failed, `RequestRefused` on any other
+    non-retryable status (only this request is bad).
+    """
+    stats = stats if stats is not None else TransportStats()
+    problem = ""
+    for attempt in range(retries + 1):
+        if attempt:
+            stats.retries += 1
+        stats.requests += 1
+        retry_after: float | None = None
+        try:
+            response = await client.post(url, json=body)
+        except httpx.TransportError as error:  # includes timeouts
+            problem = f"{type(error).__name__}: {error}"
+        else:
+            if response.status_code == 200:
+                try:
+                    return response.json()
+                except ValueError:
+                    problem = "HTTP 200 with a body that is not JSON"
+            else:
+                problem = f"HTTP {response.status_code}: {response.text[:300]}"
+                if response.status_code in FATAL_STATUSES:
+                    raise LLMUnavailable(f"{url} refused the request ({problem})")
+                if response.status_code not in RETRY_STATUSES:
+                    raise RequestRefused(problem)
+                retry_after = _retry_after(response)
+        kind = problem.split(":", 1)[0]
+        stats.errors[kind] = stats.errors.get(kind, 0) + 1
+        if attempt < retries:
+            await asyncio.sleep(backoff_delay(attempt, retry_after, backoff_s, max_backoff_s, rng))
+    raise LLMUnavailable(f"{url} failed {retries + 1} times; last: {problem}")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The Retry-After header in seconds; the rarely sent HTTP-date form is ignored (plain backoff applies)."""
+    try:
+        return float(response.headers["retry-after"])
+    except (KeyError, ValueError):
+        return None

@@ -1,0 +1,78 @@
+"""The shared OpenAI-compatible transport against scripted replies (httpx.MockTransport, no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import httpx
+import pytest
+
+from ftrl.openai_http import (
+    EndpointError,
+    LLMUnavailable,
+    RequestRefused,
+    TransportStats,
+    backoff_delay,
+    chat_url,
+    post_json,
+)
+
+URL = "http://h:1/v1/chat/completions"
+
+
+@pytest.mark.parametrize("base", ["http://h:1/v1", "http://h:1/v1/", "http://h:1", "http://h:1/", URL, URL + "/"])
+def test_chat_url(base):
+    assert chat_url(base) == URL
+
+
+def _post(replies: list[httpx.Response], stats: TransportStats, *, retries: int = 3) -> dict:
+    """`post_json` against a server answering `replies` in order; `stats` gets its counters."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert str(request.url) == URL and request.headers["authorization"] == "Bearer k"
+        return replies.pop(0)
+
+    async def go() -> dict:
+        headers = {"Authorization": "Bearer k"}
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler), headers=headers) as client:
+            return await post_json(client, URL, {"model": "m"}, retries=retries, backoff_s=0.0, stats=stats)
+
+    return asyncio.run(go())
+
+
+def test_retries_a_busy_server_then_returns_the_reply():
+    stats = TransportStats()
+    replies = [httpx.Response(503, text="busy"), httpx.Response(429), httpx.Response(200, json={"ok": 1})]
+    assert _post(replies, stats) == {"ok": 1}
+    assert (stats.requests, stats.retries, stats.errors) == (3, 2, {"HTTP 503": 1, "HTTP 429": 1})
+
+
+def test_fatal_status_stops_at_once_and_other_refusals_are_per_request():
+    stats = TransportStats()
+    with pytest.raises(LLMUnavailable, match=r"refused the request \(HTTP 401: bad key"):
+        _post([httpx.Response(401, text="bad key"), httpx.Response(200, json={})], stats)
+    assert (stats.requests, stats.retries) == (1, 0)
+    with pytest.raises(RequestRefused, match="^HTTP 400: too long"):
+        _post([httpx.Response(400, text="too long"), httpx.Response(200, json={})], stats)
+    assert issubclass(LLMUnavailable, EndpointError) and issubclass(RequestRefused, EndpointError)
+
+
+def test_gives_up_after_the_last_retry():
+    stats = TransportStats()
+    with pytest.raises(LLMUnavailable, match="failed 3 times; last: HTTP 500"):
+        _post([httpx.Response(500)] * 3, stats, retries=2)
+    assert stats.errors == {"HTTP 500": 3}
+
+
+def test_retry_after_is_honoured_up_to_the_cap():
+    start = time.monotonic()
+    reply = _post([httpx.Response(429, headers={"Retry-After": "0.3"}), httpx.Response(200, json={})], TransportStats())
+    assert reply == {} and time.monotonic() - start >= 0.3
+    rng = random.Random(0)
+    assert backoff_delay(0, 5.0, backoff_s=0.1, max_backoff_s=60.0, rng=rng) == 5.0
+    assert backoff_delay(0, 500.0, backoff_s=0.1, max_backoff_s=60.0, rng=rng) == 60.0
+    # without Retry-After: doubling per attempt, jittered to 50-100%, capped
+    assert all(4.0 <= backoff_delay(3, None, 1.0, 60.0, rng) <= 8.0 for _ in range(50))
+    assert all(backoff_delay(10, None, 1.0, 60.0, rng) <= 60.0 for _ in range(50))
