@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console, Group
@@ -27,6 +27,23 @@ console = Console()
 def _fail(message: str) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code=2)
+
+
+# Options shared by the commands that run a policy (`sample`, `eval`, and in part `bench` and `analyze sweep`), each
+# defined once; a command gives the default as its parameter default where the commands differ (temperature).
+_MODEL_HELP = "Model folder, 'embedded', 'oracle' (replays gold calls), or a served model name with --base-url."
+ModelOption = Annotated[str, typer.Option(help=_MODEL_HELP)]
+EnvsOption = Annotated[Path, typer.Option(help="Environments (JSONL/Parquet file or domain folder).")]
+LimitOption = Annotated[int | None, typer.Option(help="Only the first K environments.")]
+MaxTurnsOption = Annotated[int, typer.Option(help="Assistant turns per episode.")]
+TemperatureOption = Annotated[float, typer.Option(help="Sampling temperature (0 = greedy; the paper evaluates greedily).")]
+MaxNewTokensOption = Annotated[int, typer.Option(help="Tokens per assistant turn.")]
+BatchSizeOption = Annotated[int, typer.Option(help="Episodes in flight (rows per generate call / concurrent requests).")]
+BaseUrlOption = Annotated[str | None, typer.Option(help="OpenAI-compatible server (…/v1) serving --model.")]
+ApiKeyOption = Annotated[str | None, typer.Option(help="API key for --base-url (default $OPENAI_API_KEY).")]
+EnableThinkingOption = Annotated[bool, typer.Option("--enable-thinking", help="Let reasoning models think.")]
+PromptOption = Annotated[str, typer.Option(help="Tool prompt variant for templates without tool support.")]
+ThreadsOption = Annotated[int | None, typer.Option(help="Torch CPU threads for local models.")]
 
 
 analyze_app = typer.Typer(help="Where did training change the weights, and which changes carry the gain?", no_args_is_help=True)
@@ -75,11 +92,11 @@ def analyze_sweep_command(
     tuned: Path = typer.Option(..., help="Tuned model directory."),
     envs: Path = typer.Option(..., help="Evaluation environments (as for `ftrl eval --envs`)."),
     out: Path = typer.Option(..., help="Sweep folder; a rerun skips points that already have results."),
-    limit: int | None = typer.Option(None, help="Evaluate only the first K environments."),
+    limit: LimitOption = None,
     keep_models: bool = typer.Option(False, help="Keep the restored model directories after evaluation."),
     max_new_tokens: int = typer.Option(512, help="Tokens per turn; use the budget the tuned model was trained with."),
-    max_turns: int = typer.Option(20, help="Turns per episode."),
-    batch_size: int = typer.Option(16, help="Episodes decoded together."),
+    max_turns: MaxTurnsOption = 20,
+    batch_size: BatchSizeOption = 16,
 ) -> None:
     """Evaluate base, tuned and six hybrids (MLP/attention x lower/middle/upper layers); plot Solve-F1."""
     from ftrl.analysis import run_sweep
@@ -309,11 +326,19 @@ def loop(
     preset: str = typer.Option("cpu", help="Training preset: paper or cpu."),
     steps: int | None = typer.Option(None, help="Training steps per round (default: one pass)."),
     lora: bool = typer.Option(False, help="Train LoRA adapters."),
+    max_new_tokens: int = typer.Option(512, help="Tokens per turn when collecting and evaluating."),
+    max_turns: int = typer.Option(20, help="Turns per episode when collecting and evaluating."),
+    train_max_new_tokens: int | None = typer.Option(None, help="Tokens per sampled turn in training (default: preset)."),
+    save_every: int | None = typer.Option(None, help="Checkpoint training every N steps (default: preset)."),
 ) -> None:
     """The iterative recipe: per round collect states with the current policy, train on them, evaluate."""
     from ftrl.train.loop import LoopConfig, run_loop
 
-    config = LoopConfig(model, str(envs), str(eval_envs), str(out), rounds, algo, preset, steps, lora)
+    config = LoopConfig(
+        model, str(envs), str(eval_envs), str(out), rounds, algo, preset, steps, lora,
+        max_new_tokens=max_new_tokens, max_turns=max_turns, max_new_tokens_train=train_max_new_tokens,
+        save_every=save_every,
+    )  # fmt: skip
     run_loop(config, console=console)
 
 
@@ -348,13 +373,14 @@ def bench(
     out: Path = typer.Option(..., help="Output folder: results.jsonl, summary.json, summary.md (resumable)."),
     data: Path | None = typer.Option(None, help="Benchmark data file or folder (docs/benchmarks.md)."),
     limit: int | None = typer.Option(None, help="Only the first K items (per level for rotbench)."),
-    enable_thinking: bool = typer.Option(False, "--enable-thinking", help="Let reasoning models think."),
+    enable_thinking: EnableThinkingOption = False,
     trials: int = typer.Option(1, help="taubench: trials per task (pass^1..pass^k)."),
     user_model: str | None = typer.Option(None, help="taubench: the simulated user's model."),
-    base_url: str | None = typer.Option(None, help="OpenAI-compatible server for --model."),
+    base_url: BaseUrlOption = None,
     user_base_url: str | None = typer.Option(None, help="taubench: server for --user-model (default --base-url)."),
     base_model: str | None = typer.Option(None, help="drift: the model before training."),
     rule: str = typer.Option("ftrl", help="rotbench: matching rule, 'ftrl' (paper) or 'rotbench' (original)."),
+    max_new_tokens: MaxNewTokensOption = 512,
 ) -> None:
     """Run an external benchmark resumably and print its summary table."""
     from rich.markdown import Markdown
@@ -364,6 +390,7 @@ def bench(
     options = BenchOptions(
         model=model, out_dir=out, data=data, limit=limit, enable_thinking=enable_thinking, trials=trials,
         user_model=user_model, base_url=base_url, user_base_url=user_base_url, base_model=base_model, rule=rule,
+        max_new_tokens=max_new_tokens,
     )
     try:
         run_benchmark(name, options)
@@ -483,25 +510,22 @@ def _policy_spec(model: str, base_url: str | None, api_key: str | None, temperat
                       enable_thinking=enable_thinking, prompt=prompt, threads=threads)  # fmt: skip
 
 
-_MODEL_HELP = "Model folder, 'embedded', 'oracle' (replays gold calls), or a served model name with --base-url."
-
-
 @app.command("sample")
 def sample_command(
-    model: str = typer.Option(..., help=_MODEL_HELP),
-    envs: Path = typer.Option(..., help="Environments (JSONL/Parquet file or domain folder)."),
-    out: Path = typer.Option(..., help="States file to write (JSONL, reference format; resumable)."),
-    n_per_env: int = typer.Option(1, help="Episodes sampled per environment."),
-    temperature: float = typer.Option(1.0, help="Sampling temperature (0 = greedy)."),
-    max_turns: int = typer.Option(20, help="Assistant turns per episode."),
-    limit: int | None = typer.Option(None, help="Only the first L environments."),
-    max_new_tokens: int = typer.Option(512, help="Tokens per assistant turn."),
-    batch_size: int = typer.Option(16, help="Episodes in flight (rows per generate call / concurrent requests)."),
-    base_url: str | None = typer.Option(None, help="OpenAI-compatible server (…/v1) serving --model."),
-    api_key: str | None = typer.Option(None, help="API key for --base-url (default $OPENAI_API_KEY)."),
-    enable_thinking: bool = typer.Option(False, "--enable-thinking", help="Let reasoning models think."),
-    prompt: str = typer.Option("example", help="Tool prompt variant for templates without tool support."),
-    threads: int | None = typer.Option(None, help="Torch CPU threads for local models."),
+    model: ModelOption,
+    envs: EnvsOption,
+    out: Annotated[Path, typer.Option(help="States file to write (JSONL, reference format; resumable).")],
+    n_per_env: Annotated[int, typer.Option(help="Episodes sampled per environment.")] = 1,
+    temperature: TemperatureOption = 1.0,
+    max_turns: MaxTurnsOption = 20,
+    limit: LimitOption = None,
+    max_new_tokens: MaxNewTokensOption = 512,
+    batch_size: BatchSizeOption = 16,
+    base_url: BaseUrlOption = None,
+    api_key: ApiKeyOption = None,
+    enable_thinking: EnableThinkingOption = False,
+    prompt: PromptOption = "example",
+    threads: ThreadsOption = None,
 ) -> None:
     """Collect training states (history, remaining sub-answers, solve rate) from sampled rollouts."""
     from ftrl.rollout import ModelNotFound, collect
@@ -515,19 +539,19 @@ def sample_command(
 
 @app.command("eval")
 def eval_command(
-    model: str = typer.Option(..., help=_MODEL_HELP),
-    envs: Path = typer.Option(..., help="Environments (JSONL/Parquet file or domain folder)."),
-    out: Path = typer.Option(..., help="Output folder: episodes.jsonl (resumable), summary.json, summary.md."),
-    limit: int | None = typer.Option(None, help="Only the first K environments."),
-    max_turns: int = typer.Option(20, help="Assistant turns per episode."),
-    temperature: float = typer.Option(0.0, help="Sampling temperature (0 = greedy, as the paper evaluates)."),
-    max_new_tokens: int = typer.Option(512, help="Tokens per assistant turn."),
-    batch_size: int = typer.Option(16, help="Episodes in flight (rows per generate call / concurrent requests)."),
-    base_url: str | None = typer.Option(None, help="OpenAI-compatible server (…/v1) serving --model."),
-    api_key: str | None = typer.Option(None, help="API key for --base-url (default $OPENAI_API_KEY)."),
-    enable_thinking: bool = typer.Option(False, "--enable-thinking", help="Let reasoning models think."),
-    prompt: str = typer.Option("example", help="Tool prompt variant for templates without tool support."),
-    threads: int | None = typer.Option(None, help="Torch CPU threads for local models."),
+    model: ModelOption,
+    envs: EnvsOption,
+    out: Annotated[Path, typer.Option(help="Output folder: episodes.jsonl (resumable), summary.json, summary.md.")],
+    limit: LimitOption = None,
+    max_turns: MaxTurnsOption = 20,
+    temperature: TemperatureOption = 0.0,
+    max_new_tokens: MaxNewTokensOption = 512,
+    batch_size: BatchSizeOption = 16,
+    base_url: BaseUrlOption = None,
+    api_key: ApiKeyOption = None,
+    enable_thinking: EnableThinkingOption = False,
+    prompt: PromptOption = "example",
+    threads: ThreadsOption = None,
 ) -> None:
     """Evaluate a model: Solve-P/R/F1 per scenario and their mean, answer accuracy, call errors, turns."""
     from ftrl.eval import evaluate

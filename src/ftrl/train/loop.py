@@ -44,21 +44,27 @@ class LoopConfig:
     steps: int | None = None  # training steps per round (default: one pass over the round's states)
     lora: bool = False
     seed: int = 0
+    #: Generation budget of collection and evaluation; training uses the preset's (or `max_new_tokens` if set).
+    max_new_tokens: int = 512
+    max_turns: int = 20
+    max_new_tokens_train: int | None = None
+    save_every: int | None = None  # training checkpoint interval in steps (default: the preset's)
 
+    def sample_states(self, model: str, envs: str, out: Path) -> None:
+        """Collect trajectory states with the current policy (`ftrl sample`: temperature 1.0, one per env)."""
+        from ftrl.rollout.collect import collect
+        from ftrl.rollout.policy import PolicySpec
 
-def sample_states(model: str, envs: str, out: Path) -> None:
-    """Collect trajectory states with the current policy (`ftrl sample` with its defaults)."""
-    from ftrl.rollout.collect import collect
+        spec = PolicySpec(model, temperature=1.0, max_new_tokens=self.max_new_tokens)
+        collect(spec, envs, out, max_turns=self.max_turns)
 
-    collect(model, envs, out)
+    def evaluate_model(self, model: str, envs: str, out: Path) -> dict[str, float]:
+        """Evaluate greedily (`ftrl eval`); returns the mean Solve-P/R/F1 over scenarios."""
+        from ftrl.eval.run import evaluate
+        from ftrl.rollout.policy import PolicySpec
 
-
-def evaluate_model(model: str, envs: str, out: Path) -> dict[str, float]:
-    """Evaluate greedily (`ftrl eval` with its defaults); returns the mean Solve-P/R/F1 over scenarios."""
-    from ftrl.eval.run import evaluate
-
-    summary = evaluate(model, envs, out)
-    return {key: float(summary["mean"][key]) for key in METRICS}
+        summary = evaluate(PolicySpec(model, max_new_tokens=self.max_new_tokens), envs, out, max_turns=self.max_turns)
+        return {key: float(summary["mean"][key]) for key in METRICS}
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
@@ -68,12 +74,14 @@ def _save(path: Path, state: dict[str, Any]) -> None:
 
 def run_loop(
     config: LoopConfig,
-    collect: Collect = sample_states,
-    evaluate: Evaluate = evaluate_model,
+    collect: Collect | None = None,
+    evaluate: Evaluate | None = None,
     console: Console | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or resume) the rounds; returns one row per evaluated round, round 0 being the start model."""
     console = console or Console(stderr=True)
+    collect = collect or config.sample_states
+    evaluate = evaluate or config.evaluate_model
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / STATE_FILE
@@ -92,7 +100,8 @@ def run_loop(
         console.print(f"[bold]round {number}[/]: training on {states}")
         train_config = make_config(
             config.preset, model=current, data=str(states), out=str(folder / "train"), algo=config.algo,
-            steps=config.steps, lora=config.lora, seed=config.seed + number,
+            steps=config.steps, lora=config.lora, seed=config.seed + number, max_new_tokens=config.max_new_tokens_train,
+            save_every=config.save_every,
         )
         model = str(train(train_config, console=console))
         scores = evaluate(model, config.eval_envs, folder / "eval")

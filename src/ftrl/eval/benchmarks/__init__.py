@@ -36,16 +36,21 @@ class BenchOptions:
     rule: str = "ftrl"
     batch_size: int = 8
     workers: int = 0
+    max_new_tokens: int = 512
 
 
-def load_policy(spec: str, base_url: str | None, enable_thinking: bool, api_key: str | None = None) -> Policy:
+def load_policy(
+    spec: str, base_url: str | None, enable_thinking: bool, api_key: str | None = None, max_new_tokens: int = 512
+) -> Policy:
     """The policy for a model spec: an OpenAI-compatible server when `base_url` is given (key from the option or
     `OPENAI_API_KEY`), else a local model (folder or `embedded`) through `ftrl.rollout`."""
     from ftrl.rollout.policy import PolicySpec
     from ftrl.rollout.policy import load_policy as load_rollout_policy
 
     key = api_key or os.environ.get("OPENAI_API_KEY") if base_url else None
-    return load_rollout_policy(PolicySpec(spec, base_url=base_url, api_key=key, enable_thinking=enable_thinking))
+    return load_rollout_policy(
+        PolicySpec(spec, base_url=base_url, api_key=key, enable_thinking=enable_thinking, max_new_tokens=max_new_tokens)
+    )
 
 
 def _require_data(options: BenchOptions, name: str) -> Path:
@@ -61,7 +66,7 @@ def _runtime(options: BenchOptions) -> Any:
 
 
 def _model(options: BenchOptions) -> Policy:
-    return load_policy(options.model, options.base_url, options.enable_thinking, options.api_key)
+    return load_policy(options.model, options.base_url, options.enable_thinking, options.api_key, options.max_new_tokens)
 
 
 def run_toolhop_bench(options: BenchOptions) -> dict[str, Any]:
@@ -78,7 +83,8 @@ def run_taubench_bench(options: BenchOptions) -> dict[str, Any]:
 
     source, tasks = load_taubench(_require_data(options, "taubench"), options.limit)
     if options.user_model:
-        user = load_policy(options.user_model, options.user_base_url or options.base_url, False, options.api_key)
+        user_url = options.user_base_url or options.base_url
+        user = load_policy(options.user_model, user_url, False, options.api_key, options.max_new_tokens)
     elif options.model == GOLD:
         user = ScriptedUser()
     else:
