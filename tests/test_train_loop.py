@@ -68,3 +68,55 @@ def test_loop_runs_with_the_real_collection_and_evaluation(tiny: Path, tmp_path:
     assert (tmp_path / "loop" / "round_1" / "eval" / "summary.json").exists()
     assert (tmp_path / "loop" / "loop.png").exists()
     assert all(0.0 <= row["solve_f1"] <= 100.0 for row in rounds)
+
+
+def test_warm_start_runs_once_is_reported_apart_and_seeds_round_one(tiny: Path, tmp_path: Path) -> None:
+    source = tmp_path / "states.jsonl"
+    env = Environment([{"role": "user", "content": "Hi?"}], [], {}, {}, answer="hi", split="train")
+    write_envs(source, [env, env])
+    collected: list[str] = []
+    warm: list[str] = []
+
+    def collect(model: str, envs: str, out: Path) -> None:
+        collected.append(model)
+        shutil.copy(source, out)
+
+    def warm_start(model: str, out: Path) -> str:
+        warm.append(model)
+        shutil.copytree(tiny, out / "model")
+        return str(out / "model")
+
+    scores = iter([0.0, 30.0, 99.0, 40.0])
+
+    def evaluate(model: str, envs: str, out: Path) -> dict[str, float]:
+        value = next(scores)
+        if value == 99.0:
+            raise RuntimeError("killed during round 1")
+        return {"solve_p": value, "solve_r": value, "solve_f1": value}
+
+    config = LoopConfig(model=str(tiny), envs="train", eval_envs="test", out=str(tmp_path / "loop"), rounds=1,
+                        steps=1, warm_start_envs="gold.jsonl")  # fmt: skip
+    with pytest.raises(RuntimeError, match="killed"):
+        run_loop(config, collect, evaluate, warm_start=warm_start)
+    rows = run_loop(config, collect, evaluate, warm_start=warm_start)
+    assert [row["label"] for row in rows] == ["start", "warm start", "round 1"]
+    assert [row["solve_f1"] for row in rows] == [0.0, 30.0, 40.0]
+    assert warm == [str(tiny)]  # not repeated on resume
+    assert collected == [str(tmp_path / "loop" / "warm_start" / "model")]  # round 1 starts from the warm start
+    assert rows[2]["model"].endswith("round_1/train/model")
+
+
+def test_warm_start_with_real_sft_skips_a_finished_model(tiny: Path, tmp_path: Path) -> None:
+    from ftrl.build.config import BuildConfig, Difficulty
+    from ftrl.build.driver import build_environments
+
+    small = Difficulty(min_hops=2, max_hops=2, min_chain_hops=1, max_chain_hops=1, min_params=2, max_params=2,
+                       min_tools=2, max_tools=2)
+    build_environments(BuildConfig(n=2, seed=5, difficulty=small), tmp_path / "gold.jsonl")
+    config = LoopConfig(model=str(tiny), warm_start_envs=str(tmp_path / "gold.jsonl"))
+    model = Path(config.warm_start(str(tiny), tmp_path / "warm"))
+    assert (model / "config.json").exists()
+    assert json.loads((tmp_path / "warm" / "config.json").read_text())["envs"] == str(tmp_path / "gold.jsonl")
+    before = (model / "model.safetensors").stat().st_mtime_ns
+    assert config.warm_start(str(tiny), tmp_path / "warm") == str(model)
+    assert (model / "model.safetensors").stat().st_mtime_ns == before

@@ -330,6 +330,10 @@ def loop(
     max_turns: int = typer.Option(20, help="Turns per episode when collecting and evaluating."),
     train_max_new_tokens: int | None = typer.Option(None, help="Tokens per sampled turn in training (default: preset)."),
     save_every: int | None = typer.Option(None, help="Checkpoint training every N steps (default: preset)."),
+    warm_start_envs: Path | None = typer.Option(None, help="Environments with gold calls: SFT on their gold "
+                                                "trajectories before round 1, reported as its own row."),
+    warm_start_epochs: int = typer.Option(1, help="Warm-start passes over the gold trajectories."),
+    warm_start_lr: float = typer.Option(5e-5, help="Warm-start learning rate."),
 ) -> None:
     """The iterative recipe: per round collect states with the current policy, train on them, evaluate."""
     from ftrl.train.loop import LoopConfig, run_loop
@@ -337,7 +341,8 @@ def loop(
     config = LoopConfig(
         model, str(envs), str(eval_envs), str(out), rounds, algo, preset, steps, lora,
         max_new_tokens=max_new_tokens, max_turns=max_turns, max_new_tokens_train=train_max_new_tokens,
-        save_every=save_every,
+        save_every=save_every, warm_start_envs=str(warm_start_envs) if warm_start_envs else None,
+        warm_start_epochs=warm_start_epochs, warm_start_lr=warm_start_lr,
     )  # fmt: skip
     run_loop(config, console=console)
 

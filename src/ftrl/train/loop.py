@@ -2,7 +2,9 @@
 
 Each round's artefacts live in `DIR/round_<k>/` (`states.jsonl`, `train/`, `eval/`) and `DIR/loop_state.json`
 records finished rounds, so a killed loop resumes at the round it was in (and that round's training resumes
-from its own checkpoints). Round 0 is the starting model's evaluation.
+from its own checkpoints). Round 0 is the starting model's evaluation. With `warm_start_envs`, a supervised warm
+start on their gold trajectories (`ftrl sft`) runs before round 1, in `DIR/warm_start/`, and is evaluated and
+reported as its own row, so its effect is visible apart from the RL rounds.
 
 Collection and evaluation call `ftrl.rollout.collect.collect` and `ftrl.eval.run.evaluate` (the functions
 behind `ftrl sample` and `ftrl eval`); both are injectable, which the tests use.
@@ -27,6 +29,8 @@ from ftrl.train.trainer import train
 Collect = Callable[[str, str, Path], None]
 #: `(model, environments, output folder) -> {"solve_p", "solve_r", "solve_f1", ...}`.
 Evaluate = Callable[[str, str, Path], dict[str, float]]
+#: `(model, output folder) -> warm-started model folder`.
+WarmStart = Callable[[str, Path], str]
 
 STATE_FILE = "loop_state.json"
 METRICS = ("solve_p", "solve_r", "solve_f1")
@@ -49,6 +53,21 @@ class LoopConfig:
     max_turns: int = 20
     max_new_tokens_train: int | None = None
     save_every: int | None = None  # training checkpoint interval in steps (default: the preset's)
+    #: Environments whose gold trajectories warm-start the model with SFT before round 1 (None: no warm start).
+    warm_start_envs: str | None = None
+    warm_start_epochs: int = 1
+    warm_start_lr: float = 5e-5
+
+    def warm_start(self, model: str, out: Path) -> str:
+        """Supervised warm start on gold trajectories (`ftrl sft`); returns the saved model folder."""
+        from ftrl.train.sft import SFTConfig, sft
+        from ftrl.train.trainer import FINAL_MODEL
+
+        if (out / FINAL_MODEL / "config.json").exists():  # finished before a crash: keep it
+            return str(out / FINAL_MODEL)
+        config = SFTConfig(model=model, envs=str(self.warm_start_envs), out=str(out), epochs=self.warm_start_epochs,
+                           lr=self.warm_start_lr, lora=self.lora, seed=self.seed)  # fmt: skip
+        return str(sft(config))
 
     def sample_states(self, model: str, envs: str, out: Path) -> None:
         """Collect trajectory states with the current policy (`ftrl sample`: temperature 1.0, one per env)."""
@@ -77,21 +96,32 @@ def run_loop(
     collect: Collect | None = None,
     evaluate: Evaluate | None = None,
     console: Console | None = None,
+    warm_start: WarmStart | None = None,
 ) -> list[dict[str, Any]]:
-    """Run (or resume) the rounds; returns one row per evaluated round, round 0 being the start model."""
+    """Run (or resume) the rounds; returns one row per evaluated model: the start model (round 0), the warm start
+    if configured (labelled "warm start"), then each round."""
     console = console or Console(stderr=True)
     collect = collect or config.sample_states
     evaluate = evaluate or config.evaluate_model
+    warm_start = warm_start or config.warm_start
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.exists() else {"rounds": []}
     if not state["rounds"]:
         scores = evaluate(config.model, config.eval_envs, out / "round_0" / "eval")
-        state["rounds"].append({"round": 0, "model": config.model, **scores})
+        state["rounds"].append({"round": 0, "label": "start", "model": config.model, **scores})
+        _save(state_path, state)
+    if config.warm_start_envs and "warm_start" not in state:
+        folder = out / "warm_start"
+        console.print(f"[bold]warm start[/]: SFT on the gold trajectories of {config.warm_start_envs}")
+        model = warm_start(config.model, folder)
+        scores = evaluate(model, config.eval_envs, folder / "eval")
+        state["warm_start"] = {"round": 0, "label": "warm start", "model": model, **scores}
         _save(state_path, state)
     while len(state["rounds"]) <= config.rounds:
-        number, current = len(state["rounds"]), state["rounds"][-1]["model"]
+        number = len(state["rounds"])
+        current = state["warm_start"]["model"] if number == 1 and "warm_start" in state else state["rounds"][-1]["model"]
         folder = out / f"round_{number}"
         states = folder / "states.jsonl"
         if not states.exists():  # a finished collection is reused when the round is resumed
@@ -105,31 +135,37 @@ def run_loop(
         )
         model = str(train(train_config, console=console))
         scores = evaluate(model, config.eval_envs, folder / "eval")
-        state["rounds"].append({"round": number, "model": model, **scores})
+        state["rounds"].append({"round": number, "label": f"round {number}", "model": model, **scores})
         _save(state_path, state)
-    console.print(rounds_table(state["rounds"]))
-    plot_rounds(state["rounds"], out / "loop.png")
-    return state["rounds"]
+    rows = state["rounds"][:1] + ([state["warm_start"]] if "warm_start" in state else []) + state["rounds"][1:]
+    console.print(rounds_table(rows))
+    plot_rounds(rows, out / "loop.png")
+    return rows
 
 
-def rounds_table(rounds: list[dict[str, Any]]) -> Table:
-    table = Table("round", "Solve-P", "Solve-R", "Solve-F1", "model", title="ftrl loop")
-    for row in rounds:
-        table.add_row(str(row["round"]), *(f"{row[key]:.4f}" for key in METRICS), row["model"])
+def _label(row: dict[str, Any]) -> str:
+    return row.get("label") or ("start" if row["round"] == 0 else f"round {row['round']}")
+
+
+def rounds_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table("model", "Solve-P", "Solve-R", "Solve-F1", "folder", title="ftrl loop (x100)")
+    for row in rows:
+        table.add_row(_label(row), *(f"{row[key]:.1f}" for key in METRICS), row["model"])
     return table
 
 
-def plot_rounds(rounds: list[dict[str, Any]], out: Path) -> Path:
+def plot_rounds(rows: list[dict[str, Any]], out: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    positions = range(len(rows))
     for key, label in zip(METRICS, ("Solve-P", "Solve-R", "Solve-F1")):
-        ax.plot([row["round"] for row in rounds], [row[key] for row in rounds], marker="o", label=label)
-    ax.set_xlabel("round")
-    ax.set_xticks([row["round"] for row in rounds])
+        ax.plot(positions, [row[key] for row in rows], marker="o", label=label)
+    ax.set_xticks(list(positions), [_label(row) for row in rows])
+    ax.set_ylabel("held-out score (x100)")
     ax.legend()
     fig.savefig(out, dpi=110)
     plt.close(fig)
