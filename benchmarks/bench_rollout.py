@@ -10,7 +10,12 @@ Both use the same model, prompt rendering, parser, tools and settings; the metri
 wall-clock second (greedy decoding gives both the same tokens up to float rounding). Torch runs with
 `--threads` threads (1 by default: on a shared 2-core machine a second thread mostly spins).
 
-    python benchmarks/bench_rollout.py [--model embedded|DIR|tiny] [--envs FILE] [--limit N] [--n-per-env K]
+    python benchmarks/bench_rollout.py [--model embedded|DIR|tiny] [--envs FILE|demo] [--limit N] [--n-per-env K]
+
+`--envs demo` builds the demo's held-out test environments (`ftrl.demo.DemoConfig`: 2-3 small tools per
+environment, short prompts) instead of reading a file; with the demo's warm-started model
+(`--model runs/demo/sft/model`) episodes then run several tool-calling turns, the case the paper's collection
+and evaluation spend their time on.
 """
 
 from __future__ import annotations
@@ -81,6 +86,20 @@ def measure(policy: HFPolicy, jobs, max_turns: int, batch_size: int) -> dict:
     }
 
 
+def demo_envs(n: int) -> list:
+    """The first `n` environments of the demo's held-out test set, built here (procedural, seeded)."""
+    from ftrl.build.config import BuildConfig
+    from ftrl.build.driver import build_environments
+    from ftrl.demo import DemoConfig
+    from ftrl.env import read_envs
+
+    demo = DemoConfig()
+    path = Path(tempfile.mkdtemp()) / "test.jsonl"
+    config = BuildConfig(n=n, split="test", domains=demo.held_out, seed=demo.seed + 1, difficulty=demo.difficulty)
+    build_environments(config, path)
+    return read_envs(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -88,7 +107,7 @@ def main() -> None:
         default="embedded",
         help="embedded, a model folder, or 'tiny' (random, quick)",
     )
-    parser.add_argument("--envs", default=str(SHARED_ENVS))
+    parser.add_argument("--envs", default=str(SHARED_ENVS), help="environment file, or 'demo' (see above)")
     parser.add_argument("--limit", type=int, default=8)
     parser.add_argument("--n-per-env", type=int, default=1)
     parser.add_argument("--max-turns", type=int, default=3)
@@ -103,7 +122,7 @@ def main() -> None:
         from ftrl.train.tiny import build_tiny_model
 
         model = str(build_tiny_model(Path(tempfile.mkdtemp()) / "tiny", hidden=64))
-    envs = load_source(args.envs).envs[: args.limit]
+    envs = (demo_envs(args.limit) if args.envs == "demo" else load_source(args.envs).envs)[: args.limit]
     jobs = [(f"{i}-{k}", env) for i, env in enumerate(envs) for k in range(args.n_per_env)]
     config = HFConfig(
         max_new_tokens=args.max_new_tokens,

@@ -165,3 +165,17 @@ def test_scripted_user_states_instruction_then_stops(loaded):
     assert ScriptedUser().generate([conversation])[0]["content"] == tasks[0].instruction
     conversation += [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "done"}]
     assert ScriptedUser().generate([conversation])[0]["content"] == STOP
+
+
+def test_a_turn_budget_below_the_protocol_is_applied_and_recorded(loaded, tmp_path):
+    from ftrl.eval.benchmarks import BenchOptions, run_benchmark
+
+    _, tasks = loaded
+    first = next(task for task in tasks if len(task.actions) >= 2 and not task.outputs)
+    options = BenchOptions(model="gold", out_dir=tmp_path, data=FOLDER, limit=first.index + 1, max_turns=1)
+    summary = run_benchmark("taubench", options)
+    rows = {row["task"]: row for row in map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())}
+    assert summary["max_turns"] == 1
+    # the gold agent needs one reply per action: one reply is not enough, so the conversation is cut and fails
+    assert rows[first.index]["ended_by"] == "max_turns" and rows[first.index]["reward"] == 0.0
+    assert rows[first.index]["turns"] == 1

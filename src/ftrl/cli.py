@@ -386,6 +386,8 @@ def bench(
     base_model: str | None = typer.Option(None, help="drift: the model before training."),
     rule: str = typer.Option("ftrl", help="rotbench: matching rule, 'ftrl' (paper) or 'rotbench' (original)."),
     max_new_tokens: MaxNewTokensOption = 512,
+    max_turns: int | None = typer.Option(None, help="toolhop, taubench: agent replies per item (default: the "
+                                         "benchmark's protocol, 9 and 30; fewer deviates from it)."),
 ) -> None:
     """Run an external benchmark resumably and print its summary table."""
     from rich.markdown import Markdown
@@ -395,7 +397,7 @@ def bench(
     options = BenchOptions(
         model=model, out_dir=out, data=data, limit=limit, enable_thinking=enable_thinking, trials=trials,
         user_model=user_model, base_url=base_url, user_base_url=user_base_url, base_model=base_model, rule=rule,
-        max_new_tokens=max_new_tokens,
+        max_new_tokens=max_new_tokens, max_turns=max_turns,
     )
     try:
         run_benchmark(name, options)

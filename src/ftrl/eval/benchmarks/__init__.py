@@ -37,6 +37,8 @@ class BenchOptions:
     batch_size: int = 8
     workers: int = 0
     max_new_tokens: int = 512
+    #: Agent replies per item; None keeps each benchmark's protocol (ToolHop 9, tau-bench 30).
+    max_turns: int | None = None
 
 
 def load_policy(
@@ -69,13 +71,17 @@ def _model(options: BenchOptions) -> Policy:
     return load_policy(options.model, options.base_url, options.enable_thinking, options.api_key, options.max_new_tokens)
 
 
+def _turns(options: BenchOptions) -> dict[str, int]:
+    return {} if options.max_turns is None else {"max_turns": options.max_turns}
+
+
 def run_toolhop_bench(options: BenchOptions) -> dict[str, Any]:
     from ftrl.eval.benchmarks.toolhop import ToolHopOracle, load_toolhop, run_toolhop
 
     items = load_toolhop(_require_data(options, "toolhop"), options.limit)
     with _runtime(options) as runtime:
         agent = ToolHopOracle.for_item if options.model == GOLD else _model(options)
-        return run_toolhop(items, agent, options.out_dir, runtime)
+        return run_toolhop(items, agent, options.out_dir, runtime, **_turns(options))
 
 
 def run_taubench_bench(options: BenchOptions) -> dict[str, Any]:
@@ -91,7 +97,7 @@ def run_taubench_bench(options: BenchOptions) -> dict[str, Any]:
         raise ValueError("taubench needs --user-model (the simulated user; the paper uses gpt-4o via --user-base-url)")
     with _runtime(options) as runtime:
         agent = GoldAgent.for_task if options.model == GOLD else _model(options)
-        return run_taubench(source, tasks, agent, user, options.out_dir, runtime, trials=options.trials)
+        return run_taubench(source, tasks, agent, user, options.out_dir, runtime, trials=options.trials, **_turns(options))
 
 
 def run_rotbench_bench(options: BenchOptions) -> dict[str, Any]:

@@ -200,6 +200,7 @@ def run_taubench(
         keys = {f"{task.index}/{trial}" for trial in range(trials) for task in tasks}
         rows = [row for key, row in log.rows.items() if key in keys]
     summary = summarize(rows, trials)
+    summary["max_turns"] = max_turns  # the protocol's unless overridden
     header = ["domain", "tasks", *[f"pass^{k} (%)" for k in range(1, trials + 1)]]
     table = [header] + [
         [domain, summary["tasks"][domain], *[summary["pass_hat_k"][str(k)][domain] for k in range(1, trials + 1)]]

@@ -182,6 +182,7 @@ def run_toolhop(
         keys = {f"{s}/{item.id}" for s in scenarios for item in items}
         rows = [row for key, row in log.rows.items() if key in keys]
     summary = summarize(rows, scenarios)
+    summary["max_turns"] = max_turns  # the protocol's unless overridden
     table = [["scenario", "items", "answer correctness (%)"]]
     table += [[s, summary["items"][s], summary["scores"][s]] for s in scenarios]
     table.append(["mean", sum(summary["items"].values()), summary["mean"]])
