@@ -73,3 +73,22 @@ def test_sft_lowers_the_loss_and_saves_a_loadable_model(procedural: Path, tiny: 
     assert len(rows) == 3 * 2  # 4 trajectories, 2 per step, 3 epochs
     assert rows[-1]["loss"] < rows[0]["loss"]
     assert AutoModelForCausalLM.from_pretrained(saved).config.num_hidden_layers == 2
+
+
+def test_assistant_loss_equals_the_models_own_labelled_loss(procedural: Path, tiny: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ftrl.train.sft import assistant_loss
+
+    model = AutoModelForCausalLM.from_pretrained(tiny)
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    env = read_envs(procedural)[0]
+    with ToolRuntime(RuntimeConfig()) as runtime:
+        ids, labels = tokenize_trajectory(tokenizer, env, gold_trajectory(env, runtime))
+    assert 0 < sum(label != IGNORE for label in labels) < len(labels)
+    expected = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss
+    ours = assistant_loss(model, ids, labels)
+    assert torch.allclose(ours, expected, atol=1e-5)
+    ours.backward()
+    assert model.lm_head.weight.grad is not None

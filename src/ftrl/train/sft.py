@@ -95,6 +95,19 @@ def tokenize_trajectory(
     return ids, labels
 
 
+def assistant_loss(model: torch.nn.Module, ids: list[int], labels: list[int]) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled (assistant) tokens.
+
+    Only the positions that predict a labelled token go through the LM head (`logits_to_keep` as indices):
+    assistant tokens are a small part of a tool-use conversation, and the 49k-word head is a large part of the
+    compute of a small model. Equal to the model's own `labels=` loss.
+    """
+    targets = torch.tensor(labels[1:])
+    positions = (targets != IGNORE).nonzero().squeeze(1)
+    logits = model(input_ids=torch.tensor([ids]), logits_to_keep=positions).logits[0]
+    return torch.nn.functional.cross_entropy(logits.float(), targets[positions])
+
+
 def sft(config: SFTConfig, console: Console | None = None) -> Path:
     """Fine-tune on gold trajectories; returns the saved HF model directory."""
     from ftrl.rollout.models import resolve_model
@@ -127,8 +140,7 @@ def sft(config: SFTConfig, console: Console | None = None) -> Path:
                 optimizer.zero_grad(set_to_none=True)
                 total = 0.0
                 for index in batch:
-                    ids, labels = (torch.tensor([part]) for part in examples[index])
-                    loss = model(input_ids=ids, labels=labels).loss / len(batch)
+                    loss = assistant_loss(model, *examples[index]) / len(batch)
                     loss.backward()
                     total += loss.item()
                 optimizer.step()
