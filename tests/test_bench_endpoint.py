@@ -103,3 +103,92 @@ def test_toolhop_through_an_openai_endpoint(server, tmp_path, monkeypatch):
     # a rerun finds every item finished and sends nothing
     assert CliRunner().invoke(app, arguments).exit_code == 0
     assert len(FakeServer.requests) == 5
+
+
+class ScriptedServer(BaseHTTPRequestHandler):
+    """An OpenAI-protocol server whose reply text comes from `answer(body)`; it records every request."""
+
+    requests: list[dict] = []
+    answer = staticmethod(lambda body: "")
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        ScriptedServer.requests.append(body)
+        if len(ScriptedServer.requests) > 50:
+            self.send_error(500, "too many requests")
+            return
+        message = {"role": "assistant", "content": ScriptedServer.answer(body)}
+        payload = json.dumps({"choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                              "usage": {"prompt_tokens": 10, "completion_tokens": 3}}).encode()  # fmt: skip
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def scripted():
+    ScriptedServer.requests = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedServer)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+def test_rotbench_through_an_openai_endpoint(scripted, tmp_path):
+    from conftest import shared_path
+
+    from ftrl.eval.benchmarks.rotbench import load_rotbench
+
+    data = shared_path("rotbench")
+    gold = {item.messages[-1]["content"]: item.answers[0] for item in load_rotbench(data, limit=1)}
+    # the served "model" answers the first acceptable answer for the clean item and nonsense elsewhere
+    clean_last = next(text for text, _ in gold.items())
+    ScriptedServer.answer = staticmethod(
+        lambda body: gold[clean_last] if body["messages"][-1]["content"] == clean_last else "Thought: no idea"
+    )
+    out = tmp_path / "rot"
+    args = ["bench", "rotbench", "--model", "served", "--base-url", scripted, "--data", str(data), "--out", str(out),
+            "--limit", "1"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert len(ScriptedServer.requests) == 5  # one item per noise level, one request each
+    assert all("tools" not in body for body in ScriptedServer.requests)  # tools live in the system prompt
+    summary = json.loads((out / "summary.json").read_text())
+    levels = summary["levels"]
+    assert levels.pop("clean") == {"TS": 100.0, "PI": 100.0, "CF": 100.0}
+    assert len(levels) == 4 and all(scores == {"TS": 0.0, "PI": 0.0, "CF": 0.0} for scores in levels.values())
+
+
+def test_taubench_agent_and_user_through_an_openai_endpoint(scripted, tmp_path):
+    from conftest import shared_path
+
+    def answer(body: dict) -> str:
+        system = body["messages"][0]["content"]
+        return "Thanks, bye. ###STOP###" if system.startswith("You are a user") else "Sorry, I cannot help with that."
+
+    ScriptedServer.answer = staticmethod(answer)
+    out = tmp_path / "tau"
+    args = ["bench", "taubench", "--model", "agent", "--user-model", "user", "--base-url", scripted,
+            "--data", str(shared_path("tau-bench")), "--out", str(out), "--limit", "2"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    agent = [body for body in ScriptedServer.requests if body["model"] == "agent"]
+    user = [body for body in ScriptedServer.requests if body["model"] == "user"]
+    # per task: the user opens, the agent answers once, the user stops
+    assert len(agent) == 2 and len(user) == 4
+    assert all(body["tools"] and body["messages"][0]["role"] == "system" for body in agent)
+    assert all("Instruction:" in body["messages"][0]["content"] and "tools" not in body for body in user)
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [row["ended_by"] for row in rows] == ["user_stop", "user_stop"]
+    summary = json.loads((out / "summary.json").read_text())
+    # an agent that changes nothing passes only tasks whose gold actions change nothing either
+    assert all(row["reward"] == float(row["db_match"] and all(row["outputs"].values())) for row in rows)
+    assert summary["benchmark"] == "tau-bench"
