@@ -259,3 +259,15 @@ def test_drift_of_the_embedded_model_against_itself(tmp_path):
     assert summary["ppl_tuned"] == pytest.approx(summary["ppl_base"])
     assert 1.0 < summary["ppl_base"] < 1000.0
     assert "KL(tuned ‖ base)" in (tmp_path / "summary.md").read_text()
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "general"
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_example_files_load_and_their_gold_answers_score_full_marks(task, tmp_path, runtime):
+    rows = load_rows(EXAMPLES / f"{task}.jsonl", TASKS[task])
+    summary = run_general(task, rows, gold_policy(task, rows), tmp_path, runtime)
+    assert summary == {"benchmark": task, "items": 4, "score": 100.0}
+    # and a policy that answers nothing useful scores zero on them
+    assert run_general(task, rows, LookupPolicy(default="no idea"), tmp_path / "wrong", runtime)["score"] == 0.0
