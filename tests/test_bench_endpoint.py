@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -50,27 +52,40 @@ class FakeServer(BaseHTTPRequestHandler):
             message = {"role": "assistant", "content": f"<answer>{messages[-1]['content']}</answer>"}
         else:
             message = {"role": "assistant", "content": "<answer>1816</answer>"}
-        payload = json.dumps({"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        send_json(self, {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})
 
     def log_message(self, *args: object) -> None:
         pass
 
 
-@pytest.fixture
-def server():
-    FakeServer.requests = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeServer)
+def send_json(handler: BaseHTTPRequestHandler, body: dict) -> None:
+    payload = json.dumps(body).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    handler.wfile.write(payload)
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """`handler` on 127.0.0.1 (a free port) in a thread; yields the base URL."""
+    handler.requests = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    with serving(FakeServer) as url:
+        yield url
 
 
 def test_toolhop_through_an_openai_endpoint(server, tmp_path, monkeypatch):
@@ -118,28 +133,17 @@ class ScriptedServer(BaseHTTPRequestHandler):
             self.send_error(500, "too many requests")
             return
         message = {"role": "assistant", "content": ScriptedServer.answer(body)}
-        payload = json.dumps({"choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                              "usage": {"prompt_tokens": 10, "completion_tokens": 3}}).encode()  # fmt: skip
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        send_json(self, {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                         "usage": {"prompt_tokens": 10, "completion_tokens": 3}})  # fmt: skip
 
     def log_message(self, *args: object) -> None:
         pass
 
 
 @pytest.fixture
-def scripted():
-    ScriptedServer.requests = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedServer)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+def scripted() -> Iterator[str]:
+    with serving(ScriptedServer) as url:
+        yield url
 
 
 def test_rotbench_through_an_openai_endpoint(scripted, tmp_path):
