@@ -144,3 +144,52 @@ def test_overlong_states_are_skipped(tiny: Path, states: Path, tmp_path: Path) -
     with pytest.raises(ValueError, match="no state fits"):
         Trainer(tiny_config(tiny, states, tmp_path, max_prompt_tokens=10), scorer=letter_a)
     assert len(Trainer(tiny_config(tiny, states, tmp_path), scorer=letter_a).states) == n_states
+
+
+def test_shared_prompt_log_probs_equal_full_sequences_in_value_and_gradient(tiny: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from ftrl.train.policy import group_logprobs
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny)
+    prompt = torch.randint(3, 250, (23,))
+    responses = torch.randint(3, 250, (4, 6))
+    temperature = 0.7
+
+    def full_sequences() -> tuple[torch.Tensor, torch.Tensor]:
+        ids = torch.cat([prompt.expand(4, -1), responses], dim=1)
+        logits = model(input_ids=ids).logits[:, prompt.shape[0] - 1 : -1].float() / temperature
+        log_probs = logits.log_softmax(-1).gather(-1, responses.unsqueeze(-1)).squeeze(-1)
+        entropy = -(logits.softmax(-1) * logits.log_softmax(-1)).sum(-1)
+        return log_probs, entropy
+
+    expected, expected_entropy = full_sequences()
+    expected.sum().backward()
+    expected_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    ours, entropy = group_logprobs(model, prompt, responses, temperature, with_entropy=True)
+    assert ours.shape == (4, 6)
+    assert torch.allclose(ours, expected, atol=1e-5) and torch.allclose(entropy, expected_entropy, atol=1e-5)
+    ours.sum().backward()
+    for grad, expected_grad in zip((p.grad for p in model.parameters()), expected_grads):
+        assert torch.allclose(grad, expected_grad, atol=1e-5, rtol=1e-4)
+    # a one-token response needs only the prompt pass
+    single, _ = group_logprobs(model, prompt, responses[:, :1], temperature)
+    assert torch.allclose(single, expected[:, :1], atol=1e-5)
+
+
+def test_shared_prompt_log_probs_fall_back_to_full_sequences_under_gradient_checkpointing(tiny: Path) -> None:
+    from ftrl.train.policy import group_logprobs, load_policy
+
+    torch.manual_seed(1)
+    model, _ = load_policy(tiny)
+    checkpointed, _ = load_policy(tiny, gradient_checkpointing=True)
+    prompt, responses = torch.randint(3, 250, (17,)), torch.randint(3, 250, (3, 5))
+    model.train()
+    checkpointed.train()
+    plain, _ = group_logprobs(model, prompt, responses, 1.0)
+    fallback, _ = group_logprobs(checkpointed, prompt, responses, 1.0)
+    assert torch.allclose(plain, fallback, atol=1e-5)
+    fallback.sum().backward()
+    assert all(p.grad is not None for p in checkpointed.parameters() if p.requires_grad)

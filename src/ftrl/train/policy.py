@@ -129,24 +129,49 @@ def sample(
     return RolloutBatch(output, attention, mask, width, texts)
 
 
-def token_logprobs(
+def group_logprobs(
     model: PreTrainedModel,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    response_width: int,
+    prompt: torch.Tensor,
+    responses: torch.Tensor,
     temperature: float,
     with_entropy: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-probabilities (and entropies) of the last `response_width` tokens under `model`, at `temperature`."""
-    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
-    logits = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        use_cache=False,
-        logits_to_keep=response_width + 1,
-    ).logits[:, :-1].float() / temperature
-    targets = input_ids[:, -response_width:]
+    """Log-probabilities (and entropies) of `responses` (n, W), all sampled from the one `prompt` (P,).
+
+    The same numbers as running the n full sequences (prompt + response) through the model, but the prompt runs once and its keys/values
+    are shared by the n rows (an expanded view, so gradients through the prompt add up over the rows). Tool-use
+    prompts are hundreds to thousands of tokens and responses tens, so this cuts the work of every training
+    forward and backward about n-fold. Right padding after a response's end needs no mask: under causal
+    attention no real token sees it, and the response mask drops its positions.
+    """
+    from transformers import DynamicCache
+
+    n, width = responses.shape
+    if getattr(model, "is_gradient_checkpointing", False) and model.training:
+        # checkpointed layers keep no cache: run the full sequences
+        ids = torch.cat([prompt.expand(n, -1), responses], dim=1)
+        logits = model(input_ids=ids, use_cache=False, logits_to_keep=width + 1).logits[:, :-1]
+        return _token_stats(logits, responses, temperature, with_entropy)
+    out = model(input_ids=prompt.unsqueeze(0), use_cache=True, logits_to_keep=1)
+    logits = out.logits[:, -1:].expand(n, -1, -1)  # predicts each response's first token
+    if width > 1:
+        shared = DynamicCache([(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1))
+                               for layer in out.past_key_values.layers])  # fmt: skip
+        start = prompt.shape[0]
+        rest = model(
+            input_ids=responses[:, :-1],
+            past_key_values=shared,
+            position_ids=torch.arange(start, start + width - 1).expand(n, -1),
+            use_cache=True,
+        ).logits
+        logits = torch.cat([logits, rest], dim=1)
+    return _token_stats(logits, responses, temperature, with_entropy)
+
+
+def _token_stats(
+    logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    logits = logits.float() / temperature
     log_probs = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
     return log_probs, entropy_from_logits(logits) if with_entropy else None
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ from ftrl.jsonl import JsonlAppender, iter_jsonl, write_jsonl_atomic
 from ftrl.train.algos import agg_loss, compute_advantages, kl_k3, policy_loss
 from ftrl.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from ftrl.train.config import TrainConfig
-from ftrl.train.policy import RolloutBatch, frozen_copy, load_policy, sample, save_hf, token_logprobs
+from ftrl.train.policy import RolloutBatch, frozen_copy, group_logprobs, load_policy, sample, save_hf
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -239,9 +240,9 @@ class Trainer:
         reference: torch.Tensor | None,
     ) -> dict[str, Any]:
         config = self.config
-        ids, attention, mask, width = _trimmed(batch, rows)
         self.model.train()
-        log_prob, entropy = token_logprobs(self.model, ids, attention, width, config.temperature, with_entropy=True)
+        log_prob, entropy, width = self._response_logprobs(self.model, batch, rows, with_entropy=True)
+        mask = batch.response_mask[rows, :width]
         old_log_prob = log_prob.detach() if old is None else old[rows, :width]
         pg_loss, clip_frac = policy_loss(
             log_prob, old_log_prob, advantages[rows, :width], mask, config.clip_ratio, config.clip_ratio_c,
@@ -267,9 +268,27 @@ class Trainer:
         model.eval()
         result = torch.zeros_like(batch.response_mask)
         for rows in _chunks(range(len(batch)), self.config.micro_batch_size):
-            ids, attention, _, width = _trimmed(batch, rows)
-            result[rows, :width] = token_logprobs(model, ids, attention, width, self.config.temperature)[0]
+            log_prob, _, width = self._response_logprobs(model, batch, rows)
+            result[rows, :width] = log_prob
         return result
+
+    def _response_logprobs(
+        self, model: PreTrainedModel, batch: RolloutBatch, rows: list[int], with_entropy: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """Log-probs (and entropies) of the rows' responses up to the longest one's end; the rows of one prompt
+        (`n` consecutive rows) share a single pass over it (`group_logprobs`)."""
+        width = int(batch.response_mask[rows].sum(dim=1).max())
+        prompt_width = batch.prompt_width
+        log_probs, entropies = [], []
+        for _, group in groupby(rows, key=lambda row: row // self.config.n):
+            members = list(group)
+            first = members[0]
+            prompt = batch.input_ids[first, :prompt_width][batch.attention_mask[first, :prompt_width].bool()]
+            responses = batch.input_ids[members, prompt_width : prompt_width + width]
+            log_prob, entropy = group_logprobs(model, prompt, responses, self.config.temperature, with_entropy)
+            log_probs.append(log_prob)
+            entropies.append(entropy)
+        return torch.cat(log_probs), torch.cat(entropies) if with_entropy else None, width
 
     # ---- the run ------------------------------------------------------------------------------------------
     def run(self) -> Path:
@@ -306,16 +325,6 @@ def train(config: TrainConfig, scorer: Scorer | None = None, console: Console | 
 def _chunks(rows: range, size: int) -> Iterator[list[int]]:
     for start in range(0, len(rows), size):
         yield list(rows[start : start + size])
-
-
-def _trimmed(batch: RolloutBatch, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """The rows' sequences without all-padding prompt columns on the left or response columns on the right."""
-    attention = batch.attention_mask[rows]
-    mask = batch.response_mask[rows]
-    left = int(attention[:, : batch.prompt_width].any(dim=0).float().argmax())
-    width = int(mask.sum(dim=1).max())
-    end = batch.prompt_width + width
-    return batch.input_ids[rows, left:end], attention[:, left:end], mask[:, :width], width
 
 
 def _summary(step: int, metrics: dict[str, float]) -> str:
