@@ -11,7 +11,7 @@ import torch
 from ftrl.env import Environment, read_envs, write_envs
 from ftrl.train.algos import grpo_advantages
 from ftrl.train.config import make_config
-from ftrl.train.policy import response_mask, sample
+from ftrl.train.policy import sample
 from ftrl.train.trainer import DataCursor, Trainer, train
 
 LOOKUP = {
@@ -70,12 +70,6 @@ def test_data_cursor_reshuffles_each_epoch_and_resumes() -> None:
     assert again.take(4) == cursor.take(4)  # the saved (epoch, position) continues the same order
 
 
-def test_response_mask_keeps_the_first_end_of_turn_token() -> None:
-    responses = torch.tensor([[5, 6, 2, 0, 0], [5, 2, 7, 2, 0], [5, 6, 7, 8, 9]])
-    mask = response_mask(responses, [2])
-    assert mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]]  # the last row was truncated
-
-
 def test_update_moves_probability_toward_high_reward_responses(tiny: Path, states: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     trainer = Trainer(tiny_config(tiny, states, tmp_path, lr=1e-2, kl_coef=0.0, entropy_coef=0.0), scorer=letter_a)
@@ -87,6 +81,11 @@ def test_update_moves_probability_toward_high_reward_responses(tiny: Path, state
     metrics = trainer.update(batch, advantages)
     after = (trainer._logprobs(trainer.model, batch) * batch.response_mask).sum(dim=1)
     assert metrics["clip_frac"] == 0.0  # one update on fresh samples: ratio exactly 1
+    # every response runs to its end-of-turn token (kept, inside the mask) or to the token limit
+    eos = set(trainer.tokenizer.all_special_ids) | {trainer.tokenizer.eos_token_id}
+    for row, length in enumerate(batch.response_mask.sum(dim=1).long().tolist()):
+        last = int(batch.input_ids[row, batch.prompt_width + length - 1])
+        assert length == 8 or last in eos
     assert after[0] > before[0]
     assert (after[1:] - before[1:]).mean() < 0
 

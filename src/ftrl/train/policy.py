@@ -80,13 +80,6 @@ class RolloutBatch:
         return len(self.texts)
 
 
-def response_mask(responses: torch.Tensor, eos_ids: list[int]) -> torch.Tensor:
-    """1 up to and including the first end-of-turn token, 0 after (verl `get_eos_mask`)."""
-    is_eos = torch.isin(responses, torch.tensor(eos_ids))
-    after = (torch.cumsum(is_eos, dim=1) - is_eos.long()) > 0
-    return (~after).float()
-
-
 @torch.no_grad()
 def sample(
     model: PreTrainedModel,
@@ -98,35 +91,31 @@ def sample(
     temperature: float,
     top_p: float,
 ) -> RolloutBatch:
-    """Sample `n` responses per prompt in one batched `generate` call (top-k off, as in verl)."""
+    """Sample `n` responses per prompt (top-k off, as in verl), all rows decoded together.
+
+    Decoding is `ftrl.rollout.kvgen.generate_batch`, the rollout engine's: a prompt is prefilled once and its
+    `n` samples reuse its keys/values, where `model.generate(num_return_sequences=n)` would encode it `n` times.
+    """
+    from ftrl.rollout.kvgen import PrefixCache, Sampling, generate_batch
+
     pad = tokenizer.pad_token_id
-    width = max(len(ids) for ids in prompt_ids)
-    prompts = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids])
-    prompt_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids])
     eos_ids = end_of_turn_ids(model, tokenizer)
     model.eval()
-    output = model.generate(
-        input_ids=prompts,
-        attention_mask=prompt_mask,
-        do_sample=True,
-        temperature=temperature,
-        top_p=top_p,
-        top_k=0,
-        max_new_tokens=max_new_tokens,
-        num_return_sequences=n,
-        eos_token_id=eos_ids,
-        pad_token_id=pad,
-    )
-    responses = output[:, width:]
-    mask = response_mask(responses, eos_ids)
+    rows = [ids for ids in prompt_ids for _ in range(n)]
+    outputs = generate_batch(model, rows, set(eos_ids), Sampling(max_new_tokens, temperature, top_p), PrefixCache())
+    width = max(len(ids) for ids in prompt_ids)
+    response_width = max(len(out) for out in outputs)
+    prompts = torch.tensor([[pad] * (width - len(ids)) + ids for ids in rows])
+    prompt_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in rows])
+    responses = torch.tensor([out + [pad] * (response_width - len(out)) for out in outputs])
+    # each output runs up to and including its end-of-turn token (verl's eos mask), or to max_new_tokens
+    mask = torch.tensor([[1.0] * len(out) + [0.0] * (response_width - len(out)) for out in outputs])
     texts = []
-    for row, row_mask in zip(responses, mask):
-        tokens = row[: int(row_mask.sum())].tolist()
-        if tokens and tokens[-1] in eos_ids:
-            tokens = tokens[:-1]
+    for out in outputs:
+        tokens = out[:-1] if out and out[-1] in eos_ids else out
         texts.append(tokenizer.decode(tokens, skip_special_tokens=False))
-    attention = torch.cat([prompt_mask.repeat_interleave(n, dim=0), mask.long()], dim=1)
-    return RolloutBatch(output, attention, mask, width, texts)
+    attention = torch.cat([prompt_mask, mask.long()], dim=1)
+    return RolloutBatch(torch.cat([prompts, responses], dim=1), attention, mask, width, texts)
 
 
 def group_logprobs(
