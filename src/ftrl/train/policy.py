@@ -136,7 +136,7 @@ def group_logprobs(
     from transformers import DynamicCache
 
     n, width = responses.shape
-    if getattr(model, "is_gradient_checkpointing", False) and model.training:
+    if _checkpointing(model) and model.training:
         # checkpointed layers keep no cache: run the full sequences
         ids = torch.cat([prompt.expand(n, -1), responses], dim=1)
         logits = model(input_ids=ids, use_cache=False, logits_to_keep=width + 1).logits[:, :-1]
@@ -155,6 +155,11 @@ def group_logprobs(
         ).logits
         logits = torch.cat([logits, rest], dim=1)
     return _token_stats(logits, responses, temperature, with_entropy)
+
+
+def _checkpointing(model: PreTrainedModel) -> bool:
+    flag = getattr(model, "is_activation_checkpointing", None)  # transformers >= 5.x; older: is_gradient_checkpointing
+    return bool(getattr(model, "is_gradient_checkpointing", False) if flag is None else flag)
 
 
 def _token_stats(
