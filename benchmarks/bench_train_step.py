@@ -53,6 +53,9 @@ def main() -> None:
     parser.add_argument("--data", default="runs/demo/states.jsonl")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    missing = [path for path in (args.data, f"{args.model}/config.json") if not os.path.exists(path)]
+    if missing:
+        raise SystemExit(f"missing {', '.join(missing)}: run `ftrl demo` first, or pass --model and --data")
     torch.set_num_threads(args.threads)
     rows = [("one response per micro-batch (prompt re-run per response)", timed_step(args.model, args.data, 1)),
             ("8 per micro-batch (one prompt pass per state)", timed_step(args.model, args.data, 8))]  # fmt: skip
