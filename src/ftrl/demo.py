@@ -50,8 +50,6 @@ class DemoConfig:
     rl_algo: str = "grpo"
     rl_n: int = 8
     rl_lr: float = 5e-6
-    #: Responses per forward/backward: the demo's prompts are short (about 1k tokens), so 8 fit in a few GB.
-    rl_micro_batch: int = 8
     max_new_tokens: int = 96
     max_prompt_tokens: int = 4096
     #: Episodes decoded together; all 48 test episodes at once (short prompts keep their caches small).
@@ -165,7 +163,7 @@ class Demo:
             "cpu", model=str(self.sft_model), data=str(self.states_file), out=str(self.rl_model.parent),
             algo=self.config.rl_algo, steps=self.config.rl_steps, n=self.config.rl_n, lr=self.config.rl_lr,
             max_new_tokens=self.config.max_new_tokens, max_prompt_tokens=self.config.max_prompt_tokens,
-            micro_batch_size=self.config.rl_micro_batch, seed=self.config.seed,
+            seed=self.config.seed,
         )  # fmt: skip
         train(config, console=self.console)
 

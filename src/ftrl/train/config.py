@@ -84,7 +84,7 @@ CPU_PRESET: dict[str, Any] = {
     "max_prompt_tokens": 2048,
     "batch_states": 2,
     "mini_batch_states": 2,
-    "micro_batch_size": 8,  # one state's 8 responses share one prompt pass (`group_logprobs`): one prompt's activations
+    "micro_batch_size": 8,  # = n: a state's responses share one prompt pass (`group_logprobs`)
     "lr": 1e-5,
     "gradient_checkpointing": False,
     "save_every": 5,

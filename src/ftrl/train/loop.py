@@ -121,7 +121,8 @@ def run_loop(
         _save(state_path, state)
     while len(state["rounds"]) <= config.rounds:
         number = len(state["rounds"])
-        current = state["warm_start"]["model"] if number == 1 and "warm_start" in state else state["rounds"][-1]["model"]
+        previous = state["warm_start"] if number == 1 and "warm_start" in state else state["rounds"][-1]
+        current = previous["model"]
         folder = out / f"round_{number}"
         states = folder / "states.jsonl"
         if not states.exists():  # a finished collection is reused when the round is resumed

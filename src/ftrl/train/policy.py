@@ -96,13 +96,13 @@ def sample(
     Decoding is `ftrl.rollout.kvgen.generate_batch`, the rollout engine's: a prompt is prefilled once and its
     `n` samples reuse its keys/values, where `model.generate(num_return_sequences=n)` would encode it `n` times.
     """
-    from ftrl.rollout.kvgen import PrefixCache, Sampling, generate_batch
+    from ftrl.rollout.kvgen import Sampling, generate_batch
 
     pad = tokenizer.pad_token_id
     eos_ids = end_of_turn_ids(model, tokenizer)
     model.eval()
     rows = [ids for ids in prompt_ids for _ in range(n)]
-    outputs = generate_batch(model, rows, set(eos_ids), Sampling(max_new_tokens, temperature, top_p), PrefixCache())
+    outputs = generate_batch(model, rows, set(eos_ids), Sampling(max_new_tokens, temperature, top_p))
     width = max(len(ids) for ids in prompt_ids)
     response_width = max(len(out) for out in outputs)
     prompts = torch.tensor([[pad] * (width - len(ids)) + ids for ids in rows])
@@ -127,8 +127,9 @@ def group_logprobs(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probabilities (and entropies) of `responses` (n, W), all sampled from the one `prompt` (P,).
 
-    The same numbers as running the n full sequences (prompt + response) through the model, but the prompt runs once and its keys/values
-    are shared by the n rows (an expanded view, so gradients through the prompt add up over the rows). Tool-use
+    The same numbers as running the n full sequences (prompt + response) through the model, but the prompt runs
+    once and its keys/values are shared by the n rows (an expanded view, so gradients through the prompt add up
+    over the rows). Tool-use
     prompts are hundreds to thousands of tokens and responses tens, so this cuts the work of every training
     forward and backward about n-fold. Right padding after a response's end needs no mask: under causal
     attention no real token sees it, and the response mask drops its positions.

@@ -97,7 +97,9 @@ def run_taubench_bench(options: BenchOptions) -> dict[str, Any]:
         raise ValueError("taubench needs --user-model (the simulated user; the paper uses gpt-4o via --user-base-url)")
     with _runtime(options) as runtime:
         agent = GoldAgent.for_task if options.model == GOLD else _model(options)
-        return run_taubench(source, tasks, agent, user, options.out_dir, runtime, trials=options.trials, **_turns(options))
+        return run_taubench(
+            source, tasks, agent, user, options.out_dir, runtime, trials=options.trials, **_turns(options)
+        )
 
 
 def run_rotbench_bench(options: BenchOptions) -> dict[str, Any]:
