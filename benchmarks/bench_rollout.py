@@ -2,9 +2,11 @@
 
 Reference (baseline, `Code/evaluation/evaluation_self.py`): episodes one after another; every turn renders the
 whole conversation and calls `model.generate` on it alone (full prompt prefill each turn, batch 1).
-Ours: `run_rollouts` with `HFPolicy`: all episodes in flight share one batched decode per turn, prompts are
-prefilled one by one and their keys/values kept between turns (`ftrl.rollout.kvgen`), so a turn only prefills
-the new tool results and the samples of one environment share their prompt's prefill.
+Ours: `run_rollouts` with `HFPolicy`: the episodes in flight decode together, prompts are prefilled one by one
+and their keys/values kept between turns (`ftrl.rollout.kvgen`), so a turn only prefills the new tool results
+and the samples of one environment share their prompt's prefill. Measured twice: turn by turn (every episode
+waits for the batch's slowest reply before its tools run) and with continuous batching (the default: an episode
+whose reply is done runs its tools and rejoins the running batch at once).
 
 Both use the same model, prompt rendering, parser, tools and settings; the metric is generated tokens per
 wall-clock second (greedy decoding gives both the same tokens up to float rounding). Torch runs with
@@ -62,7 +64,7 @@ class OneAtATimePolicy(HFPolicy):
         return replies
 
 
-def measure(policy: HFPolicy, jobs, max_turns: int, batch_size: int) -> dict:
+def measure(policy: HFPolicy, jobs, max_turns: int, batch_size: int, continuous: bool = True) -> dict:
     start_tokens = policy.stats.completion_tokens
     began = time.perf_counter()
     with ToolRuntime(RuntimeConfig(workers=1)) as runtime:
@@ -71,7 +73,7 @@ def measure(policy: HFPolicy, jobs, max_turns: int, batch_size: int) -> dict:
                 jobs,
                 policy,
                 runtime,
-                RolloutConfig(max_turns=max_turns, batch_size=batch_size),
+                RolloutConfig(max_turns=max_turns, batch_size=batch_size, continuous=continuous),
             )
         )
     seconds = time.perf_counter() - began
@@ -134,10 +136,14 @@ def main() -> None:
     rows = [
         (
             "reference: one episode at a time, HF generate per turn",
-            measure(baseline, jobs, args.max_turns, 1),
+            measure(baseline, jobs, args.max_turns, 1, continuous=False),
         ),
         (
-            f"ftrl: {args.batch_size} episodes in flight, batched decode + prefix KV cache",
+            f"ftrl, turn by turn: {args.batch_size} episodes in flight, one batched decode per turn, prefix KV cache",
+            measure(ours, jobs, args.max_turns, args.batch_size, continuous=False),
+        ),
+        (
+            f"ftrl (default): the same with continuous batching (an episode's next turn joins the running batch)",
             measure(ours, jobs, args.max_turns, args.batch_size),
         ),
     ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_rollout_support import ScriptedPolicy, call, calls, make_env, say
+from test_rollout_support import ScriptedPolicy, StreamingScriptedPolicy, call, calls, make_env, say
 
 from ftrl.rollout import OraclePolicy, RolloutConfig, run_rollouts
 from ftrl.runtime import RuntimeConfig, ToolRuntime
@@ -132,3 +132,26 @@ def test_oracle_refuses_environments_without_gold(runtime):
     env = make_env(gold=False)
     with pytest.raises(ValueError, match="no gold_calls"):
         list(run_rollouts([("e", env)], OraclePolicy([env]), runtime))
+
+
+def test_continuous_batching_lets_each_episode_go_on_at_its_own_pace(runtime):
+    envs = [make_env("France"), make_env("Japan"), make_env("France", "single_hop")]
+    envs[2].messages = [{"role": "user", "content": "Question: capital of France, then stop."}]
+    scripts = {
+        envs[0].question: [calls(call("capital_of", country="France")), calls(call("population_of", city="Paris")), say("2,100,000")],
+        envs[1].question: [calls(call("capital_of", country="Japan")), say("Tokyo")],
+        envs[2].question: [say("Paris")],
+    }  # fmt: skip
+    jobs = [(str(i), e) for i, e in enumerate(envs)]
+    # episode 0 is fast (1 step a turn), episode 1 slow (5 steps a turn); 2 waits in the queue for a free slot
+    steps = {envs[0].question: 1, envs[1].question: 5, envs[2].question: 1}
+    policy = StreamingScriptedPolicy(scripts, steps)
+    streamed = {r.key: r for r in run_rollouts(jobs, policy, runtime, RolloutConfig(batch_size=2))}
+    assert policy.submitted == [(0, "0", 0), (0, "1", 0), (1, "0", 1), (2, "0", 2), (3, "2", 0), (5, "1", 1)]
+    assert sorted(policy.released) == ["0", "1", "2"]
+    # the same episodes, turn by turn through `generate`, give the same messages and metrics
+    synced = {r.key: r for r in run_rollouts(jobs, ScriptedPolicy(scripts), runtime, RolloutConfig(continuous=False))}
+    for key, result in synced.items():
+        assert streamed[key].messages == result.messages
+        assert streamed[key].metrics == result.metrics and streamed[key].turns == result.turns
+    assert streamed["0"].metrics["solve_rate"] == 1.0 and streamed["0"].correct

@@ -13,7 +13,7 @@ transformers = pytest.importorskip("transformers")
 
 from ftrl.rollout import RolloutConfig, models, run_rollouts
 from ftrl.rollout.hf import HFConfig, HFPolicy, template_supports_tools
-from ftrl.rollout.kvgen import PrefixCache, Sampling, generate_batch
+from ftrl.rollout.kvgen import Decoder, PrefixCache, Sampling, generate_batch
 from ftrl.runtime import RuntimeConfig, ToolRuntime
 from ftrl.train.tiny import build_tiny_model
 
@@ -50,6 +50,29 @@ def test_cached_batched_decoding_matches_hf_generate(policy):
     assert [cache.lookup(g)[0] for g in grown] == [len(p) + 7 for p in prompts]
     second = generate_batch(model, grown, stop, Sampling(max_new_tokens=6), cache)
     assert second == [_reference(model, g, 6, stop) for g in grown]
+
+
+def test_rows_join_the_decode_batch_mid_flight_and_reuse_finished_sequences(policy):
+    model, stop = policy.model, {2}
+    cache = PrefixCache()
+    decoder = Decoder(model, stop, Sampling(max_new_tokens=8), cache, max_rows=2)
+    first, second, third = list(range(10, 60)), list(range(5, 100)), list(range(30, 45))
+    decoder.submit("a", first)
+    finished = dict(decoder.step() + decoder.step() + decoder.step())  # "a" alone for three steps
+    decoder.submit("b", second)
+    decoder.submit("c", third)  # waits: two rows at most
+    while "a" not in finished:
+        finished.update(decoder.step())
+    grown = first + finished["a"] + [7, 8, 9]  # "a"'s next turn reuses its finished sequence
+    assert cache.lookup(grown)[0] == len(first) + 7
+    decoder.submit("a", grown)
+    while decoder.busy:
+        finished.update(decoder.step())
+    assert finished["b"] == _reference(model, second, 8, stop)
+    assert finished["c"] == _reference(model, third, 8, stop)
+    assert finished["a"] == _reference(model, grown, 8, stop)
+    cache.release("a")
+    assert set(cache.entries) == {"b", "c"}
 
 
 def test_sampling_is_seeded_and_respects_max_new_tokens(policy):

@@ -81,3 +81,30 @@ def say(text: str) -> dict[str, Any]:
 
 def calls(*tool_calls: dict[str, Any], text: str = "") -> dict[str, Any]:
     return assistant_message(text, [dict(c, id=f"{c['id']}_{i}") for i, c in enumerate(tool_calls)])
+
+
+class StreamingScriptedPolicy(ScriptedPolicy):
+    """The scripted replies as a `StreamingPolicy`: a turn of question `q` takes `steps[q]` calls of `step` to
+    finish, so episodes end their turns at different times. Records `(step, key, turn)` of every submission."""
+
+    def __init__(self, scripts: dict[str, list[dict[str, Any]]], steps: dict[str, int]):
+        super().__init__(scripts)
+        self.steps = steps
+        self.clock = 0
+        self.running: dict[Any, tuple[int, dict]] = {}
+        self.submitted: list[tuple[int, Any, int]] = []
+        self.released: list[Any] = []
+
+    def submit(self, key: Any, messages: list[dict], tools: list[dict] | None) -> None:
+        turn = sum(1 for m in messages if m["role"] == "assistant")
+        self.submitted.append((self.clock, key, turn))
+        question = messages[0]["content"]
+        self.running[key] = (self.clock + self.steps[question], self.generate([messages])[0])
+
+    def step(self) -> list[tuple[Any, dict]]:
+        self.clock += 1
+        done = [key for key, (due, _) in self.running.items() if due <= self.clock]
+        return [(key, self.running.pop(key)[1]) for key in done]
+
+    def release(self, key: Any) -> None:
+        self.released.append(key)

@@ -3,8 +3,10 @@
 Per episode (bytedance/FTRL `Code/evaluation/evaluation_self.py`): up to `max_turns` assistant turns, stopping at
 the first turn without a tool call; each turn's calls run in the episode's own runtime episode (so stateful
 domains keep their state), their results are appended as tool messages, and each call may solve one pending
-sub-answer of its tool. Unlike the reference, which runs one environment at a time, all active episodes share
-one batched `generate` call per turn and one `call_batch` for their tools, and finished episodes are replaced
+sub-answer of its tool. Unlike the reference, which runs one environment at a time, many episodes are in flight
+at once. With a `StreamingPolicy` (a local model) an episode whose turn ends runs its tools and submits its next
+turn while the others are still decoding (continuous batching); other policies answer all active episodes in
+one `generate` call per turn, with one `call_batch` for their tools. Either way finished episodes are replaced
 from the queue at once so the batch stays full.
 """
 
@@ -20,7 +22,7 @@ from rich.progress import Progress
 
 from ftrl.env.record import Environment
 from ftrl.reward import EpisodeScore, answer_verify
-from ftrl.rollout.policy import Message, Policy
+from ftrl.rollout.policy import Message, Policy, StreamingPolicy
 from ftrl.runtime import ToolRuntime
 
 #: Prefix of the tool message the runtime returns when a call fails (the reference's spelling).
@@ -29,10 +31,12 @@ ERROR_PREFIX = "an error occured when call "
 
 @dataclass
 class RolloutConfig:
-    """`batch_size` episodes are in flight at once (rows of one generate call)."""
+    """`batch_size` episodes are in flight at once; `continuous` lets a streaming policy take each episode's next
+    turn as soon as its last one ends instead of waiting for the whole batch's turn."""
 
     max_turns: int = 20
     batch_size: int = 16
+    continuous: bool = True
 
 
 @dataclass
@@ -105,23 +109,70 @@ def run_rollouts(
     kwargs_of = episode_kwargs or (lambda env: {"codes": env.codes})
     queue = deque(jobs)
     task = progress.add_task("episodes", total=total if total is not None else len(queue)) if progress else None
-    active: list[_Active] = []
-    while queue or active:
-        while queue and len(active) < config.batch_size:
+
+    def start_more(active: list[_Active]) -> list[_Active]:
+        started = []
+        while queue and len(active) + len(started) < config.batch_size:
             key, env = queue.popleft()
-            active.append(_start(key, env, runtime.episode(**kwargs_of(env))))
-        replies = policy.generate([a.messages for a in active], [a.env.tools for a in active])
-        _run_tools(active, replies, runtime)
-        still: list[_Active] = []
-        for item, reply in zip(active, replies):
+            started.append(_start(key, env, runtime.episode(**kwargs_of(env))))
+        return started
+
+    def after_turn(items: list[_Active], replies: list[Message]) -> Iterator[_Active | EpisodeResult]:
+        """Run the turn's tools; yields each item that goes on and the result of each that ended."""
+        _run_tools(items, replies, runtime)
+        for item, reply in zip(items, replies):
             if reply.get("tool_calls") and item.score.n_turns < config.max_turns:
-                still.append(item)
+                yield item
                 continue
             item.episode.close()
             if progress is not None and task is not None:
                 progress.advance(task)
             yield _finish(item)
+
+    if config.continuous and isinstance(policy, StreamingPolicy):
+        yield from _continuous(policy, start_more, after_turn)
+        return
+    active: list[_Active] = []
+    while queue or active:
+        active += start_more(active)
+        replies = policy.generate([a.messages for a in active], [a.env.tools for a in active])
+        still: list[_Active] = []
+        for outcome in after_turn(active, replies):
+            if isinstance(outcome, EpisodeResult):
+                yield outcome
+            else:
+                still.append(outcome)
         active = still
+
+
+def _continuous(
+    policy: StreamingPolicy,
+    start_more: Callable[[list[_Active]], list[_Active]],
+    after_turn: Callable[[list[_Active], list[Message]], Iterator[_Active | EpisodeResult]],
+) -> Iterator[EpisodeResult]:
+    """Continuous batching: every episode whose turn ended goes on (or is replaced from the queue) right away."""
+    active: dict[str, _Active] = {}
+
+    def submit(items: list[_Active]) -> None:
+        for item in items:
+            active[item.key] = item
+            policy.submit(item.key, item.messages, item.env.tools)
+
+    submit(start_more([]))
+    while active:
+        finished = policy.step()
+        if not finished:
+            continue
+        items = [active.pop(key) for key, _ in finished]
+        going_on = []
+        for outcome in after_turn(items, [reply for _, reply in finished]):
+            if isinstance(outcome, EpisodeResult):
+                policy.release(outcome.key)
+                yield outcome
+            else:
+                going_on.append(outcome)
+        submit(going_on)
+        submit(start_more(list(active.values())))
 
 
 def _start(key: str, env: Environment, episode: Any) -> _Active:

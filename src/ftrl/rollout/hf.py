@@ -9,6 +9,7 @@ it; the default is the one measured best on the embedded model (benchmarks/RESUL
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,7 @@ from ftrl.formats.prompt import (
     EXAMPLE_QUESTION,
     EXAMPLE_RESULT,
 )
-from ftrl.rollout.kvgen import PrefixCache, Sampling, generate_batch
+from ftrl.rollout.kvgen import Decoder, PrefixCache, Sampling, generate_batch
 from ftrl.rollout.models import resolve_model
 from ftrl.rollout.policy import GenerationStats, Message
 
@@ -101,6 +102,7 @@ class HFPolicy:
         self.stop_ids = stop_token_ids(self.model, self.tokenizer)
         self._cache = PrefixCache() if self.config.prefix_cache else None
         self._generator = torch.Generator().manual_seed(self.config.seed)
+        self._decoder: Decoder | None = None
         self._template_kwargs = (
             {"enable_thinking": self.config.enable_thinking} if _mentions(self.tokenizer, "enable_thinking") else {}
         )
@@ -126,17 +128,44 @@ class HFPolicy:
         )  # fmt: skip
 
     def generate(self, conversations: list[list[Message]], tools: list[list[dict]] | None = None) -> list[Message]:
-        texts = [self.render(c, tools[i] if tools else None) for i, c in enumerate(conversations)]
-        prompts = [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
-        sampling = Sampling(self.config.max_new_tokens, self.config.temperature, self.config.top_p)
-        outputs: list[list[int]] = []
-        for start in range(0, len(prompts), self.config.max_batch):
-            chunk = prompts[start : start + self.config.max_batch]
-            outputs += generate_batch(self.model, chunk, self.stop_ids, sampling, self._cache, self._generator)
+        prompts = [self._tokens(c, tools[i] if tools else None) for i, c in enumerate(conversations)]
+        outputs = generate_batch(
+            self.model, prompts, self.stop_ids, self._sampling(), self._cache, self._generator, self.config.max_batch
+        )
         self.stats.calls += 1
-        self.stats.prompt_tokens += sum(len(p) for p in prompts)
         self.stats.completion_tokens += sum(len(o) for o in outputs)
-        return [self.format.parse(self.tokenizer.decode(o, skip_special_tokens=True)) for o in outputs]
+        return [self._reply(o) for o in outputs]
+
+    def submit(self, key: Hashable, messages: list[Message], tools: list[dict] | None) -> None:
+        """Queue a conversation's next turn for continuous batching (`StreamingPolicy`)."""
+        if self._decoder is None or not self._decoder.busy:  # a fresh batch picks up changed settings
+            self._decoder = Decoder(
+                self.model, self.stop_ids, self._sampling(), self._cache, self._generator, self.config.max_batch
+            )
+        self._decoder.submit(key, self._tokens(messages, tools))
+
+    def step(self) -> list[tuple[Hashable, Message]]:
+        if self._decoder is None:
+            return []
+        finished = self._decoder.step()
+        self.stats.calls += 1
+        self.stats.completion_tokens += sum(len(o) for _, o in finished)
+        return [(key, self._reply(o)) for key, o in finished]
+
+    def release(self, key: Hashable) -> None:
+        if self._cache is not None:
+            self._cache.release(key)
+
+    def _tokens(self, messages: list[Message], tools: list[dict] | None) -> list[int]:
+        tokens = self.tokenizer(self.render(messages, tools), add_special_tokens=False)["input_ids"]
+        self.stats.prompt_tokens += len(tokens)
+        return tokens
+
+    def _sampling(self) -> Sampling:
+        return Sampling(self.config.max_new_tokens, self.config.temperature, self.config.top_p)
+
+    def _reply(self, tokens: list[int]) -> Message:
+        return self.format.parse(self.tokenizer.decode(tokens, skip_special_tokens=True))
 
 
 def render_prompt(

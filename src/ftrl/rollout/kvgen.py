@@ -1,24 +1,30 @@
-"""Batched decoding with a prefix KV cache, for multi-turn rollouts on CPUs.
+"""Continuous batched decoding with a prefix KV cache, for multi-turn rollouts on CPUs.
 
-Tool-use prompts are long (2-5k tokens of tool schemas) and on a CPU their prefill costs more than decoding
-the reply. `HF generate` re-reads the whole conversation every turn; here each conversation's keys/values are
-kept between calls and reused for the longest token prefix a new prompt shares with a stored one, so a turn
-only prefills what is new (the tool results), and `k` samples of one environment share one prompt prefill.
-Prompts are prefilled one by one (no padding waste), then all rows decode together, left-padded,
-and a row leaves the batch as soon as it stops.
+Tool-use prompts are long (hundreds to thousands of tokens of tool schemas) and on a CPU their prefill costs
+more than decoding the reply. `HF generate` re-reads the whole conversation every turn; here each sequence's
+keys/values live in its own buffer and are kept after it finishes, so the next turn of a conversation only
+prefills what is new (the tool results), and `k` samples of one environment share one prompt prefill.
+
+Rows join and leave the batch at any step (continuous batching): a conversation whose turn ends can run its
+tools and come back with its next turn while the others are still decoding. A step is one packed forward of
+every row's new tokens (one for a decoding row, the uncached prompt for a joining one), so the weights, read
+from memory once per forward, serve all of them. Each row attends to its own buffer (no padding, no copying of
+the batch's cache when a row leaves); the projections and MLPs run on all tokens at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Hashable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
-from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface
 
-#: Per-layer `(keys, values)` of one sequence, each `[1, kv_heads, length, head_dim]`.
-LayerKV = list[tuple[torch.Tensor, torch.Tensor]]
+_RAGGED = "ftrl_ragged"
 
 
 @dataclass
@@ -31,41 +37,171 @@ class Sampling:
 
 
 @dataclass
-class _Entry:
+class _Sequence:
+    """Tokens whose keys/values fill the start of `buffer` (`[layers, 2, kv_heads, capacity, head_dim]`)."""
+
     tokens: list[int]
-    kv: LayerKV
+    buffer: torch.Tensor
 
 
 @dataclass
 class PrefixCache:
-    """Keys/values of recently decoded sequences, looked up by longest shared token prefix."""
+    """Keys/values of finished sequences by key, looked up by the longest token prefix they share with a prompt."""
 
-    entries: list[_Entry] = field(default_factory=list)
+    entries: dict[Hashable, _Sequence] = field(default_factory=dict)
 
-    def lookup(self, tokens: Sequence[int]) -> tuple[int, LayerKV | None]:
-        """Length of the longest cached prefix of `tokens` and its keys/values (cropped to it)."""
-        best, best_entry = 0, None
-        for entry in self.entries:
-            n = _common_prefix(entry.tokens, tokens)
-            if n > best:
-                best, best_entry = n, entry
-        if best_entry is None:
-            return 0, None
-        return best, [(k[:, :, :best], v[:, :, :best]) for k, v in best_entry.kv]
+    def lookup(self, tokens: Sequence[int]) -> tuple[int, _Sequence | None]:
+        """Length of the longest cached prefix of `tokens` and the sequence holding it."""
+        return _longest_prefix(self.entries.values(), tokens)
 
-    def replace(self, entries: list[_Entry]) -> None:
-        """Keep only the sequences of the latest call (older conversations have moved on or ended)."""
-        self.entries = entries
+    def keep(self, keys: set[Hashable]) -> None:
+        """Drop every entry but `keys` (conversations that ended or moved on)."""
+        self.entries = {k: v for k, v in self.entries.items() if k in keys}
+
+    def release(self, key: Hashable) -> None:
+        self.entries.pop(key, None)
+
+
+def _longest_prefix(sequences, tokens: Sequence[int]) -> tuple[int, _Sequence | None]:
+    best, best_sequence = 0, None
+    for sequence in sequences:
+        n = _common_prefix(sequence.tokens, tokens)
+        if n > best:
+            best, best_sequence = n, sequence
+    return best, best_sequence
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     if n == 0:
         return 0
-    x = torch.tensor(a[:n])
-    y = torch.tensor(b[:n])
-    differ = (x != y).nonzero()
+    differ = (torch.tensor(a[:n]) != torch.tensor(b[:n])).nonzero()
     return int(differ[0]) if len(differ) else n
+
+
+@dataclass
+class _Row:
+    key: Hashable
+    sequence: _Sequence
+    logits: torch.Tensor | None = None  # next-token logits, `[vocab]`, once its last token has run
+    output: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Segment:
+    """New tokens of one row in a packed forward: they go to `row`'s buffer from position `start` on."""
+
+    row: _Row
+    tokens: list[int]
+    start: int
+
+
+class Decoder:
+    """A decode batch that requests join (`submit`) and leave (`step` returns them) at any step.
+
+    Every step is one packed forward over all rows: one new token for each decoding row and the whole (uncached
+    part of the) prompt of each row joining, so the weights are read once per step for all of them. At most
+    `max_rows` rows are in the batch; later submissions wait. With a `cache`, every finished sequence is kept
+    under its key for the next turn's prompt to reuse.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        stop_ids: set[int],
+        sampling: Sampling,
+        cache: PrefixCache | None = None,
+        generator: torch.Generator | None = None,
+        max_rows: int = 16,
+    ):
+        self.model, self.stop_ids, self.sampling = model, stop_ids, sampling
+        self.cache, self.generator, self.max_rows = cache, generator, max_rows
+        self.rows: list[_Row] = []
+        self.pending: deque[tuple[Hashable, list[int]]] = deque()
+        config = model.config
+        self._shape = (
+            config.num_hidden_layers,
+            2,
+            config.num_key_value_heads,
+            getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads,
+        )
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.rows or self.pending)
+
+    def submit(self, key: Hashable, prompt: Sequence[int]) -> None:
+        """Queue a prompt; its new tokens come back from a later `step` under `key`."""
+        if not prompt:
+            raise ValueError(f"empty prompt for {key!r}")
+        self.pending.append((key, list(prompt)))
+
+    @torch.inference_mode()
+    def step(self) -> list[tuple[Hashable, list[int]]]:
+        """Sample one token for every row, then run one packed forward for the rows still decoding and the
+        prompts that join; returns the rows that finished (their tokens, stop token included unless cut at
+        `max_new_tokens`)."""
+        finished, segments = [], []
+        if self.rows:
+            tokens = _sample(torch.stack([row.logits for row in self.rows]), self.sampling, self.generator)
+            alive = []
+            for row, token in zip(self.rows, tokens.tolist()):
+                row.output.append(token)
+                if token in self.stop_ids or len(row.output) == self.sampling.max_new_tokens:
+                    finished.append((row.key, row.output))
+                    if self.cache is not None:
+                        self.cache.entries[row.key] = row.sequence  # the prompt and the output but its last token
+                else:
+                    alive.append(row)
+                    segments.append(_Segment(row, [token], len(row.sequence.tokens)))
+            self.rows = alive
+        segments += self._admit()
+        if segments:
+            self._forward(segments)
+        return finished
+
+    def _admit(self) -> list[_Segment]:
+        """Rows for waiting prompts, their buffers holding the longest cached prefix; a prompt that shares most
+        of itself with another one joining now waits a step to reuse that one's keys/values."""
+        joining: list[_Segment] = []
+        deferred: deque[tuple[Hashable, list[int]]] = deque()
+        while self.pending and len(self.rows) < self.max_rows:
+            key, prompt = self.pending.popleft()
+            sources = [*(self.cache.entries.values() if self.cache else []), *(row.sequence for row in self.rows)]
+            reused, source = _longest_prefix(sources, prompt)
+            shared = max((_common_prefix(j.row.sequence.tokens + j.tokens, prompt) for j in joining), default=0)
+            if shared >= len(prompt) // 2 and shared > reused:
+                deferred.append((key, prompt))
+                continue
+            reused = min(reused, len(prompt) - 1)  # at least one token must run to give the next-token logits
+            if reused < len(prompt) // 2:
+                # a short shared prefix (a common system header) is not worth it: attending to a cache takes SDPA
+                # off its fused causal kernel, which costs more on a long new segment than recomputing the prefix
+                reused, source = 0, None
+            capacity = len(prompt) + self.sampling.max_new_tokens
+            buffer = torch.empty(*self._shape[:3], capacity, self._shape[3], dtype=self.model.dtype)
+            if source is not None:
+                buffer[:, :, :, :reused] = source.buffer[:, :, :, :reused]
+            row = _Row(key, _Sequence(prompt[:reused], buffer))
+            self.rows.append(row)
+            joining.append(_Segment(row, prompt[reused:], reused))
+        self.pending.extendleft(reversed(deferred))
+        return joining
+
+    def _forward(self, segments: list[_Segment]) -> None:
+        """All segments as one sequence through the model; `_ragged_attention` keeps each to its own row."""
+        ends = torch.tensor([len(s.tokens) for s in segments]).cumsum(0)
+        with _attention(self.model, _RAGGED):
+            out = self.model(
+                input_ids=torch.tensor([[t for s in segments for t in s.tokens]]),
+                position_ids=torch.cat([torch.arange(s.start, s.start + len(s.tokens)) for s in segments])[None],
+                use_cache=False,
+                logits_to_keep=ends - 1,
+                ragged_segments=segments,
+            )
+        for segment, logits in zip(segments, out.logits[0].float()):
+            segment.row.sequence.tokens.extend(segment.tokens)
+            segment.row.logits = logits
 
 
 @torch.inference_mode()
@@ -76,164 +212,86 @@ def generate_batch(
     sampling: Sampling,
     cache: PrefixCache | None = None,
     generator: torch.Generator | None = None,
+    max_rows: int = 16,
 ) -> list[list[int]]:
-    """New tokens for every prompt (ending with its stop token unless cut at `max_new_tokens`), in one batch."""
-    known = PrefixCache(list(cache.entries) if cache else [])
-    kvs, logits = [], []
-    for prompt in prompts:
-        reused, kv = known.lookup(prompt)
-        reused = min(reused, len(prompt) - 1)  # at least one token must run to give the next-token logits
-        if reused < len(prompt) // 2:
-            # a short shared prefix (a common system header) is not worth it: attending to a cache takes SDPA
-            # off its fused causal kernel, which costs more on a long new segment than recomputing the prefix
-            reused, kv = 0, None
-        if kv is not None:
-            kv = [(k[:, :, :reused], v[:, :, :reused]) for k, v in kv]
-        kv, last = _prefill(model, list(prompt), reused, kv)
-        known.entries.append(_Entry(list(prompt), kv))  # later rows of this call (k samples of one prompt) reuse it
-        kvs.append(kv)
-        logits.append(last)
-    outputs, finished_kv = _decode(
-        model,
-        [len(p) for p in prompts],
-        kvs,
-        torch.cat(logits),
-        stop_ids,
-        sampling,
-        generator,
-    )
-    if cache is not None:
-        cache.replace(
-            [_Entry(list(p) + out[:-1] if out else list(p), kv) for p, out, kv in zip(prompts, outputs, finished_kv)]
-        )
-    return outputs
+    """New tokens for every prompt (ending with its stop token unless cut at `max_new_tokens`).
 
-
-def _prefill(model: torch.nn.Module, tokens: list[int], start: int, kv: LayerKV | None) -> tuple[LayerKV, torch.Tensor]:
-    """Run `tokens[start:]` on top of the cached `kv` in one pass (without a cache SDPA takes its fused causal
-    kernel); returns the full keys/values and the last position's logits."""
-    out = model(
-        input_ids=torch.tensor([tokens[start:]]),
-        past_key_values=DynamicCache(kv) if kv else DynamicCache(),
-        position_ids=torch.arange(start, len(tokens)).unsqueeze(0),
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    return [(layer.keys, layer.values) for layer in out.past_key_values.layers], out.logits[:, -1].float()
-
-
-def _decode(
-    model: torch.nn.Module,
-    lengths: list[int],
-    kvs: list[LayerKV],
-    first_logits: torch.Tensor,
-    stop_ids: set[int],
-    sampling: Sampling,
-    generator: torch.Generator | None,
-) -> tuple[list[list[int]], list[LayerKV]]:
-    """Decode all rows together; returns each row's tokens (stop token included) and its final keys/values."""
-    rows = len(lengths)
-    width = max(lengths)
-    pads = [width - n for n in lengths]
-    cache = DynamicCache()
-    cache.layers = [
-        _PreallocatedLayer(
-            torch.cat([_left_pad(kv[i][0], pad) for kv, pad in zip(kvs, pads)]),
-            torch.cat([_left_pad(kv[i][1], pad) for kv, pad in zip(kvs, pads)]),
-            width + sampling.max_new_tokens,
-        )
-        for i in range(len(kvs[0]))
-    ]
-    del kvs
-    mask = torch.ones(rows, width, dtype=torch.long)
-    for row, pad in enumerate(pads):
-        mask[row, :pad] = 0
-    positions = torch.tensor(lengths)
-    alive = list(range(rows))  # original row index of each batch row
-    outputs: list[list[int]] = [[] for _ in range(rows)]
-    final: list[LayerKV | None] = [None] * rows
-    logits = first_logits
-    for step in range(sampling.max_new_tokens):
-        tokens = _sample(logits, sampling, generator)
-        keep = []
-        for batch_row, row in enumerate(alive):
-            token = int(tokens[batch_row])
-            outputs[row].append(token)
-            if token in stop_ids or step + 1 == sampling.max_new_tokens:
-                final[row] = _extract(cache, batch_row, pads[row])
-            else:
-                keep.append(batch_row)
-        if not keep:
-            break
-        if len(keep) < len(alive):
-            index = torch.tensor(keep)
-            cache.batch_select_indices(index)
-            mask, tokens, positions = mask[index], tokens[index], positions[index]
-            alive = [alive[i] for i in keep]
-        mask = torch.cat([mask, torch.ones(len(alive), 1, dtype=torch.long)], dim=1)
-        out = model(
-            input_ids=tokens.unsqueeze(1),
-            past_key_values=cache,
-            attention_mask=mask,
-            position_ids=positions.unsqueeze(1),
-            use_cache=True,
-        )
-        cache = out.past_key_values
-        logits = out.logits[:, -1].float()
-        positions = positions + 1
-    return outputs, final  # type: ignore[return-value]
-
-
-class _PreallocatedLayer(DynamicLayer):
-    """A cache layer that writes new keys/values into a buffer sized for the whole decode.
-
-    `DynamicLayer` concatenates every step, copying the batch's whole cache (about 2/3 of the step time at 16 rows
-    x 3k tokens on a CPU); here a step writes one position and attention reads a view of the filled part.
+    With a `cache`, the finished sequences replace the previous call's: a later call with the grown conversations
+    (in the same order) prefills only what each one added.
     """
-
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int):
-        super().__init__()
-        shape = (*keys.shape[:2], capacity, keys.shape[3])
-        self._keys, self._values = keys.new_empty(shape), values.new_empty(shape)
-        self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
-        self.length = 0
-        self.update(keys, values)
-
-    def update(
-        self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        end = self.length + key_states.shape[-2]
-        self._keys[:, :, self.length : end] = key_states
-        self._values[:, :, self.length : end] = value_states
-        self.length = end
-        self.keys, self.values = self._keys[:, :, :end], self._values[:, :, :end]
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self._keys, self._values = self._keys[indices], self._values[indices]
-        self.keys, self.values = (
-            self._keys[:, :, : self.length],
-            self._values[:, :, : self.length],
-        )
+    decoder = Decoder(model, stop_ids, sampling, cache, generator, max_rows)
+    for index, prompt in enumerate(prompts):
+        decoder.submit(index, prompt)
+    outputs: dict[Hashable, list[int]] = {}
+    while decoder.busy:
+        outputs.update(decoder.step())
+    if cache is not None:
+        cache.keep(set(range(len(prompts))))
+    return [outputs[index] for index in range(len(prompts))]
 
 
-def _left_pad(tensor: torch.Tensor, pad: int) -> torch.Tensor:
-    if pad == 0:
-        return tensor
-    shape = list(tensor.shape)
-    shape[2] = pad
-    return torch.cat([tensor.new_zeros(shape), tensor], dim=2)
+def _ragged_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    ragged_segments: list[_Segment] | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """Attention of each packed segment over its own row's buffer (the segment's keys/values are written there
+    first). A one-token segment attends with its key/value head's query group as one (`[1, kv_heads, group,
+    head_dim]`), so keys are never repeated per query head; a prompt segment attends causally."""
+    if ragged_segments is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+    _, heads, _, dim = query.shape
+    kv_heads = key.shape[1]
+    group = heads // kv_heads
+    output = query.new_empty(query.shape[2], heads, dim)
+    offset = 0
+    for segment in ragged_segments:
+        n, start = len(segment.tokens), segment.start
+        end = start + n
+        layer = segment.row.sequence.buffer[module.layer_idx]
+        layer[0, :, start:end] = key[0, :, offset : offset + n]
+        layer[1, :, start:end] = value[0, :, offset : offset + n]
+        keys, values = layer[0, :, :end][None], layer[1, :, :end][None]
+        if n == 1:
+            grouped = query[:, :, offset].reshape(1, kv_heads, group, dim)
+            attended = torch.nn.functional.scaled_dot_product_attention(grouped, keys, values, scale=scaling)
+            output[offset] = attended.reshape(heads, dim)
+        else:
+            keys, values = repeat_kv(keys, group), repeat_kv(values, group)
+            mask = None
+            if start:  # causal with an offset: SDPA's own causal mask is aligned to the top left
+                mask = torch.arange(start, end)[:, None] >= torch.arange(end)[None, :]
+            attended = torch.nn.functional.scaled_dot_product_attention(
+                query[:, :, offset : offset + n], keys, values, attn_mask=mask, is_causal=not start, scale=scaling
+            )
+            output[offset : offset + n] = attended[0].transpose(0, 1)
+        offset += n
+    return output.unsqueeze(0), None  # `[batch 1, tokens, heads, head_dim]`
 
 
-def _extract(cache: DynamicCache, batch_row: int, pad: int) -> LayerKV:
-    """One row's keys/values without its left padding, copied out of the batch tensors."""
-    return [
-        (
-            layer.keys[batch_row : batch_row + 1, :, pad:].clone(),
-            layer.values[batch_row : batch_row + 1, :, pad:].clone(),
-        )
-        for layer in cache.layers
-    ]
+def _no_mask(*args, **kwargs) -> None:
+    """Packed forwards need no mask tensor: `_ragged_attention` bounds every segment itself."""
+    return None
+
+
+AttentionInterface.register(_RAGGED, _ragged_attention)
+AttentionMaskInterface.register(_RAGGED, _no_mask)
+
+
+@contextmanager
+def _attention(model: torch.nn.Module, implementation: str):
+    """Run the model with another attention function (the config attribute every attention layer reads)."""
+    previous = model.config._attn_implementation
+    model.config._attn_implementation = implementation
+    try:
+        yield
+    finally:
+        model.config._attn_implementation = previous
 
 
 def _sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> torch.Tensor:

@@ -7,9 +7,9 @@ Replies are canonical assistant messages: `{"role": "assistant", "content": str,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ftrl.env.record import Environment
 from ftrl.formats.calls import assistant_message
@@ -21,6 +21,22 @@ class Policy(Protocol):
     """Answers `conversations[i]` given the tool schemas `tools[i]`."""
 
     def generate(self, conversations: list[list[Message]], tools: list[list[dict]] | None = None) -> list[Message]: ...
+
+
+@runtime_checkable
+class StreamingPolicy(Protocol):
+    """A policy that takes conversations one by one and answers each as soon as it is done (continuous batching):
+    the engine submits a conversation's next turn while the others are still being decoded."""
+
+    def submit(self, key: Hashable, messages: list[Message], tools: list[dict] | None) -> None: ...
+
+    def step(self) -> list[tuple[Hashable, Message]]:
+        """Advance decoding; the replies of conversations whose turn ended."""
+        ...
+
+    def release(self, key: Hashable) -> None:
+        """The conversation ended: forget what was kept for its next turn."""
+        ...
 
 
 @dataclass

@@ -102,7 +102,8 @@ def sample(
     eos_ids = end_of_turn_ids(model, tokenizer)
     model.eval()
     rows = [ids for ids in prompt_ids for _ in range(n)]
-    outputs = generate_batch(model, rows, set(eos_ids), Sampling(max_new_tokens, temperature, top_p))
+    sampling = Sampling(max_new_tokens, temperature, top_p)
+    outputs = generate_batch(model, rows, set(eos_ids), sampling, max_rows=len(rows))
     width = max(len(ids) for ids in prompt_ids)
     response_width = max(len(out) for out in outputs)
     prompts = torch.tensor([[pad] * (width - len(ids)) + ids for ids in rows])
