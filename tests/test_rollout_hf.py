@@ -75,6 +75,30 @@ def test_rows_join_the_decode_batch_mid_flight_and_reuse_finished_sequences(poli
     assert set(cache.entries) == {"b", "c"}
 
 
+def test_prompts_join_within_the_step_token_budget(policy):
+    model, stop = policy.model, {2}
+    prompts = [list(range(10, 60)), list(range(20, 70)), list(range(30, 80))]
+    decoder = Decoder(model, stop, Sampling(max_new_tokens=6), max_step_tokens=60)
+    for index, prompt in enumerate(prompts):
+        decoder.submit(index, prompt)
+    finished = dict(decoder.step())  # 50 + 50 tokens: the second fills the budget, the third waits
+    assert len(decoder.rows) == 2 and [key for key, _ in decoder.pending] == [2]
+    while decoder.busy:
+        finished.update(decoder.step())
+    assert [finished[i] for i in range(3)] == [_reference(model, p, 6, stop) for p in prompts]
+
+
+def test_samples_of_one_prompt_share_its_prefill(policy):
+    model, prompt = policy.model, list(range(10, 90))
+    decoder = Decoder(model, set(), Sampling(max_new_tokens=4, temperature=1.0), generator=torch.Generator().manual_seed(0))
+    for index in range(4):
+        decoder.submit(index, prompt)
+    decoder.step()  # the first sample prefills the prompt; the others wait to reuse it
+    assert len(decoder.rows) == 1 and len(decoder.pending) == 3
+    decoder.step()  # they join with one token each: the prompt's last, for its next-token logits
+    assert len(decoder.rows) == 4 and all(row.sequence.tokens == prompt for row in decoder.rows[1:])
+
+
 def test_sampling_is_seeded_and_respects_max_new_tokens(policy):
     prompts = [list(range(10, 40))] * 3
     runs = [

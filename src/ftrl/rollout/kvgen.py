@@ -101,8 +101,9 @@ class Decoder:
 
     Every step is one packed forward over all rows: one new token for each decoding row and the whole (uncached
     part of the) prompt of each row joining, so the weights are read once per step for all of them. At most
-    `max_rows` rows are in the batch; later submissions wait. With a `cache`, every finished sequence is kept
-    under its key for the next turn's prompt to reuse.
+    `max_rows` rows are in the batch and prompts join while a step has fewer than `max_step_tokens` tokens (one
+    always may); later submissions wait. With a `cache`, every finished sequence is kept under its key for the
+    next turn's prompt to reuse.
     """
 
     def __init__(
@@ -113,9 +114,11 @@ class Decoder:
         cache: PrefixCache | None = None,
         generator: torch.Generator | None = None,
         max_rows: int = 16,
+        max_step_tokens: int = 4096,
     ):
         self.model, self.stop_ids, self.sampling = model, stop_ids, sampling
         self.cache, self.generator, self.max_rows = cache, generator, max_rows
+        self.max_step_tokens = max_step_tokens
         self.rows: list[_Row] = []
         self.pending: deque[tuple[Hashable, list[int]]] = deque()
         config = model.config
@@ -155,17 +158,18 @@ class Decoder:
                     alive.append(row)
                     segments.append(_Segment(row, [token], len(row.sequence.tokens)))
             self.rows = alive
-        segments += self._admit()
+        segments += self._admit(budget=self.max_step_tokens - len(segments))
         if segments:
             self._forward(segments)
         return finished
 
-    def _admit(self) -> list[_Segment]:
-        """Rows for waiting prompts, their buffers holding the longest cached prefix; a prompt that shares most
-        of itself with another one joining now waits a step to reuse that one's keys/values."""
+    def _admit(self, budget: int) -> list[_Segment]:
+        """Rows for waiting prompts while `budget` tokens last, their buffers holding the longest cached prefix;
+        a prompt that shares most of itself with another one joining now waits a step to reuse that one's
+        keys/values."""
         joining: list[_Segment] = []
         deferred: deque[tuple[Hashable, list[int]]] = deque()
-        while self.pending and len(self.rows) < self.max_rows:
+        while self.pending and len(self.rows) < self.max_rows and (budget > 0 or not self.rows):
             key, prompt = self.pending.popleft()
             sources = [*(self.cache.entries.values() if self.cache else []), *(row.sequence for row in self.rows)]
             reused, source = _longest_prefix(sources, prompt)
@@ -185,6 +189,7 @@ class Decoder:
             row = _Row(key, _Sequence(prompt[:reused], buffer))
             self.rows.append(row)
             joining.append(_Segment(row, prompt[reused:], reused))
+            budget -= len(prompt) - reused
         self.pending.extendleft(reversed(deferred))
         return joining
 
