@@ -2,9 +2,9 @@
 
 Reference (baseline, `Code/evaluation/evaluation_self.py`): episodes one after another; every turn renders the
 whole conversation and calls `model.generate` on it alone (full prompt prefill each turn, batch 1).
-Ours: `run_rollouts` with `HFPolicy`: the episodes in flight decode together, prompts are prefilled one by one
-and their keys/values kept between turns (`ftrl.rollout.kvgen`), so a turn only prefills the new tool results
-and the samples of one environment share their prompt's prefill. Measured twice: turn by turn (every episode
+Ours: `run_rollouts` with `HFPolicy`: the episodes in flight decode together in packed forwards, and their
+keys/values are kept between turns (`ftrl.rollout.kvgen`), so a turn only prefills the new tool results and the
+samples of one environment share their prompt's prefill. Measured twice: turn by turn (every episode
 waits for the batch's slowest reply before its tools run) and with continuous batching (the default: an episode
 whose reply is done runs its tools and rejoins the running batch at once).
 

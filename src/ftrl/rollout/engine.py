@@ -110,9 +110,10 @@ def run_rollouts(
     queue = deque(jobs)
     task = progress.add_task("episodes", total=total if total is not None else len(queue)) if progress else None
 
-    def start_more(active: list[_Active]) -> list[_Active]:
+    def start_more(running: int) -> list[_Active]:
+        """Episodes from the queue for the free places beside `running` ones."""
         started = []
-        while queue and len(active) + len(started) < config.batch_size:
+        while queue and running + len(started) < config.batch_size:
             key, env = queue.popleft()
             started.append(_start(key, env, runtime.episode(**kwargs_of(env))))
         return started
@@ -134,7 +135,7 @@ def run_rollouts(
         return
     active: list[_Active] = []
     while queue or active:
-        active += start_more(active)
+        active += start_more(len(active))
         replies = policy.generate([a.messages for a in active], [a.env.tools for a in active])
         still: list[_Active] = []
         for outcome in after_turn(active, replies):
@@ -147,7 +148,7 @@ def run_rollouts(
 
 def _continuous(
     policy: StreamingPolicy,
-    start_more: Callable[[list[_Active]], list[_Active]],
+    start_more: Callable[[int], list[_Active]],
     after_turn: Callable[[list[_Active], list[Message]], Iterator[_Active | EpisodeResult]],
 ) -> Iterator[EpisodeResult]:
     """Continuous batching: every episode whose turn ended goes on (or is replaced from the queue) right away."""
@@ -158,7 +159,7 @@ def _continuous(
             active[item.key] = item
             policy.submit(item.key, item.messages, item.env.tools)
 
-    submit(start_more([]))
+    submit(start_more(0))
     while active:
         finished = policy.step()
         if not finished:
@@ -172,7 +173,7 @@ def _continuous(
             else:
                 going_on.append(outcome)
         submit(going_on)
-        submit(start_more(list(active.values())))
+        submit(start_more(len(active)))
 
 
 def _start(key: str, env: Environment, episode: Any) -> _Active:

@@ -89,11 +89,15 @@ class _Row:
 
 @dataclass
 class _Segment:
-    """New tokens of one row in a packed forward: they go to `row`'s buffer from position `start` on."""
+    """New tokens of one row in a packed forward: they go to `row`'s buffer right after its filled part."""
 
     row: _Row
     tokens: list[int]
-    start: int
+
+    @property
+    def start(self) -> int:
+        """Position of the first new token (the row's tokens are extended only after the forward)."""
+        return len(self.row.sequence.tokens)
 
 
 class Decoder:
@@ -156,7 +160,7 @@ class Decoder:
                         self.cache.entries[row.key] = row.sequence  # the prompt and the output but its last token
                 else:
                     alive.append(row)
-                    segments.append(_Segment(row, [token], len(row.sequence.tokens)))
+                    segments.append(_Segment(row, [token]))
             self.rows = alive
         segments += self._admit(budget=self.max_step_tokens - len(segments))
         if segments:
@@ -188,7 +192,7 @@ class Decoder:
                 buffer[:, :, :, :reused] = source.buffer[:, :, :, :reused]
             row = _Row(key, _Sequence(prompt[:reused], buffer))
             self.rows.append(row)
-            joining.append(_Segment(row, prompt[reused:], reused))
+            joining.append(_Segment(row, prompt[reused:]))
             budget -= len(prompt) - reused
         self.pending.extendleft(reversed(deferred))
         return joining
