@@ -79,15 +79,21 @@ def test_gold_agent_tool_calls_really_change_the_database(gold_run):
 
 
 class Silent:
-    """An agent that never calls a tool: it only chats."""
+    """An agent that never calls a tool: it only chats; records how many conversations each call answered."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
 
     def generate(self, conversations, tools=None):
+        self.batches.append(len(conversations))
         return [{"role": "assistant", "content": "Anything else?", "tool_calls": None}] * len(conversations)
 
 
 def test_agent_that_changes_nothing_fails_write_tasks(loaded, runtime, tmp_path):
     source, tasks = loaded
-    summary = run_taubench(source, [tasks[1], tasks[2]], Silent(), ScriptedUser(), tmp_path, runtime)
+    agent = Silent()
+    summary = run_taubench(source, [tasks[1], tasks[2]], agent, ScriptedUser(), tmp_path, runtime)
+    assert agent.batches == [2]  # both conversations were answered in one batched call
     rows = {r["task"]: r for r in map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())}
     assert rows[1]["reward"] == 1.0  # task 1 has no gold actions: leaving the database alone is right
     assert rows[2]["reward"] == 0.0 and not rows[2]["db_match"]

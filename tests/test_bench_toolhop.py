@@ -47,8 +47,8 @@ class Scripted:
         self.replies, self.seen = list(replies), []
 
     def generate(self, conversations, tools=None):
-        self.seen.append((conversations[0], None if tools is None else tools[0]))
-        return [self.replies.pop(0)]
+        self.seen += [(c, None if tools is None else tools[k]) for k, c in enumerate(conversations)]
+        return [self.replies.pop(0) for _ in conversations]
 
 
 @pytest.fixture(scope="module")

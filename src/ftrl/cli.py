@@ -268,6 +268,7 @@ def train(
     max_new_tokens: int | None = typer.Option(None, help="Longest response in tokens."),
     max_prompt_tokens: int | None = typer.Option(None, help="States with longer prompts are skipped."),
     lr: float | None = typer.Option(None, help="Learning rate (constant)."),
+    temperature: float | None = typer.Option(None, help="Sampling temperature of the responses (paper: 0.7)."),
     kl_coef: float | None = typer.Option(None, help="Weight of the k3 KL loss to the starting policy."),
     save_every: int | None = typer.Option(None, help="Checkpoint every this many steps."),
     seed: int = typer.Option(0, help="Seed for data order and sampling."),
@@ -280,8 +281,8 @@ def train(
         config = make_config(
             preset, model=model, data=str(data), out=str(out), algo=algo, reward=reward, lora=lora, steps=steps,
             n=n, batch_states=batch_states, mini_batch_states=mini_batch_states or batch_states,
-            max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens, lr=lr, kl_coef=kl_coef,
-            save_every=save_every, seed=seed,
+            max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens, lr=lr, temperature=temperature,
+            kl_coef=kl_coef, save_every=save_every, seed=seed,
         )
     except ValueError as error:
         raise _fail(str(error)) from None
@@ -388,6 +389,7 @@ def bench(
     max_new_tokens: MaxNewTokensOption = 512,
     max_turns: int | None = typer.Option(None, help="toolhop, taubench: agent replies per item (default: the "
                                          "benchmark's protocol, 9 and 30; fewer deviates from it)."),
+    batch_size: int = typer.Option(8, help="Items answered together (multi-turn items play their turns in step)."),
 ) -> None:
     """Run an external benchmark resumably and print its summary table."""
     from rich.markdown import Markdown
@@ -397,7 +399,7 @@ def bench(
     options = BenchOptions(
         model=model, out_dir=out, data=data, limit=limit, enable_thinking=enable_thinking, trials=trials,
         user_model=user_model, base_url=base_url, user_base_url=user_base_url, base_model=base_model, rule=rule,
-        max_new_tokens=max_new_tokens, max_turns=max_turns,
+        max_new_tokens=max_new_tokens, max_turns=max_turns, batch_size=batch_size,
     )
     try:
         run_benchmark(name, options)

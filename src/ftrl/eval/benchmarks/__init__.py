@@ -34,6 +34,7 @@ class BenchOptions:
     api_key: str | None = None
     base_model: str | None = None
     rule: str = "ftrl"
+    #: Items answered together: one batched generate (local model) or concurrent requests (server).
     batch_size: int = 8
     workers: int = 0
     max_new_tokens: int = 512
@@ -42,7 +43,12 @@ class BenchOptions:
 
 
 def load_policy(
-    spec: str, base_url: str | None, enable_thinking: bool, api_key: str | None = None, max_new_tokens: int = 512
+    spec: str,
+    base_url: str | None,
+    enable_thinking: bool,
+    api_key: str | None = None,
+    max_new_tokens: int = 512,
+    batch_size: int = 8,
 ) -> Policy:
     """The policy for a model spec: an OpenAI-compatible server when `base_url` is given (key from the option or
     `OPENAI_API_KEY`), else a local model (folder or `embedded`) through `ftrl.rollout`."""
@@ -51,8 +57,9 @@ def load_policy(
 
     key = api_key or os.environ.get("OPENAI_API_KEY") if base_url else None
     return load_rollout_policy(
-        PolicySpec(spec, base_url=base_url, api_key=key, enable_thinking=enable_thinking, max_new_tokens=max_new_tokens)
-    )
+        PolicySpec(spec, base_url=base_url, api_key=key, enable_thinking=enable_thinking,
+                   max_new_tokens=max_new_tokens, batch_size=batch_size)
+    )  # fmt: skip
 
 
 def _require_data(options: BenchOptions, name: str) -> Path:
@@ -68,11 +75,14 @@ def _runtime(options: BenchOptions) -> Any:
 
 
 def _model(options: BenchOptions) -> Policy:
-    return load_policy(options.model, options.base_url, options.enable_thinking, options.api_key, options.max_new_tokens)
+    return load_policy(options.model, options.base_url, options.enable_thinking, options.api_key,
+                       options.max_new_tokens, options.batch_size)  # fmt: skip
 
 
 def _turns(options: BenchOptions) -> dict[str, int]:
-    return {} if options.max_turns is None else {"max_turns": options.max_turns}
+    """Multi-turn settings: conversations in flight, and agent replies per item when overridden."""
+    turns = {"in_flight": options.batch_size}
+    return turns if options.max_turns is None else {**turns, "max_turns": options.max_turns}
 
 
 def run_toolhop_bench(options: BenchOptions) -> dict[str, Any]:
@@ -90,7 +100,8 @@ def run_taubench_bench(options: BenchOptions) -> dict[str, Any]:
     source, tasks = load_taubench(_require_data(options, "taubench"), options.limit)
     if options.user_model:
         user_url = options.user_base_url or options.base_url
-        user = load_policy(options.user_model, user_url, False, options.api_key, options.max_new_tokens)
+        user = load_policy(options.user_model, user_url, False, options.api_key, options.max_new_tokens,
+                           options.batch_size)  # fmt: skip
     elif options.model == GOLD:
         user = ScriptedUser()
     else:

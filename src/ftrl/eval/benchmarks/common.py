@@ -8,7 +8,7 @@ killed after hours resumes where it stopped and the summary always covers every 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
@@ -39,9 +39,51 @@ def agent_for(agent: AgentSpec, item: Any) -> Policy:
     return agent if hasattr(agent, "generate") else agent(item)
 
 
-def generate_one(policy: Policy, messages: list[Message], tools: list[dict] | None = None) -> Message:
-    """One reply for one conversation (the protocol is batched; multi-turn benchmarks go item by item)."""
-    return policy.generate([messages], None if tools is None else [tools])[0]
+#: What a conversation asks for next: a reply from `policy` to `messages`, offering `tools` (None: no tools).
+Request = tuple[Policy, list[Message], list[dict] | None]
+#: A multi-turn item played as a generator: it yields requests, is sent the replies, and returns its result row.
+Conversation = Generator[Request, Message, dict[str, Any]]
+
+
+def play_together(
+    conversations: Iterable[Conversation], on_done: Callable[[dict[str, Any]], None], in_flight: int = 8
+) -> None:
+    """Play up to `in_flight` conversations at once, calling `on_done` with each result row as it finishes.
+
+    Every round, the pending requests of all live conversations go to their policies as one batched `generate`
+    per (policy, with or without tools) instead of one call per item: a local model decodes the batch together
+    and a server answers it concurrently, so multi-turn benchmarks cost about one item's turns per round rather
+    than the sum over items.
+    """
+    waiting = iter(conversations)
+    live: list[tuple[Conversation, Request]] = []
+
+    def advance(conversation: Conversation, reply: Message | None) -> None:
+        try:
+            request = next(conversation) if reply is None else conversation.send(reply)
+        except StopIteration as finished:
+            on_done(finished.value)
+            return
+        live.append((conversation, request))
+
+    while True:
+        while len(live) < max(1, in_flight) and (conversation := next(waiting, None)) is not None:
+            advance(conversation, None)
+        if not live:
+            return
+        groups: dict[tuple[int, bool], list[tuple[Conversation, Request]]] = {}
+        for entry in live:
+            policy, _, tools = entry[1]
+            groups.setdefault((id(policy), tools is None), []).append(entry)
+        live = []
+        for (_, no_tools), members in groups.items():
+            policy = members[0][1][0]
+            tools = None if no_tools else [request[2] for _, request in members]
+            replies = policy.generate([request[1] for _, request in members], tools)
+            if len(replies) != len(members):
+                raise RuntimeError(f"{type(policy).__name__} answered {len(replies)} of {len(members)} conversations")
+            for (conversation, _), reply in zip(members, replies):
+                advance(conversation, reply)
 
 
 def text_of(message: Message) -> str:

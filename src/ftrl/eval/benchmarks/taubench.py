@@ -28,12 +28,13 @@ from ftrl.env.domains import EnvSource, load_source
 from ftrl.env.record import Environment
 from ftrl.eval.benchmarks.common import (
     AgentSpec,
+    Conversation,
     Message,
     Policy,
     ResultLog,
     agent_for,
-    generate_one,
     mean,
+    play_together,
     text_of,
     write_summary,
 )
@@ -114,7 +115,7 @@ def user_conversation(task: TauTask) -> list[Message]:
     ]
 
 
-def run_task(
+def play_task(
     source: EnvSource,
     task: TauTask,
     agent: AgentSpec,
@@ -122,17 +123,19 @@ def run_task(
     runtime: Any,
     gold_hash: str,
     max_turns: int = MAX_TURNS,
-) -> dict[str, Any]:
-    """One conversation between the agent and the simulated user; returns the scored result row."""
+    trial: int = 0,
+) -> Conversation:
+    """One trial's conversation between the agent and the simulated user (a `Conversation`); returns the scored
+    row."""
     policy = agent_for(agent, task)
     user_messages = user_conversation(task)
-    opening = text_of(generate_one(user, user_messages))
+    opening = text_of((yield user, user_messages, None))
     user_messages.append({"role": "assistant", "content": opening})
     messages: list[Message] = [*task.env.messages, {"role": "user", "content": opening}]
     ended_by = "max_turns"
     with runtime.episode(**source.episode_kwargs(task.env)) as episode:
         for _ in range(max_turns):
-            reply = generate_one(policy, messages, task.env.tools)
+            reply = yield policy, messages, task.env.tools
             calls = (reply.get("tool_calls") or [])[:1]
             reply = {**reply, "tool_calls": calls or None}
             messages.append(reply)
@@ -145,7 +148,7 @@ def run_task(
                     break
                 continue
             user_messages.append({"role": "user", "content": text_of(reply)})
-            answer = text_of(generate_one(user, user_messages))
+            answer = text_of((yield user, user_messages, None))
             user_messages.append({"role": "assistant", "content": answer})
             messages.append({"role": "user", "content": answer})
             if STOP in answer:
@@ -156,6 +159,8 @@ def run_task(
     db_match = final_hash == gold_hash
     finished = ended_by != "max_turns"
     return {
+        "key": f"{task.index}/{trial}",
+        "trial": trial,
         "task": task.index,
         "domain": task.domain,
         "reward": float(finished and db_match and all(said.values())),
@@ -184,19 +189,17 @@ def run_taubench(
     runtime: Any,
     trials: int = 1,
     max_turns: int = MAX_TURNS,
+    in_flight: int = 8,
 ) -> dict[str, Any]:
-    """Run every (trial, task) not yet in `out_dir/results.jsonl`, then write and return the summary."""
-    gold_hashes: dict[int, str] = {}
+    """Run every (trial, task) not yet in `out_dir/results.jsonl`, `in_flight` conversations at a time, then
+    write and return the summary."""
     with ResultLog(out_dir) as log:
-        for trial in range(trials):
-            for task in tasks:
-                key = f"{task.index}/{trial}"
-                if log.done(key):
-                    continue
-                if task.index not in gold_hashes:
-                    gold_hashes[task.index] = replay_hash(source, task, runtime)
-                row = run_task(source, task, agent, user, runtime, gold_hashes[task.index], max_turns)
-                log.add({"key": key, "trial": trial, **row})
+        todo = [(trial, task) for trial in range(trials) for task in tasks if not log.done(f"{task.index}/{trial}")]
+        gold = {task.index: replay_hash(source, task, runtime) for _, task in todo}
+        conversations = (
+            play_task(source, task, agent, user, runtime, gold[task.index], max_turns, trial) for trial, task in todo
+        )
+        play_together(conversations, log.add, in_flight)
         keys = {f"{task.index}/{trial}" for trial in range(trials) for task in tasks}
         rows = [row for key, row in log.rows.items() if key in keys]
     summary = summarize(rows, trials)

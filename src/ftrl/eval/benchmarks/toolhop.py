@@ -24,11 +24,12 @@ from typing import Any
 
 from ftrl.eval.benchmarks.common import (
     AgentSpec,
+    Conversation,
     Message,
     ResultLog,
     agent_for,
-    generate_one,
     mean,
+    play_together,
     write_summary,
 )
 from ftrl.jsonl import DataError, iter_jsonl
@@ -134,16 +135,16 @@ def answer_correct(messages: Sequence[Message], answer: str) -> bool:
     return len(messages) > 1 and messages[-2].get("role") == "tool" and answer_verify(messages[-2]["content"], answer)
 
 
-def run_item(item: ToolHopItem, scenario: str, agent: AgentSpec, runtime: Any, max_turns: int = MAX_TURNS) -> dict:
-    """Play one item in one scenario; returns the result row (messages and correctness)."""
+def play_item(item: ToolHopItem, scenario: str, agent: AgentSpec, runtime: Any, max_turns: int = MAX_TURNS) -> Conversation:
+    """Play one item in one scenario (a `Conversation`); its result row holds the messages and correctness."""
     policy = agent_for(agent, item)
     messages = first_messages(item, scenario)
     if scenario == "Direct":
-        messages.append(generate_one(policy, messages))
+        messages.append((yield policy, messages, None))
     else:
         with runtime.episode(codes=item.codes) as episode:
             for _ in range(max_turns):
-                reply = generate_one(policy, messages, item.tools)
+                reply = yield policy, messages, item.tools
                 messages.append(reply)
                 calls = reply.get("tool_calls") or []
                 if not calls:
@@ -172,13 +173,13 @@ def run_toolhop(
     runtime: Any,
     scenarios: Sequence[str] = SCENARIOS,
     max_turns: int = MAX_TURNS,
+    in_flight: int = 8,
 ) -> dict[str, Any]:
-    """Run every (scenario, item) not yet in `out_dir/results.jsonl`, then write and return the summary."""
+    """Run every (scenario, item) not yet in `out_dir/results.jsonl`, `in_flight` at a time, then write and
+    return the summary."""
     with ResultLog(out_dir) as log:
-        for scenario in scenarios:
-            for item in items:
-                if not log.done(f"{scenario}/{item.id}"):
-                    log.add(run_item(item, scenario, agent, runtime, max_turns))
+        todo = [(s, item) for s in scenarios for item in items if not log.done(f"{s}/{item.id}")]
+        play_together((play_item(item, s, agent, runtime, max_turns) for s, item in todo), log.add, in_flight)
         keys = {f"{s}/{item.id}" for s in scenarios for item in items}
         rows = [row for key, row in log.rows.items() if key in keys]
     summary = summarize(rows, scenarios)
