@@ -12,7 +12,7 @@ from ftrl.env import Environment, read_envs, write_envs
 from ftrl.train.algos import grpo_advantages
 from ftrl.train.config import make_config
 from ftrl.train.policy import sample
-from ftrl.train.trainer import DataCursor, Trainer, train
+from ftrl.train.trainer import DataCursor, Trainer, groups_to_train, train
 
 LOOKUP = {
     "type": "function",
@@ -103,6 +103,31 @@ def test_train_runs_with_the_tool_runtime_and_saves_a_loadable_model(tiny: Path,
     model = AutoModelForCausalLM.from_pretrained(saved)
     assert model.config.vocab_size == 259
     assert (tmp_path / "run" / "checkpoints" / "step_2" / "trainer_state.json").exists()
+
+
+def test_groups_to_train_prefers_groups_whose_rewards_differ() -> None:
+    assert groups_to_train([1, 3], drawn=4, wanted=2, filter_groups=False) == [0, 1, 2, 3]
+    assert groups_to_train([1, 2, 3], drawn=4, wanted=2, filter_groups=True) == [1, 2]
+    assert groups_to_train([3], drawn=4, wanted=2, filter_groups=True) == [0, 3]  # topped up in draw order
+    assert groups_to_train([], drawn=4, wanted=2, filter_groups=True) == [0, 1]
+
+
+def test_filter_groups_trains_only_on_states_with_reward_spread(tiny: Path, states: Path, tmp_path: Path) -> None:
+    def flat_for_alpha_and_beta(env: Environment, text: str) -> tuple[float, int]:
+        return (1.0, 0) if env.answer in ("ALPHA", "BETA") else (sum(map(ord, text)) % 7 / 6, 0)
+
+    config = tiny_config(tiny, states, tmp_path, filter_groups=True, gen_batch_states=4, temperature=1.0)
+    trainer = Trainer(config, scorer=flat_for_alpha_and_beta)
+    trained: list[tuple[int, torch.Tensor]] = []
+    update = trainer.update
+    trainer.update = lambda batch, advantages: trained.append((len(batch), advantages)) or update(batch, advantages)
+    metrics = trainer.train_step(flat_for_alpha_and_beta)
+    assert metrics["informative_groups"] == 0.5  # gamma and delta; alpha and beta score 1.0 whatever is said
+    size, advantages = trained[0]
+    assert size == 2 * config.n
+    assert (advantages.abs().sum(dim=1) > 0).all()  # every trained response carries a learning signal
+    with pytest.raises(ValueError, match="at least batch_states"):
+        tiny_config(tiny, states, tmp_path, filter_groups=True, gen_batch_states=1)
 
 
 class Crash(RuntimeError):

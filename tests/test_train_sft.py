@@ -92,3 +92,18 @@ def test_assistant_loss_equals_the_models_own_labelled_loss(procedural: Path, ti
     assert torch.allclose(ours, expected, atol=1e-5)
     ours.backward()
     assert model.lm_head.weight.grad is not None
+
+
+def test_frozen_bottom_layers_keep_their_weights_and_the_rest_trains(procedural: Path, tiny: Path, tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = SFTConfig(model=str(tiny), envs=str(procedural), out=str(tmp_path / "sft"), epochs=1, lr=1e-2,
+                       batch_size=2, max_tokens=8000, freeze_layers=1)  # fmt: skip
+    before = AutoModelForCausalLM.from_pretrained(tiny).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(sft(config)).state_dict()
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert not any(name.startswith(("model.layers.0.", "model.embed_tokens")) for name in changed)
+    assert any(name.startswith("model.layers.1.") for name in changed)
+    with pytest.raises(ValueError, match="has 2 decoder layers"):
+        sft(SFTConfig(model=str(tiny), envs=str(procedural), out=str(tmp_path / "bad"), freeze_layers=3))

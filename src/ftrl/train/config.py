@@ -36,6 +36,10 @@ class TrainConfig:
     batch_states: int = 512  # data.train_batch_size
     mini_batch_states: int = 32  # actor.ppo_mini_batch_size -> batch_states / mini_batch_states updates a step
     micro_batch_size: int = 8  # responses per forward/backward (memory only; gradients are accumulated)
+    # dynamic sampling (DAPO; verl algorithm.filter_groups, off in the paper): sample `gen_batch_states` states
+    # and train on the first `batch_states` whose responses' rewards differ (equal rewards: no GRPO signal)
+    filter_groups: bool = False
+    gen_batch_states: int = 0  # data.gen_batch_size; 0: batch_states
     ppo_epochs: int = 1  # actor.ppo_epochs (yaml)
     # objective
     lr: float = 1e-6  # actor.optim.lr, constant (warmup_style constant, yaml)
@@ -70,8 +74,17 @@ class TrainConfig:
             raise ValueError("only kl_type='low_var_kl' (k3) is implemented, as the paper uses")
         if self.batch_states % self.mini_batch_states:
             raise ValueError("batch_states must be a multiple of mini_batch_states")
+        if self.filter_groups and self.n < 2:
+            raise ValueError("filter_groups needs n >= 2 (a group of one response has no reward spread)")
+        if self.gen_batch_states and self.gen_batch_states < self.batch_states:
+            raise ValueError("gen_batch_states must be at least batch_states")
         if self.n < 1 or self.max_new_tokens < 1:
             raise ValueError("n and max_new_tokens must be positive")
+
+    @property
+    def states_per_step(self) -> int:
+        """States sampled each step: `gen_batch_states` when groups are filtered, else `batch_states`."""
+        return (self.gen_batch_states or self.batch_states) if self.filter_groups else self.batch_states
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -79,6 +79,11 @@ class RolloutBatch:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def select(self, rows: list[int]) -> RolloutBatch:
+        """The batch of just these rows, in this order."""
+        return RolloutBatch(self.input_ids[rows], self.attention_mask[rows], self.response_mask[rows],
+                            self.prompt_width, [self.texts[row] for row in rows])  # fmt: skip
+
 
 @torch.no_grad()
 def sample(

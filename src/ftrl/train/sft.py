@@ -43,6 +43,9 @@ class SFTConfig:
     batch_size: int = 4  # trajectories per optimizer step (one forward each, gradients accumulated)
     max_tokens: int = 4096  # longer trajectories are skipped
     lora: bool = False
+    #: Keep the embeddings (tied to the LM head) and the lowest k decoder layers frozen: nothing below layer k
+    #: needs a backward pass, so k=10 of SmolLM2's 30 cuts the step by about a third (benchmarks/RESULTS.md).
+    freeze_layers: int = 0
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,6 +111,16 @@ def assistant_loss(model: torch.nn.Module, ids: list[int], labels: list[int]) ->
     return torch.nn.functional.cross_entropy(logits.float(), targets[positions])
 
 
+def freeze_bottom(model: torch.nn.Module, layers: int) -> None:
+    """Stop gradients to the input embeddings and the first `layers` decoder layers."""
+    decoder = model.get_decoder()
+    if not 0 <= layers <= len(decoder.layers):
+        raise ValueError(f"freeze_layers={layers}, but the model has {len(decoder.layers)} decoder layers")
+    model.get_input_embeddings().requires_grad_(False)
+    for layer in decoder.layers[:layers]:
+        layer.requires_grad_(False)
+
+
 def sft(config: SFTConfig, console: Console | None = None) -> Path:
     """Fine-tune on gold trajectories; returns the saved HF model directory."""
     from ftrl.rollout.models import resolve_model
@@ -119,6 +132,8 @@ def sft(config: SFTConfig, console: Console | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     model, tokenizer = load_policy(resolve_model(config.model), lora=config.lora)
+    if config.freeze_layers:
+        freeze_bottom(model, config.freeze_layers)
     envs = [env for env in read_envs(config.envs) if env.gold_calls and not env.domain]
     with ToolRuntime(RuntimeConfig()) as runtime:
         examples = [tokenize_trajectory(tokenizer, env, gold_trajectory(env, runtime)) for env in envs]

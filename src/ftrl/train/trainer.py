@@ -170,7 +170,7 @@ class Trainer:
     def train_step(self, score: Scorer) -> dict[str, float]:
         """Sample, score, compute advantages and update once; returns the step's metrics."""
         config, started = self.config, time.perf_counter()
-        indices = self.cursor.take(config.batch_states)
+        indices = self.cursor.take(config.states_per_step)
         batch = sample(
             self.model,
             self.tokenizer,
@@ -183,11 +183,9 @@ class Trainer:
         scored = [score(self.states[indices[row // config.n]], text) for row, text in enumerate(batch.texts)]
         rewards = torch.tensor([reward for reward, _ in scored], dtype=torch.float32)
         calls = torch.tensor([n_calls > 0 for _, n_calls in scored])
-        groups = [indices[row // config.n] for row in range(len(batch))]
-        advantages = compute_advantages(config.algo, rewards, batch.response_mask, groups, config.gamma)
-        metrics = self.update(batch, advantages)
+        informative = [g for g in range(len(indices)) if rewards[g * config.n : (g + 1) * config.n].std() > 0]
         lengths = batch.response_mask.sum(dim=1)
-        metrics |= {
+        metrics = {
             "reward_mean": rewards.mean().item(),
             "reward_std": rewards.std().item() if len(rewards) > 1 else 0.0,
             "reward_tool_calls": rewards[calls].mean().item() if calls.any() else math.nan,
@@ -195,8 +193,16 @@ class Trainer:
             "tool_call_rate": calls.float().mean().item(),
             "response_len": lengths.mean().item(),
             "response_clip_rate": (lengths >= config.max_new_tokens).float().mean().item(),
-            "seconds": time.perf_counter() - started,
+            "informative_groups": len(informative) / len(indices),
         }
+        kept = groups_to_train(informative, len(indices), config.batch_states, config.filter_groups)
+        if len(kept) < len(indices):
+            rows = [group * config.n + k for group in kept for k in range(config.n)]
+            batch, rewards, indices = batch.select(rows), rewards[rows], [indices[group] for group in kept]
+        groups = [indices[row // config.n] for row in range(len(batch))]
+        advantages = compute_advantages(config.algo, rewards, batch.response_mask, groups, config.gamma)
+        metrics = self.update(batch, advantages) | metrics
+        metrics["seconds"] = time.perf_counter() - started
         return metrics
 
     def update(self, batch: RolloutBatch, advantages: torch.Tensor) -> dict[str, float]:
@@ -320,6 +326,15 @@ def train(config: TrainConfig, scorer: Scorer | None = None, console: Console | 
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     return Trainer(config, scorer, console).run()
+
+
+def groups_to_train(informative: list[int], drawn: int, wanted: int, filter_groups: bool) -> list[int]:
+    """Which sampled groups the update uses: all of them, or with `filter_groups` the first `wanted` whose rewards
+    differ, topped up in draw order when too few do (a step never trains on nothing)."""
+    if not filter_groups:
+        return list(range(drawn))
+    rest = [group for group in range(drawn) if group not in informative]
+    return sorted((informative + rest)[:wanted])
 
 
 def _chunks(rows: range, size: int) -> Iterator[list[int]]:
