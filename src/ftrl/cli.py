@@ -269,6 +269,9 @@ def train(
     max_prompt_tokens: int | None = typer.Option(None, help="States with longer prompts are skipped."),
     lr: float | None = typer.Option(None, help="Learning rate (constant)."),
     temperature: float | None = typer.Option(None, help="Sampling temperature of the responses (paper: 0.7)."),
+    filter_groups: bool = typer.Option(False, help="Dynamic sampling (DAPO): train only on states whose responses "
+                                       "score differently, drawn from --gen-batch-states per step."),
+    gen_batch_states: int | None = typer.Option(None, help="States sampled per step with --filter-groups."),
     kl_coef: float | None = typer.Option(None, help="Weight of the k3 KL loss to the starting policy."),
     save_every: int | None = typer.Option(None, help="Checkpoint every this many steps."),
     seed: int = typer.Option(0, help="Seed for data order and sampling."),
@@ -282,7 +285,8 @@ def train(
             preset, model=model, data=str(data), out=str(out), algo=algo, reward=reward, lora=lora, steps=steps,
             n=n, batch_states=batch_states, mini_batch_states=mini_batch_states or batch_states,
             max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens, lr=lr, temperature=temperature,
-            kl_coef=kl_coef, save_every=save_every, seed=seed,
+            filter_groups=filter_groups, gen_batch_states=gen_batch_states, kl_coef=kl_coef, save_every=save_every,
+            seed=seed,
         )
     except ValueError as error:
         raise _fail(str(error)) from None
@@ -308,12 +312,18 @@ def sft(
     epochs: int = typer.Option(2, help="Passes over the gold trajectories."),
     lr: float = typer.Option(1e-5, help="Learning rate."),
     lora: bool = typer.Option(False, help="Train a LoRA adapter (merged into the saved model)."),
+    freeze_layers: int = typer.Option(0, help="Keep the embeddings and the lowest K decoder layers frozen."),
 ) -> None:
     """Supervised warm start on gold tool-call trajectories (loss on assistant tokens only)."""
     from ftrl.train.sft import SFTConfig, sft as run_sft
 
-    config = SFTConfig(model=model, envs=str(envs), out=str(out), epochs=epochs, lr=lr, lora=lora)
-    console.print(f"[green]saved[/] {run_sft(config, console=console)}")
+    config = SFTConfig(model=model, envs=str(envs), out=str(out), epochs=epochs, lr=lr, lora=lora,
+                       freeze_layers=freeze_layers)  # fmt: skip
+    try:
+        saved = run_sft(config, console=console)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    console.print(f"[green]saved[/] {saved}")
 
 
 @app.command()
