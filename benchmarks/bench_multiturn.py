@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import MODEL_HELP, bench_model
 
 from ftrl.eval.benchmarks.taubench import load_taubench, run_taubench
 from ftrl.rollout.hf import HFConfig, HFPolicy
@@ -41,7 +42,7 @@ def measure(agent: HFPolicy, user: HFPolicy, tasks, source, max_turns: int, in_f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="embedded", help="embedded, a model folder, or 'tiny' (random, quick)")
+    parser.add_argument("--model", default="embedded", help=MODEL_HELP)
     parser.add_argument("--data", default=str(TAU_BENCH), help="tau-bench folder")
     parser.add_argument("--limit", type=int, default=8)
     parser.add_argument("--max-turns", type=int, default=4)
@@ -50,11 +51,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = args.model
-    if model == "tiny":
-        from ftrl.train.tiny import build_tiny_model
-
-        model = str(build_tiny_model(Path(tempfile.mkdtemp()) / "tiny", hidden=64))
+    model = bench_model(args.model)
     source, tasks = load_taubench(args.data, args.limit)
     config = HFConfig(max_new_tokens=args.max_new_tokens, temperature=0.0, max_batch=args.in_flight)
     agent = HFPolicy.load(model, config)

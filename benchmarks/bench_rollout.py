@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import MODEL_HELP, bench_model
 
 from ftrl.env.domains import load_source
 from ftrl.rollout import RolloutConfig, run_rollouts
@@ -104,11 +105,7 @@ def demo_envs(n: int) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--model",
-        default="embedded",
-        help="embedded, a model folder, or 'tiny' (random, quick)",
-    )
+    parser.add_argument("--model", default="embedded", help=MODEL_HELP)
     parser.add_argument("--envs", default=str(SHARED_ENVS), help="environment file, or 'demo' (see above)")
     parser.add_argument("--limit", type=int, default=8)
     parser.add_argument("--n-per-env", type=int, default=1)
@@ -119,11 +116,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = args.model
-    if model == "tiny":
-        from ftrl.train.tiny import build_tiny_model
-
-        model = str(build_tiny_model(Path(tempfile.mkdtemp()) / "tiny", hidden=64))
+    model = bench_model(args.model)
     envs = (demo_envs(args.limit) if args.envs == "demo" else load_source(args.envs).envs)[: args.limit]
     jobs = [(f"{i}-{k}", env) for i, env in enumerate(envs) for k in range(args.n_per_env)]
     config = HFConfig(

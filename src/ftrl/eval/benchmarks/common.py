@@ -14,6 +14,9 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any, Protocol
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 from ftrl.jsonl import JsonlAppender, atomic_path, iter_jsonl
 
 Message = dict[str, Any]
@@ -128,17 +131,30 @@ class ResultLog:
             for _, row in iter_jsonl(self.path, allow_torn_tail=True):
                 self.rows[row["key"]] = row
         self._appender: JsonlAppender | None = None
+        self._progress: Progress | None = None
 
     def done(self, key: str) -> bool:
         return key in self.rows
+
+    def expect(self, pending: int, title: str) -> None:
+        """Show a progress bar (stderr) over the `pending` rows this run is about to add."""
+        if pending and self._progress is None:
+            columns = (TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            self._progress = Progress(*columns, console=Console(stderr=True))
+            self._progress.add_task(title, total=pending)
+            self._progress.start()
 
     def add(self, row: dict[str, Any]) -> None:
         if self._appender is None:
             self._appender = JsonlAppender(self.path)
         self._appender.write(row)
         self.rows[row["key"]] = row
+        if self._progress is not None:
+            self._progress.advance(self._progress.task_ids[0])
 
     def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
         if self._appender is not None:
             self._appender.close()
 

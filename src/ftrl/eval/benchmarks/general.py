@@ -287,6 +287,7 @@ def run_general(
     with ResultLog(out_dir) as log:
         keyed = [(f"{task_name}/{row.get('task_id', index)}", row) for index, row in enumerate(rows)]
         pending = [(key, row) for key, row in keyed if not log.done(key)]
+        log.expect(len(pending), task_name)
         for batch in batched(pending, batch_size):
             replies = policy.generate([conversation(task, row) for _, row in batch], None)
             for (key, row), reply in zip(batch, replies):

@@ -191,6 +191,7 @@ def run_rotbench(
     """Answer every item not yet in `out_dir/results.jsonl` (no tools offered: the tools are in the prompt)."""
     with ResultLog(out_dir) as log:
         pending = [item for item in items if not log.done(item.key)]
+        log.expect(len(pending), "rotbench")
         for batch in batched(pending, batch_size):
             replies = policy.generate([item.messages for item in batch], None)
             for item, reply in zip(batch, replies):

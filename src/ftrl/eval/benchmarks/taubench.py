@@ -196,6 +196,7 @@ def run_taubench(
     with ResultLog(out_dir) as log:
         todo = [(trial, task) for trial in range(trials) for task in tasks if not log.done(f"{task.index}/{trial}")]
         gold = {task.index: replay_hash(source, task, runtime) for _, task in todo}
+        log.expect(len(todo), "tau-bench")
         conversations = (
             play_task(source, task, agent, user, runtime, gold[task.index], max_turns, trial) for trial, task in todo
         )

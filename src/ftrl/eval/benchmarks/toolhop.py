@@ -179,6 +179,7 @@ def run_toolhop(
     return the summary."""
     with ResultLog(out_dir) as log:
         todo = [(s, item) for s in scenarios for item in items if not log.done(f"{s}/{item.id}")]
+        log.expect(len(todo), "toolhop")
         play_together((play_item(item, s, agent, runtime, max_turns) for s, item in todo), log.add, in_flight)
         keys = {f"{s}/{item.id}" for s in scenarios for item in items}
         rows = [row for key, row in log.rows.items() if key in keys]
