@@ -183,7 +183,8 @@ class Trainer:
         scored = [score(self.states[indices[row // config.n]], text) for row, text in enumerate(batch.texts)]
         rewards = torch.tensor([reward for reward, _ in scored], dtype=torch.float32)
         calls = torch.tensor([n_calls > 0 for _, n_calls in scored])
-        informative = [g for g in range(len(indices)) if rewards[g * config.n : (g + 1) * config.n].std() > 0]
+        spread = rewards.view(len(indices), config.n)
+        informative = (spread.amax(dim=1) > spread.amin(dim=1)).nonzero().flatten().tolist()
         lengths = batch.response_mask.sum(dim=1)
         metrics = {
             "reward_mean": rewards.mean().item(),

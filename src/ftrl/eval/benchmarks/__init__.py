@@ -79,7 +79,7 @@ def _model(options: BenchOptions) -> Policy:
                        options.max_new_tokens, options.batch_size)  # fmt: skip
 
 
-def _turns(options: BenchOptions) -> dict[str, int]:
+def _multi_turn(options: BenchOptions) -> dict[str, int]:
     """Multi-turn settings: conversations in flight, and agent replies per item when overridden."""
     turns = {"in_flight": options.batch_size}
     return turns if options.max_turns is None else {**turns, "max_turns": options.max_turns}
@@ -91,7 +91,7 @@ def run_toolhop_bench(options: BenchOptions) -> dict[str, Any]:
     items = load_toolhop(_require_data(options, "toolhop"), options.limit)
     with _runtime(options) as runtime:
         agent = ToolHopOracle.for_item if options.model == GOLD else _model(options)
-        return run_toolhop(items, agent, options.out_dir, runtime, **_turns(options))
+        return run_toolhop(items, agent, options.out_dir, runtime, **_multi_turn(options))
 
 
 def run_taubench_bench(options: BenchOptions) -> dict[str, Any]:
@@ -109,7 +109,7 @@ def run_taubench_bench(options: BenchOptions) -> dict[str, Any]:
     with _runtime(options) as runtime:
         agent = GoldAgent.for_task if options.model == GOLD else _model(options)
         return run_taubench(
-            source, tasks, agent, user, options.out_dir, runtime, trials=options.trials, **_turns(options)
+            source, tasks, agent, user, options.out_dir, runtime, trials=options.trials, **_multi_turn(options)
         )
 
 
