@@ -1,20 +1,31 @@
-"""Tool worker: runs LLM-generated tool code inside a hardened subprocess.
+"""Tool worker: a pristine fork server that runs LLM-generated tool code only in short-lived child processes.
 
 Started by `ToolRuntime` as `python -I -S _worker.py IN_FD OUT_FD SETTINGS_JSON`; stdlib only. Messages are
 length-prefixed JSON on two dedicated pipes (fds 0-2 point at /dev/null), so nothing a tool prints or writes to
 stdout can reach the protocol. The parent also imports this file for the reference result/error rules, which is
 why importing it has no side effects.
 
-Isolation layers, applied in `_harden` before any tool code runs (each is best effort; active ones are reported
-to the parent in the ready message):
-  netns      unshare(CLONE_NEWNET): no interfaces except a down loopback
-  mountns    unshare(CLONE_NEWNS): scratch becomes a private size-capped tmpfs, every other mount read-only
-  uid        drop root to 65534 (so RLIMIT_NPROC=0 applies: no fork, no threads); skipped when the stdlib would
-             become unreadable (e.g. Python installed under a private /root)
-  rlimits    address space, CPU seconds (lifetime backstop), file size, no core dumps, open files, processes
-  audit      sys.addaudithook (irremovable): blocks process creation, signals, sockets, ctypes, gc introspection,
-             rlimit changes, chdir, links, and file writes/removals outside the scratch dir
-  timer      SIGALRM raises `_Timeout` in Python code; the parent SIGKILLs the worker if that does not stop it
+Why a fork server: a warm process that ran one environment's tool code could carry that code's changes
+(monkeypatched `json.dumps`, replaced builtins, module globals, files) into the next environment, so one generated
+environment could corrupt the verifiable reward of every later one. The server itself never runs tool code: it
+sets up the namespaces once, preloads the stdlib, and forks a child per environment (copy-on-write, about a
+millisecond) that starts from the server's clean state with its own empty scratch folder. A stateless environment's
+calls in one message share one child; a stateful episode keeps its child (holding the state) until it is closed,
+and a dead child is re-forked and its journal replayed.
+
+Isolation layers (each best effort; active ones are reported to the parent in the ready message):
+  netns      server: unshare(CLONE_NEWNET): no interfaces except a down loopback
+  mountns    server: unshare(CLONE_NEWNS): scratch becomes a private size-capped tmpfs, every other mount read-only
+  view       server: the user's home, the project and the working directory are covered by empty tmpfs mounts (the
+             stdlib is bound back in where it lives under them); /etc/shadow and /etc/gshadow read as empty
+  fork       a fresh child process per environment (see above)
+  uid        child: drop root to 65534 (so RLIMIT_NPROC=0 applies: no fork, no threads); skipped only when the
+             stdlib would stay unreadable to that uid (no mount namespace and Python under a private home)
+  rlimits    child: address space, CPU seconds, file size, no core dumps, open files, processes
+  audit      child: sys.addaudithook (irremovable): blocks process creation, signals, sockets, ctypes, gc
+             introspection, rlimit changes, chdir, links, and file writes/removals outside the child's scratch dir
+  timer      child: SIGALRM raises `_Timeout` in Python code; the server SIGKILLs a child that does not stop (code
+             stuck in C) and the parent SIGKILLs a server that misses its deadline
 """
 
 from __future__ import annotations
@@ -31,7 +42,6 @@ from typing import Any
 
 _HEADER = 4
 _CODE_CACHE = 4096
-_RETIRE_FRACTION = 0.5
 _NOBODY = 65534
 
 
@@ -81,24 +91,44 @@ class _Sink(io.TextIOBase):
 
 # ---------------------------------------------------------------------------------------------------- hardening
 
+# Preloaded by the server so that children (which may no longer read every path) find them warm and import nothing.
+_PRELOAD = (
+    "collections", "copy", "dataclasses", "datetime", "decimal", "enum", "functools", "inspect", "itertools", "marshal",
+    "math", "operator", "random", "re", "resource", "statistics", "string", "time", "typing",
+)  # fmt: skip
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+_SECRETS = ("/etc/shadow", "/etc/gshadow")
+# never covered: the OS itself and what the runtime needs (a covered ancestor would hide them)
+_NEEDED = ("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/dev", "/proc", "/sys", "/tmp")
 
-def _harden(scratch: str, settings: dict[str, Any]) -> list[str]:
-    import resource
 
+def _harden_server(scratch: str, settings: dict[str, Any], libc: Any) -> tuple[list[str], bool]:
+    """Namespaces and the mount view, shared by all children; returns active layers and whether children drop root."""
     layers: list[str] = []
-    libc = _libc()
     if libc is not None and libc.unshare(0x40000000) == 0:  # CLONE_NEWNET
         layers.append("netns")
     root = os.geteuid() == 0
+    os.chdir("/")  # the parent's working directory may be covered below; keep no handle on it
     if libc is not None and root and _private_mounts(libc, scratch, settings["scratch_mb"]):
         layers.append("mountns")
-    if root and _can_run_as(_NOBODY):
+        if _cover(libc, settings.get("hide", []), scratch):
+            layers.append("view")
+        _read_only(libc, scratch)
+    drop = root and _can_run_as(_NOBODY)
+    if drop:
         os.chown(scratch, _NOBODY, _NOBODY)
+    return layers, drop
+
+
+def _harden_child(directory: str, settings: dict[str, Any], drop: bool) -> None:
+    """Per-child layers, applied after the fork and before any tool code: uid, rlimits, audit hook."""
+    import resource
+
+    if drop:
         os.setgroups([])
         os.setgid(_NOBODY)
         os.setuid(_NOBODY)
-        layers.append("uid")
-    os.chdir(scratch)
+    os.chdir(directory)
     memory = settings["memory_mb"] * 1024 * 1024
     cpu = int(settings["cpu_s"])
     for limit, value in (
@@ -110,12 +140,9 @@ def _harden(scratch: str, settings: dict[str, Any]) -> list[str]:
         (resource.RLIMIT_NPROC, (0, 0)),
     ):
         resource.setrlimit(limit, value)
-    layers.append("rlimits")
     for name in [m for m in sys.modules if m == "ctypes" or m.startswith(("ctypes.", "_ctypes"))]:
         del sys.modules[name]
-    sys.addaudithook(_make_hook(scratch))
-    layers.append("audit")
-    return layers
+    sys.addaudithook(_make_hook(directory))
 
 
 def _can_run_as(uid: int) -> bool:
@@ -140,19 +167,44 @@ def _libc() -> Any:
 
 
 def _private_mounts(libc: Any, scratch: str, size_mb: int) -> bool:
-    """Own mount namespace: scratch becomes a private size-capped tmpfs and every other mount read-only."""
-    ms_rdonly, ms_nosuid, ms_nodev, ms_remount, ms_bind, ms_rec, ms_private = 1, 2, 4, 32, 4096, 16384, 1 << 18
-    if libc.unshare(0x00020000) != 0 or libc.mount(b"none", b"/", None, ms_rec | ms_private, None) != 0:
+    """Own mount namespace in which scratch is a private size-capped tmpfs."""
+    if libc.unshare(0x00020000) != 0 or libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
         return False
-    options = f"size={size_mb}m,mode=0700,uid={_NOBODY},gid={_NOBODY}".encode()
-    if libc.mount(b"tmpfs", scratch.encode(), b"tmpfs", ms_nosuid | ms_nodev, options) != 0:
-        return False
+    options = f"size={size_mb}m,mode=0700".encode()
+    return libc.mount(b"tmpfs", scratch.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, options) == 0
+
+
+def _cover(libc: Any, hide: list[str], scratch: str) -> bool:
+    """Cover each folder in `hide` with an empty tmpfs, binding the stdlib back in when it lives below one."""
+    stdlib = os.path.realpath(os.path.dirname(os.__file__))
+    ok = True
+    for path in sorted({os.path.realpath(p) for p in hide}, key=len):
+        needed = (scratch, *_NEEDED)
+        if path == "/" or not os.path.isdir(path) or any(n == path or n.startswith(path + "/") for n in needed):
+            continue
+        keep = os.open(stdlib, os.O_PATH | os.O_DIRECTORY) if stdlib.startswith(path + "/") else None
+        try:
+            if libc.mount(b"tmpfs", path.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=64k,mode=0755") != 0:
+                ok = False
+            elif keep is not None:
+                os.makedirs(stdlib, mode=0o755)
+                source = f"/proc/self/fd/{keep}".encode()
+                ok = libc.mount(source, stdlib.encode(), None, _MS_BIND | _MS_REC, None) == 0 and ok
+        finally:
+            if keep is not None:
+                os.close(keep)
+    for secret in _SECRETS:
+        if os.path.isfile(secret) and libc.mount(b"/dev/null", secret.encode(), None, _MS_BIND, None) != 0:
+            ok = False
+    return ok
+
+
+def _read_only(libc: Any, scratch: str) -> None:
     with open("/proc/self/mountinfo", encoding="utf-8") as table:
         points = [line.split()[4] for line in table]
     for point in points:
         if point != scratch and "\\" not in point:
-            libc.mount(None, point.encode(), None, ms_remount | ms_bind | ms_rdonly, None)
-    return True
+            libc.mount(None, point.encode(), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None)
 
 
 _BLOCKED_EVENTS = frozenset(
@@ -271,28 +323,25 @@ def _write_frame(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-class _Worker:
-    """State of one worker process: compiled code, domain blobs, open episode states."""
+class _Runner:
+    """A child's tool-running state: compiled code and, for a stateful episode, its one state."""
 
-    def __init__(self, scratch: str, settings: dict[str, Any]) -> None:
+    def __init__(self, directory: str, settings: dict[str, Any], sources: dict[str, str], domains: dict[str, bytes]):
         import inspect
         import marshal
-        import time
 
-        self.scratch = scratch
+        self.scratch = directory
         self.timeout = float(settings["timeout_s"])
         self.max_chars = int(settings["max_output_chars"])
-        self.cpu_retire = settings["cpu_s"] * _RETIRE_FRACTION
-        self.sources: dict[str, str] = {}
+        self.sources, self.domains = sources, domains
         self.compiled: OrderedDict[str, Any] = OrderedDict()
         self.accepts_cache: dict[tuple[str, str, str], bool] = {}
-        self.domains: dict[str, bytes] = {}
-        self.states: dict[str, tuple[Any, str]] = {}  # episode id -> (state, state keyword)
+        self.state: tuple[Any, str] | None = None  # (state, state keyword) of a stateful episode
         self.armed = False
-        self._inspect, self._marshal, self._clock = inspect, marshal, time.process_time
+        self._inspect, self._marshal = inspect, marshal
 
     # ---- one tool call, exactly the reference path
-    def call(self, name: str, code_hash: str | None, arguments: Any, episode: str | None) -> tuple[str, bool]:
+    def call(self, name: str, code_hash: str | None, arguments: Any) -> tuple[str, bool]:
         timed_out = False
         try:
             self._arm()
@@ -307,8 +356,8 @@ class _Worker:
                     raise NameError(f"name {name} is not defined")
                 function = namespace[name]
                 extra = {}
-                if episode is not None:
-                    state, keyword = self.states[episode]
+                if self.state is not None:
+                    state, keyword = self.state
                     if self._accepts(code_hash, name, function, keyword):
                         extra = {keyword: state}
                 output = format_result(function(**arguments, **extra))
@@ -339,16 +388,16 @@ class _Worker:
             return f"NameError: name {name} is not defined"
         return None if callable(namespace[name]) else f"TypeError: {name} is not callable"
 
-    def open(self, episode: str, key: str | None, state_json: str | None, keyword: str, replay: list) -> None:
+    def open(self, key: str | None, state_json: str | None, keyword: str, replay: list) -> None:
         gc.disable()  # a clone allocates millions of acyclic objects: collections would rescan every live state
         try:
             state = self._marshal.loads(self.domains[key]) if key is not None else json.loads(state_json or "null")
         finally:
             gc.enable()
-        gc.freeze()  # keep long-lived states out of later collections (they are still freed by refcount)
-        self.states[episode] = (state, keyword)
+        gc.freeze()  # keep the long-lived state out of later collections (it is still freed by refcount)
+        self.state = (state, keyword)
         for name, code_hash, arguments in replay:
-            self.call(name, code_hash, arguments, episode)
+            self.call(name, code_hash, arguments)
 
     def _arm(self) -> None:
         signal.signal(signal.SIGALRM, self._on_alarm)  # re-installed each call in case a tool replaced it
@@ -387,39 +436,274 @@ class _Worker:
         except OSError:
             pass
 
-    # ---- one message from the parent: a batch of items, one response per item that expects one
-    def handle(self, message: dict[str, Any], out_fd: int) -> None:
-        self.sources.update(message.get("src", {}))
-        for key, state_json in message.get("defs", {}).items():
-            self.domains[key] = self._marshal.dumps(json.loads(state_json))
-        for item in message["items"]:
-            op = item.get("op", "call")
-            if op == "close":
-                self.states.pop(item["e"], None)
-                continue
+    # ---- the child's side of the server <-> child pipe: one request frame, one response frame
+    def serve(self, in_fd: int, out_fd: int) -> None:
+        """Answer requests until EOF. Everything the protocol uses is bound here, before any tool code runs, so an
+        environment that replaces `len` or `json.dumps` for itself still gets its answers through."""
+        decode, encode = json.JSONDecoder().decode, json.JSONEncoder().encode
+        read, write, size_of, view_of = os.read, os.write, len, memoryview
+        to_int, to_bytes = int.from_bytes, int.to_bytes
+
+        def read_exact(size: int) -> bytes:
+            data = b""
+            while size_of(data) < size:
+                chunk = read(in_fd, size - size_of(data))
+                if not chunk:
+                    raise EOFError
+                data += chunk
+            return data
+
+        while True:
             try:
-                response = self._dispatch(op, item)
-                if self._clock() > self.cpu_retire:
-                    response["r"] = 1
-                data = json.dumps(response)
+                item = decode(read_exact(to_int(read_exact(_HEADER), "big")).decode("utf-8"))
+            except EOFError:
+                return
+            if item.get("src") is not None:
+                self.sources[item["h"]] = item["src"]
+            try:
+                response = self._dispatch(item["op"], item)
+                data = encode(response).encode("utf-8")
             except Exception as error:  # noqa: BLE001 - protocol-level failure, reported to the parent
-                data = json.dumps({"x": f"{type(error).__name__}: {error}"})
-            _write_frame(out_fd, data.encode("utf-8"))
+                data = encode({"x": f"{type(error).__name__}: {error}"}).encode("utf-8")
+            view = view_of(to_bytes(size_of(data), _HEADER, "big") + data)
+            while view:
+                view = view[write(out_fd, view) :]
 
     def _dispatch(self, op: str, item: dict[str, Any]) -> dict[str, Any]:
         if op == "call":
-            output, timed_out = self.call(item["n"], item["h"], item["a"], item.get("e"))
+            output, timed_out = self.call(item["n"], item["h"], item["a"])
             return {"o": output, "t": 1} if timed_out else {"o": output}
         if op == "open":
-            self.open(item["e"], item.get("k"), item.get("s"), item["kw"], item["r"])
+            self.open(item.get("k"), item.get("s"), item["kw"], item["r"])
             return {"ok": 1}
         if op == "check":
             return {"c": self.check(item["n"], item["h"])}
+        if self.state is None:
+            raise ValueError(f"{op!r} needs an open episode")
         if op == "get":
-            return {"v": self.states[item["e"]][0]}
+            return {"v": self.state[0]}
         if op == "hash":
-            return {"h": state_digest(self.states[item["e"]][0])}
+            return {"h": state_digest(self.state[0])}
         raise ValueError(f"unknown op {op!r}")
+
+
+class _Child:
+    """The server's handle on one child: its pid, pipes and scratch folder."""
+
+    __slots__ = ("pid", "to_child", "from_child", "directory", "buffer")
+
+    def __init__(self, pid: int, to_child: int, from_child: int, directory: str) -> None:
+        self.pid, self.to_child, self.from_child, self.directory = pid, to_child, from_child, directory
+        self.buffer = bytearray()
+
+
+class _Failure(Exception):
+    """A child missed its deadline, died or broke the protocol; it has been killed (`ended` says how it ended)."""
+
+    def __init__(self, reason: str, ended: str, timed_out: bool = False) -> None:
+        super().__init__(reason)
+        self.reason, self.ended, self.timed_out = reason, ended, timed_out
+
+
+class _Server:
+    """The pristine process: holds sources, domain blobs and stateful episodes' journals, never runs tool code."""
+
+    def __init__(self, scratch: str, settings: dict[str, Any], drop: bool, prctl: Any) -> None:
+        self.scratch, self.settings, self.drop, self.prctl = scratch, settings, drop, prctl
+        self.timeout = float(settings["timeout_s"])
+        # the server stops a stuck child before the parent's deadline (timeout + grace) would stop the server
+        self.call_deadline = self.timeout + float(settings["kill_grace_s"]) / 2
+        self.setup_deadline = float(settings["setup_timeout_s"])
+        self.max_frame = int(settings["max_message_mb"]) * 1024 * 1024
+        self.sources: dict[str, str] = {}
+        self.domains: dict[str, bytes] = {}
+        self.episodes: dict[str, dict[str, Any]] = {}  # stateful episode -> its open item and journal of calls
+        self.children: dict[str, _Child] = {}  # stateful episode -> the child holding its state
+        self.serial = 0
+        self.pid = os.getpid()
+        self.spare: _Child | None = None  # a child forked ahead for the next stateless environment
+
+    def handle(self, message: dict[str, Any], out_fd: int) -> None:
+        """One message from the parent: a batch of items, one response per item that expects one."""
+        import marshal
+
+        self.sources.update(message.get("src", {}))
+        for key, state_json in message.get("defs", {}).items():
+            self.domains[key] = marshal.dumps(json.loads(state_json))
+        transient: tuple[str, _Child] | None = None  # the child running the current stateless environment
+        try:
+            for item in message["items"]:
+                op, episode = item.get("op", "call"), item.get("e")
+                if op == "close":
+                    self.episodes.pop(episode, None)
+                    self._end(self.children.pop(episode, None))
+                    continue
+                try:
+                    if op == "open":
+                        self._end(self.children.pop(episode, None))
+                        self.episodes[episode] = {"k": item.get("k"), "s": item.get("s"), "kw": item["kw"],
+                                                  "journal": list(item["r"])}  # fmt: skip
+                        response = self._open(episode)
+                    elif episode in self.episodes:
+                        response = self._stateful(episode, op, item)
+                    elif op in ("call", "check"):
+                        if transient is None or transient[0] != episode:
+                            self._end(transient[1] if transient else None)
+                            transient = None
+                            transient = (episode, self._take_spare())
+                        try:
+                            response = self._exchange(transient[1], self._forward(item), self.call_deadline)
+                        except _Failure as failure:
+                            transient = None
+                            response = _failed(op, item, failure, self.timeout)
+                    else:
+                        raise ValueError(f"{op!r} for an episode that is not open")
+                except Exception as error:  # noqa: BLE001 - protocol-level failure, reported to the parent
+                    response = {"x": f"{type(error).__name__}: {error}"}
+                _write_frame(out_fd, json.dumps(response).encode("utf-8"))
+        finally:
+            self._end(transient[1] if transient else None)
+            if self.spare is None:
+                self.spare = self._fork()  # forked while the parent reads the answers: off the next call's path
+
+    def _take_spare(self) -> _Child:
+        """A clean child for a stateless environment: the one forked ahead of time, or a new one."""
+        child, self.spare = self.spare, None
+        if child is not None and os.waitpid(child.pid, os.WNOHANG) == (0, 0):
+            return child
+        self._end(child, reaped=child is not None)
+        return self._fork()
+
+    def _stateful(self, episode: str, op: str, item: dict[str, Any]) -> dict[str, Any]:
+        child = self.children.get(episode)
+        deadline = self.call_deadline if op in ("call", "check") else self.setup_deadline
+        try:
+            if child is None:  # its child died: re-fork it and replay the journal
+                self._open(episode)
+                child = self.children[episode]
+            response = self._exchange(child, self._forward(item), deadline)
+        except _Failure as failure:
+            self.children.pop(episode, None)
+            if op not in ("call", "check"):
+                raise RuntimeError(f"tool worker failed: {failure.reason} ({failure.ended})") from None
+            return _failed(op, item, failure, self.timeout)
+        if op == "call" and not response.get("t"):
+            self.episodes[episode]["journal"].append([item["n"], item["h"], item["a"]])
+        return response
+
+    def _open(self, episode: str) -> dict[str, Any]:
+        info = self.episodes[episode]
+        child = self._fork()
+        item = {"op": "open", "k": info["k"], "s": info["s"], "kw": info["kw"], "r": info["journal"]}
+        deadline = self.setup_deadline + len(info["journal"]) * self.call_deadline
+        response = self._exchange(child, item, deadline)
+        self.children[episode] = child
+        return response
+
+    def _forward(self, item: dict[str, Any]) -> dict[str, Any]:
+        """The item with its code text: a long-lived child was forked before later sources arrived."""
+        return {**item, "src": self.sources.get(item.get("h"))} if item.get("h") else item
+
+    def _fork(self) -> _Child:
+        self.serial += 1
+        directory = os.path.join(self.scratch, f"c{self.serial}")
+        os.mkdir(directory, 0o700)
+        if self.drop:
+            os.chown(directory, _NOBODY, _NOBODY)
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _child_main(self, to_child_r, from_child_w, directory)
+            finally:
+                os._exit(0)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        os.set_blocking(from_child_r, False)
+        return _Child(pid, to_child_w, from_child_r, directory)
+
+    def _exchange(self, child: _Child, item: dict[str, Any], deadline: float) -> dict[str, Any]:
+        """Send one request and wait for its response; on any failure the child is killed and `_Failure` raised."""
+        import select
+        import time
+
+        try:
+            _write_frame(child.to_child, json.dumps(item).encode("utf-8"))
+        except OSError:
+            raise _Failure("worker exited", self._end(child)) from None
+        poller = select.poll()
+        poller.register(child.from_child, select.POLLIN)
+        stop = time.monotonic() + deadline
+        size = None
+        while True:
+            if size is None and len(child.buffer) >= _HEADER:
+                size = int.from_bytes(child.buffer[:_HEADER], "big")
+                if size > self.max_frame:
+                    raise _Failure("sent an oversized message", self._end(child))
+            if size is not None and len(child.buffer) >= _HEADER + size:
+                frame = bytes(child.buffer[_HEADER : _HEADER + size])
+                del child.buffer[: _HEADER + size]
+                try:
+                    response = json.loads(frame)
+                except ValueError:
+                    response = None
+                if not isinstance(response, dict):
+                    raise _Failure("sent a malformed message", self._end(child))
+                return response
+            left = stop - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                raise _Failure("timed out", self._end(child), timed_out=True)
+            try:
+                chunk = os.read(child.from_child, 1 << 20)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                raise _Failure("worker exited", self._end(child))
+            child.buffer += chunk
+
+    def _end(self, child: _Child | None, reaped: bool = False) -> str:
+        """Kill a child (idle children are killed too: it is the quickest clean stop) and remove its scratch."""
+        import shutil
+
+        if child is None:
+            return "not running"
+        code = 0
+        if not reaped:
+            os.kill(child.pid, signal.SIGKILL)  # a dead child stays a zombie until reaped, so this cannot miss
+            code = os.waitstatus_to_exitcode(os.waitpid(child.pid, 0)[1])
+        os.close(child.to_child)
+        os.close(child.from_child)
+        shutil.rmtree(child.directory, ignore_errors=True)
+        return f"signal {-code}" if code < 0 else f"exit code {code}"
+
+
+def _failed(op: str, item: dict[str, Any], failure: _Failure, timeout: float) -> dict[str, Any]:
+    """The response for a call or check whose process failed (texts as before the fork server). "t" marks a call that
+    did not complete, which keeps it out of the episode's journal (its replay would fail again)."""
+    name = item["n"]
+    if op == "call":
+        if failure.timed_out:
+            return {"o": error_message(name, timeout_text(name, timeout)), "t": 1}
+        return {"o": error_message(name, f"tool {failure.reason} ({failure.ended})"), "t": 1}
+    return {"c": timeout_text(name, timeout) if failure.timed_out else failure.reason}
+
+
+def _child_main(server: _Server, in_fd: int, out_fd: int, directory: str) -> None:
+    """A fresh child: keep only its own pipes, die with the server, harden, then serve requests."""
+    keep = sorted((in_fd, out_fd))
+    os.closerange(3, keep[0])
+    os.closerange(keep[0] + 1, keep[1])
+    os.closerange(keep[1] + 1, 1 << 16)
+    if server.prctl is not None:
+        server.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: a child must never outlive its server
+    if os.getppid() != server.pid:
+        return
+    server.prctl = None
+    _harden_child(directory, server.settings, server.drop)
+    runner = _Runner(directory, server.settings, server.sources, server.domains)
+    del server
+    runner.serve(in_fd, out_fd)
 
 
 def _accepts_keyword(inspect: Any, function: Any, keyword: str) -> bool:
@@ -454,9 +738,15 @@ def main(argv: list[str]) -> None:
         os.dup2(null, fd)
     os.close(null)
     sys.stdout = sys.stderr = _Sink()
-    worker = _Worker(scratch, settings)
-    layers = _harden(scratch, settings)
-    layers.append("timer")
+    for module in _PRELOAD:
+        __import__(module)
+    _plain_path_types()
+    libc = _libc()
+    layers, drop = _harden_server(scratch, settings, libc)
+    layers += ["fork", *(["uid"] if drop else []), "rlimits", "audit", "timer"]
+    server = _Server(scratch, settings, drop, libc.prctl if libc is not None else None)
+    del libc
+    gc.freeze()  # children then share the server's objects without copying the pages gc would touch
     _write_frame(out_fd, json.dumps({"ready": 1, "layers": layers}).encode("utf-8"))
     while True:
         try:
@@ -464,7 +754,7 @@ def main(argv: list[str]) -> None:
             message = json.loads(_read_exact(in_fd, size))
         except EOFError:
             return
-        worker.handle(message, out_fd)
+        server.handle(message, out_fd)
 
 
 if __name__ == "__main__":

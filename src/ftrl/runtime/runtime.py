@@ -9,7 +9,10 @@ Design notes:
 - Stateful episodes are pinned to one worker and opened there lazily (with their first call). The parent keeps a
   journal of the episode's completed calls; after a worker restart the state is re-created from the initial state
   and the journal is replayed (tools are deterministic), so state survives worker death.
-- Stateless episodes cost nothing until their first call and run on whichever worker is free.
+- Stateless episodes cost nothing until their first call and run on whichever worker is free; all calls of one
+  episode in a message go to one worker, which runs them in one fresh child process (see `_worker.py`).
+- Each worker is a fork server: tool code only ever runs in a child forked for one environment, so nothing one
+  environment does to modules, builtins or files reaches another.
 """
 
 from __future__ import annotations
@@ -43,11 +46,11 @@ class RuntimeConfig:
     """Limits and pool size. Memory must also hold the live episode states a worker carries."""
 
     timeout_s: float = 10.0  # wall clock per call; SIGKILL after timeout_s + kill_grace_s
-    memory_mb: int = 1024  # RLIMIT_AS per worker
+    memory_mb: int = 1024  # RLIMIT_AS per child process
     max_output_chars: int = 100_000  # longer tool output is truncated with a visible marker
     workers: int = 0  # 0 -> os.cpu_count()
     kill_grace_s: float = 0.5  # the in-worker timer gets this long to stop a call before the parent kills
-    cpu_s: float = 3600.0  # RLIMIT_CPU per worker lifetime; the worker is recycled at half of it
+    cpu_s: float = 3600.0  # RLIMIT_CPU per child process (one environment, or one stateful episode)
     file_mb: int = 64  # RLIMIT_FSIZE
     scratch_mb: int = 64  # size of the private scratch tmpfs (when a mount namespace is available)
     open_files: int = 64  # RLIMIT_NOFILE
@@ -91,7 +94,7 @@ class _Slot:
         self.scratch = tempfile.mkdtemp(prefix=f"w{self.index}-", dir=self.root)
         to_worker_r, self.to_worker = os.pipe()
         self.from_worker, from_worker_w = os.pipe()
-        settings = {**asdict(self.config), "scratch": self.scratch}
+        settings = {**asdict(self.config), "scratch": self.scratch, "hide": _private_paths()}
         self.process = subprocess.Popen(
             [sys.executable, "-I", "-S", _WORKER_SCRIPT, str(to_worker_r), str(from_worker_w), json.dumps(settings)],
             stdin=subprocess.DEVNULL,
@@ -111,7 +114,6 @@ class _Slot:
         self.sources: set[str] = set()
         self.domains: set[str] = set()
         self.ready = False
-        self.retire = False
 
     def kill(self) -> str:
         """Stop the process for good; returns how it ended, for error texts."""
@@ -202,8 +204,6 @@ class _Slot:
                 fresh_retry = False
                 continue
             start = self._collect(jobs, expected, start)
-        if self.retire:
-            self.restart()
 
     def _collect(self, jobs: list[_Job], expected: list[tuple[int, str, float]], start: int) -> int:
         """Read the answers to one message; returns the index of the first job still to run."""
@@ -221,8 +221,6 @@ class _Slot:
         return len(jobs)
 
     def _apply(self, job: _Job, kind: str, response: dict[str, Any]) -> None:
-        if response.get("r"):
-            self.retire = True
         if kind == "open":
             return
         field = {"call": "o", "check": "c", "get": "v", "hash": "h"}[kind]
@@ -279,9 +277,9 @@ class _Slot:
                 episode._generation = self.generation
             if job.op in ("call", "check"):
                 code_hash = self._add_source(episode, job.name, sources)
-                item = {"op": job.op, "n": job.name, "h": code_hash}
+                item = {"op": job.op, "n": job.name, "h": code_hash, "e": episode.id}  # e: one process per environment
                 if job.op == "call":
-                    item.update(a=job.arguments, e=episode.id if episode.stateful else None)
+                    item["a"] = job.arguments
                 items.append(item)
                 expected.append((index, job.op, call_timeout))
             else:
@@ -375,6 +373,13 @@ def _release(slot: _Slot, episode_id: str) -> None:
     slot.pinned -= 1
 
 
+def _private_paths() -> list[str]:
+    """Folders the tool code must not read: the user's home, the working directory and the project holding ftrl."""
+    package = Path(__file__).resolve().parents[1]  # .../ftrl
+    project = package.parent.parent if package.parent.name == "src" else package
+    return [str(Path.home()), "/root", os.getcwd(), str(project)]
+
+
 def _null_digest() -> str:
     return hashlib.sha256(b"null").hexdigest()
 
@@ -459,10 +464,13 @@ class ToolRuntime:
             if len(free) <= 1 or self._pool is None:
                 self._run_on_free_slot(free)
                 return
-        for job in free:
+        by_episode: dict[int, list[_Job]] = {}
+        for job in free:  # an environment's calls stay together: one child process serves them in order
+            by_episode.setdefault(id(job.episode), []).append(job)
+        for episode_jobs in by_episode.values():
             index = min(range(len(loads)), key=loads.__getitem__)
-            groups.setdefault(index, []).append(job)
-            loads[index] += 1
+            groups.setdefault(index, []).extend(episode_jobs)
+            loads[index] += len(episode_jobs)
         if len(groups) == 1 or self._pool is None:
             for index, group in groups.items():
                 self._run_on(self._slots[index], group)
