@@ -34,15 +34,20 @@ def iter_jsonl(
     With `allow_torn_tail`, an unparsable *last* line without a trailing newline (a write cut short by a
     crash) is skipped instead of raising. With `on_error`, bad lines are reported to it and skipped.
     """
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.readlines()
+    lines = read_lines(path)
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            message = f"not UTF-8 text (byte {error.start + 1} of the line): is it a binary file?"
+            _fail(DataError(path, number, None, message), on_error)
+            continue
+        try:
+            value = json.loads(text)
         except json.JSONDecodeError as error:
-            if allow_torn_tail and number == len(lines) and not line.endswith("\n"):
+            if allow_torn_tail and number == len(lines) and not line.endswith(b"\n"):
                 return
             _fail(DataError(path, number, None, f"invalid JSON: {error.msg} (column {error.colno})"), on_error)
             continue
@@ -50,6 +55,23 @@ def iter_jsonl(
             _fail(DataError(path, number, None, f"expected a JSON object, got {type(value).__name__}"), on_error)
             continue
         yield number, value
+
+
+def read_lines(path: str | Path) -> list[bytes]:
+    """A text file's lines as bytes (a UTF-8 byte-order mark dropped); a missing file, a folder or an unreadable
+    file is a `DataError` naming it, never an OSError traceback."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except IsADirectoryError:
+        raise DataError(path, None, None, "is a folder, expected a file") from None
+    except FileNotFoundError:
+        raise DataError(path, None, None, "no such file") from None
+    except OSError as error:
+        raise DataError(path, None, None, f"cannot read: {error.strerror or error}") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    return data.splitlines(keepends=True)
 
 
 def _fail(error: DataError, on_error: Callable[[DataError], None] | None) -> None:

@@ -3,7 +3,8 @@
 Rows are flushed one by one (`EnvAppender`). On a rerun with the same config the driver keeps the complete
 rows already written (a torn last line is cut), continues at the index after the last one, and drops
 rejection records at or beyond that index, so the result equals an uninterrupted build byte for byte.
-The config identity is kept in `<out>.build.json`; resuming with a different one is refused.
+The config identity is kept in `<out>.build.json`; resuming with a different one, or into a file without it, is
+refused, and so is a second process building into the same file (a lock).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Any
 
 from ftrl.build.base import Backend, Rejection
 from ftrl.build.config import BuildConfig
-from ftrl.env.io import EnvAppender, iter_rows
-from ftrl.jsonl import JsonlAppender, iter_jsonl, repair_torn_tail, write_jsonl_atomic
+from ftrl.env.io import EnvAppender, iter_rows, row_to_environment
+from ftrl.jsonl import DataError, JsonlAppender, iter_jsonl, repair_torn_tail, write_jsonl_atomic
+from ftrl.provenance import lock_output
 
 Progress = Callable[[int, int], None]
 
@@ -66,17 +68,30 @@ def make_backend(config: BuildConfig, runtime: Any) -> Backend:
 
 
 def resume_point(out: str | Path, config: BuildConfig) -> tuple[int, int]:
-    """`(rows already written, next index)` of an interrupted build, after checking it used the same config."""
+    """`(rows already written, next index)` of an interrupted build, after checking that it is one: same config
+    (its `.build.json`), and every row a complete environment with increasing `index`."""
     path = Path(out)
     if not path.exists() or path.stat().st_size == 0:
         return 0, 0
     identity = _identity_path(out)
-    if identity.exists() and json.loads(identity.read_text(encoding="utf-8")) != config.identity():
-        raise ValueError(f"{out} was built with another config; use a new --out or delete it")
-    rows = [row for _, row in iter_rows(path, allow_torn_tail=True)]
-    if not rows:
-        return 0, 0
-    return len(rows), int(rows[-1]["index"]) + 1
+    hint = "use --overwrite to replace it, or a new --out"
+    if not identity.exists():
+        raise ValueError(f"{out} exists but is not a build ({identity.name} missing); {hint}")
+    try:
+        stored = json.loads(identity.read_text(encoding="utf-8"))
+    except ValueError:
+        stored = None
+    if stored != config.identity():
+        raise ValueError(f"{out} was built with another config; {hint}")
+    last = -1
+    count = 0
+    for line, row in iter_rows(path, allow_torn_tail=True):
+        row_to_environment(row, path, line)
+        index = row.get("index")
+        if not isinstance(index, int) or isinstance(index, bool) or index <= last:
+            raise DataError(path, line, "index", f"must be an integer above the previous row's ({last}), got {index!r}")
+        last, count = index, count + 1
+    return count, last + 1
 
 
 def _trim_rejections(out: str | Path, start: int) -> None:
@@ -90,13 +105,27 @@ def _trim_rejections(out: str | Path, start: int) -> None:
 
 
 def build_environments(
-    config: BuildConfig, out_path: str | Path, progress: Progress | None = None, runtime: Any = None
+    config: BuildConfig,
+    out_path: str | Path,
+    progress: Progress | None = None,
+    runtime: Any = None,
+    *,
+    overwrite: bool = False,
 ) -> BuildReport:
     """Build `config.n` environments into `out_path` (resuming a partial file), logging rejections beside it.
 
     `runtime` defaults to a fresh `ToolRuntime` with the config's timeout and workers; `progress(done, n)`
-    is called after every row.
+    is called after every row. A second process building into the same file is refused (`OutputError`); with
+    `overwrite` an existing file and its sidecars are replaced instead of resumed.
     """
+    with lock_output(out_path, folder=False):
+        if overwrite:
+            for path in (Path(out_path), _identity_path(out_path), rejections_path(out_path)):
+                path.unlink(missing_ok=True)
+        return _build_locked(config, out_path, progress, runtime)
+
+
+def _build_locked(config: BuildConfig, out_path: str | Path, progress: Progress | None, runtime: Any) -> BuildReport:
     report = BuildReport(str(out_path))
     report.resumed, start = resume_point(out_path, config)
     _trim_rejections(out_path, start)

@@ -55,8 +55,12 @@ def load_source(path: str | Path) -> EnvSource:
     if source.is_dir():
         if not is_domain_folder(source):
             raise DataError(source, None, None, "a folder must contain domain sub-folders with codes.json")
-        return load_domain_folder(source)
-    return EnvSource(source, read_envs(source))
+        loaded = load_domain_folder(source)
+    else:
+        loaded = EnvSource(source, read_envs(source))
+    if not loaded.envs:
+        raise DataError(source, None, None, "no environments in it (an empty file or folder)")
+    return loaded
 
 
 def load_domain_folder(path: str | Path) -> EnvSource:
@@ -81,11 +85,17 @@ def task_environment(row: dict[str, Any], domains: dict[str, Domain], path: Path
         if name not in row:
             raise DataError(path, line, name, "missing required task field")
     domain_name = row.get("data_source", "")
-    if domain_name not in domains:
-        raise DataError(path, line, "data_source", f"names unknown domain {domain_name!r}; known: {sorted(domains)}")
-    domain = domains[domain_name]
+    if not isinstance(domain_name, str):
+        raise DataError(path, line, "data_source", f"must be a domain name like 'tau-bench/airline': {domain_name!r}")
+    # the folder may have any name: a task's `tau-bench/airline` finds the sub-folder `airline`
+    by_leaf = {name.rsplit("/", 1)[-1]: name for name in domains}
+    domain_key = domain_name if domain_name in domains else by_leaf.get(domain_name.rsplit("/", 1)[-1])
+    if domain_key is None:
+        known = sorted(by_leaf)
+        raise DataError(path, line, "data_source", f"names unknown domain {domain_name!r}; the folder has {known}")
+    domain = domains[domain_key]
     extra = {key: value for key, value in row.items() if key not in ("actions", "data_source")}
-    extra.update(domain=domain_name, gold_calls=row["actions"])
+    extra.update(domain=domain_key, gold_calls=row["actions"])
     return Environment(
         messages=[{"role": "system", "content": domain.rules}],
         tools=domain.tools,

@@ -35,7 +35,11 @@ def iter_rows(
     if is_parquet(path):
         import pyarrow.parquet as pq
 
-        for number, row in enumerate(pq.read_table(path).to_pylist(), start=1):
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid/ArrowIOError derive from these
+            raise DataError(path, None, None, f"not a readable Parquet file: {error}") from None
+        for number, row in enumerate(rows, start=1):
             yield number, _drop_arrow_nulls(row)
     else:
         yield from iter_jsonl(path, allow_torn_tail=allow_torn_tail, on_error=on_error)
