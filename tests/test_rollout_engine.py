@@ -128,6 +128,14 @@ def test_oracle_replays_gold_calls_and_scores_100(runtime):
     assert sorted(r.turns for r in results) == [2, 3]
 
 
+def test_oracle_tells_rows_with_the_same_question_apart(runtime):
+    first, second = make_env("France"), make_env("Japan")
+    second.tools = list(second.tools)  # rows read from a file never share their tools lists
+    second.messages = [dict(m) for m in first.messages]  # the same question, another row's gold calls
+    results = list(run_rollouts([("0", first), ("1", second)], OraclePolicy([first, second]), runtime))
+    assert [r.metrics["solve_f1"] for r in sorted(results, key=lambda r: r.key)] == [1.0, 1.0]
+
+
 def test_oracle_refuses_environments_without_gold(runtime):
     env = make_env(gold=False)
     with pytest.raises(ValueError, match="no gold_calls"):

@@ -53,28 +53,37 @@ class OraclePolicy:
     """Replays each environment's gold trajectory: its `gold_calls`, then the gold final answer.
 
     `gold_calls` is a list of OpenAI tool calls (one per turn) or a list of lists (one group per turn). The
-    conversation is matched to its environment by the first user message, and the turn by the number of
-    assistant messages so far, so the oracle needs no state of its own.
+    conversation is matched to its environment by identity: the engine passes each environment's own `tools`
+    list object, so rows that repeat a question still replay their own calls (the question text alone decides
+    only where it is unique); the turn is the number of assistant messages so far, so the oracle keeps no state.
     """
 
     envs: Sequence[Environment]
     stats: GenerationStats = field(default_factory=GenerationStats)
 
     def __post_init__(self) -> None:
-        self._by_question = {env.question: env for env in self.envs}
+        # `envs` stays referenced by this policy, so the ids of its tools lists cannot be reused meanwhile
+        self._by_identity = {(id(env.tools), env.question): env for env in self.envs}
+        self._by_question: dict[str, list[Environment]] = {}
+        for env in self.envs:
+            self._by_question.setdefault(env.question, []).append(env)
 
     def generate(self, conversations: list[list[Message]], tools: list[list[dict]] | None = None) -> list[Message]:
         self.stats.calls += 1
-        return [self._reply(messages) for messages in conversations]
+        return [self._reply(messages, tools[i] if tools else None) for i, messages in enumerate(conversations)]
 
-    def _reply(self, messages: list[Message]) -> Message:
+    def _reply(self, messages: list[Message], tools: list[dict] | None) -> Message:
         question = next(
             (str(m.get("content") or "") for m in messages if m.get("role") == "user"),
             "",
         )
-        env = self._by_question.get(question)
+        env = self._by_identity.get((id(tools), question))
         if env is None:
-            raise KeyError(f"the oracle knows no environment with this question: {question[:80]!r}")
+            candidates = self._by_question.get(question, [])
+            if len(candidates) != 1:
+                known = "no environment" if not candidates else f"{len(candidates)} environments"
+                raise KeyError(f"the oracle knows {known} with this question and these tools: {question[:80]!r}")
+            env = candidates[0]
         turns = gold_turns(env)
         done = sum(1 for m in messages if m.get("role") == "assistant")
         if done < len(turns):
