@@ -76,3 +76,64 @@ def test_retry_after_is_honoured_up_to_the_cap():
     # without Retry-After: doubling per attempt, jittered to 50-100%, capped
     assert all(4.0 <= backoff_delay(3, None, 1.0, 60.0, rng) <= 8.0 for _ in range(50))
     assert all(backoff_delay(10, None, 1.0, 60.0, rng) <= 60.0 for _ in range(50))
+
+
+# ---------------------------------------------------------------------------------------------------- real sockets
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP server on 127.0.0.1 that accepts connections and never answers."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1/chat/completions"
+    listener.close()
+
+
+def _post_real(url: str, **options) -> dict:
+    async def go() -> dict:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(120.0)) as client:
+            return await post_json(client, url, {"model": "m"}, backoff_s=0.05, **options)
+
+    return asyncio.run(go())
+
+
+def test_a_server_that_never_answers_fails_within_the_total_timeout(silent_server):
+    began = time.monotonic()
+    with pytest.raises(LLMUnavailable, match="no reply within 1.5 s"):
+        _post_real(silent_server, retries=5, total_timeout_s=1.5)
+    assert time.monotonic() - began < 3.0
+
+
+def test_client_errors_and_malformed_urls_are_not_retried():
+    import http.server
+    import threading
+
+    hits = []
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            hits.append(1)
+            self.send_response(400)
+            self.end_headers()
+            self.wfile.write(b"bad request")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(RequestRefused, match="HTTP 400"):
+            _post_real(f"http://127.0.0.1:{server.server_port}/v1/chat/completions", retries=5)
+        assert hits == [1]
+    finally:
+        server.shutdown()
+    for url in ("htp://127.0.0.1:1/v1", "http://[::1/v1"):
+        began = time.monotonic()
+        with pytest.raises(LLMUnavailable, match="cannot send to"):
+            _post_real(url, retries=5)
+        assert time.monotonic() - began < 1.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,23 +78,32 @@ async def post_json(
     max_backoff_s: float = 60.0,
     stats: TransportStats | None = None,
     rng: random.Random | None = None,
+    total_timeout_s: float | None = None,
 ) -> dict[str, Any]:
     """POST `body` to `url` and return the JSON reply, retrying transient failures up to `retries` times.
 
-    Raises `LLMUnavailable` on a fatal status or when every attempt failed, `RequestRefused` on any other
-    non-retryable status (only this request is bad).
+    `total_timeout_s` bounds the whole request, retries and waits included (each attempt gets what is left of
+    it); only what can succeed on a retry is retried: connection failures, timeouts, 5xx and rate limits, not a
+    malformed URL or a 4xx. Raises `LLMUnavailable` on a fatal status or URL, when every attempt failed or the
+    time is up, `RequestRefused` on any other non-retryable status (only this request is bad).
     """
     stats = stats if stats is not None else TransportStats()
     problem = ""
+    deadline = time.monotonic() + total_timeout_s if total_timeout_s is not None else None
     for attempt in range(retries + 1):
         if attempt:
             stats.retries += 1
         stats.requests += 1
         retry_after: float | None = None
         try:
-            response = await client.post(url, json=body)
+            left = None if deadline is None else max(0.001, deadline - time.monotonic())
+            response = await asyncio.wait_for(client.post(url, json=body), left)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError) as error:
+            raise LLMUnavailable(f"cannot send to {url!r}: {error} (check --base-url)") from None
         except httpx.TransportError as error:  # includes timeouts
             problem = f"{type(error).__name__}: {error}"
+        except TimeoutError:
+            raise LLMUnavailable(f"{url} gave no reply within {total_timeout_s:g} s ({attempt + 1} attempts)") from None
         else:
             if response.status_code == 200:
                 try:
@@ -110,8 +120,13 @@ async def post_json(
         kind = problem.split(":", 1)[0]
         stats.errors[kind] = stats.errors.get(kind, 0) + 1
         if attempt < retries:
-            await asyncio.sleep(backoff_delay(attempt, retry_after, backoff_s, max_backoff_s, rng))
+            delay = backoff_delay(attempt, retry_after, backoff_s, max_backoff_s, rng)
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                raise LLMUnavailable(f"{url} gave no reply within {total_timeout_s:g} s ({attempt + 1} attempts); "
+                                     f"last: {problem}")  # fmt: skip
+            await asyncio.sleep(delay)
     raise LLMUnavailable(f"{url} failed {retries + 1} times; last: {problem}")
+
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -32,7 +32,8 @@ class EndpointConfig:
     concurrency: int = 8
     retries: int = 4
     backoff_s: float = 1.0
-    timeout_s: float = 120.0
+    timeout_s: float = 120.0  # one attempt
+    total_timeout_s: float = 300.0  # one request, retries and waits included
 
 
 @dataclass
@@ -84,7 +85,8 @@ class EndpointPolicy:
     async def _request(self, client: httpx.AsyncClient, body: dict[str, Any]) -> Message:
         config = self.config
         data = await post_json(
-            client, self.url, body, retries=config.retries, backoff_s=config.backoff_s, stats=self.transport
+            client, self.url, body, retries=config.retries, backoff_s=config.backoff_s, stats=self.transport,
+            total_timeout_s=config.total_timeout_s,
         )
         return self._reply(data)
 

@@ -115,6 +115,7 @@ class PolicySpec:
     prompt: str = "example"
     threads: int | None = None
     seed: int = 0
+    timeout_s: float = 300.0  # a served model's request, retries included
 
 
 def load_policy(spec: PolicySpec, envs: Sequence[Environment] = ()) -> Policy:
@@ -127,7 +128,8 @@ def load_policy(spec: PolicySpec, envs: Sequence[Environment] = ()) -> Policy:
         return EndpointPolicy(
             EndpointConfig(
                 spec.base_url, spec.model, spec.api_key, spec.temperature, spec.top_p, spec.max_new_tokens,
-                spec.enable_thinking, concurrency=spec.batch_size,
+                spec.enable_thinking, concurrency=spec.batch_size, timeout_s=min(120.0, spec.timeout_s),
+                total_timeout_s=spec.timeout_s,
             )
         )  # fmt: skip
     from ftrl.rollout.hf import HFConfig, HFPolicy

@@ -30,7 +30,8 @@ class ClientConfig:
     api_key: str | None = None
     concurrency: int = 8
     max_retries: int = 5
-    timeout_s: float = 300.0
+    timeout_s: float = 300.0  # one attempt
+    total_timeout_s: float = 900.0  # one request, retries and waits included
     #: First retry delay; doubles per attempt up to `max_backoff_s` (a longer Retry-After is honoured up to it).
     backoff_s: float = 1.0
     max_backoff_s: float = 60.0
@@ -125,7 +126,7 @@ class ChatClient:
         config = self.config
         return await post_json(
             self._http, config.url, request, retries=config.max_retries, backoff_s=config.backoff_s,
-            max_backoff_s=config.max_backoff_s, stats=self.stats, rng=self._rng,
+            max_backoff_s=config.max_backoff_s, stats=self.stats, rng=self._rng, total_timeout_s=config.total_timeout_s,
         )  # fmt: skip
 
 
