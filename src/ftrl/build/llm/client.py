@@ -126,7 +126,8 @@ class ChatClient:
         config = self.config
         return await post_json(
             self._http, config.url, request, retries=config.max_retries, backoff_s=config.backoff_s,
-            max_backoff_s=config.max_backoff_s, stats=self.stats, rng=self._rng, total_timeout_s=config.total_timeout_s,
+            max_backoff_s=config.max_backoff_s, stats=self.stats, rng=self._rng,
+            total_timeout_s=config.total_timeout_s,
         )  # fmt: skip
 
 
