@@ -67,8 +67,8 @@ def test_call_prints_the_tool_message(sample_path: Path, taubench_path: Path) ->
                                  "--args", json.dumps(BARNIER_ARGS)])
     assert result.exit_code == 0
     assert result.output.startswith("Michel Barnier was the first French prime minister")
-    result = runner.invoke(app, ["call", str(sample_path), "--tool", "nope"])
-    assert result.output.strip() == "an error occured when call nope: 'nope'"
+    result = runner.invoke(app, ["call", str(sample_path), "--tool", "nope"])  # an unknown tool is the user's error
+    assert result.exit_code == 2 and "row 0 has no tool 'nope'; its tools: election_result_analyzer" in result.output
     result = runner.invoke(app, ["call", str(taubench_path), "--row", "0", "--tool", "get_user_details",
                                  "--args", '{"user_id": "mohamed_silva_9265"}'])
     assert json.loads(result.output)["dob"] == "1960-11-26"

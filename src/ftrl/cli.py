@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
 from rich.console import Console, Group
 from rich.markup import escape
@@ -13,20 +15,92 @@ from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 from rich.text import Text
 
+from typer.core import TyperGroup
+
 from ftrl.env.record import Environment, tool_name
 from ftrl.jsonl import DataError, iter_jsonl, write_jsonl_atomic
+from ftrl.provenance import OutputError, claim_output, describe_model
 
 if TYPE_CHECKING:
     from ftrl.env.domains import EnvSource
     from ftrl.rollout import PolicySpec
 
-app = typer.Typer(help="Feedback-driven tool-use RL in automatically built, verifiable environments.", no_args_is_help=True)
 console = Console()
 
 
+class _SafeGroup(TyperGroup):
+    """Every fault a user can cause (bad files, options, data, server failures) ends as one message and a non-zero
+    exit, never a traceback; commands raise specific messages, this is the net under them. `FTRL_DEBUG=1` lets the
+    traceback through for bug reports."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as error:  # noqa: BLE001 - the last line of defence of a command-line tool
+            if os.environ.get("FTRL_DEBUG"):
+                raise
+            raise _fail(describe_error(error)) from None
+
+
+def describe_error(error: Exception) -> str:
+    """One line for an exception that reached the command line."""
+    import httpx
+
+    from ftrl.openai_http import EndpointError
+
+    if isinstance(error, EndpointError):
+        return f"model server: {error}"
+    if isinstance(error, httpx.HTTPError):
+        return f"model server: {type(error).__name__}: {error}"
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror or error}"
+    if isinstance(error, MemoryError):
+        return "out of memory"
+    if isinstance(error, ValueError):  # DataError, OutputError and the library's own checks say what is wrong
+        return str(error) or type(error).__name__
+    return f"{type(error).__name__}: {error} (FTRL_DEBUG=1 shows the traceback)"
+
+
+app = typer.Typer(
+    cls=_SafeGroup,
+    help="Feedback-driven tool-use RL in automatically built, verifiable environments.",
+    no_args_is_help=True,
+)
+
+
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(code=2)
+
+
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out instead of resuming it.")]
+
+
+def check_tool_code(source: EnvSource, count: int | None = None) -> None:
+    """Refuse environments whose tool code does not even compile, before a model or runtime starts: every call to
+    such a tool would error and the run would score it 0 without saying why. Each distinct code compiles once.
+
+    Only syntax is checked here (nothing runs in this process); `ftrl validate` also loads the code in the runtime.
+    """
+    seen: set[str] = set()
+    broken: list[str] = []
+    for index, env in enumerate(source.envs[:count]):
+        for name, code in env.codes.items():
+            if code in seen:
+                continue
+            seen.add(code)
+            try:
+                compile(code, "<string>", "exec", dont_inherit=True)
+            except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
+                detail = f"{error.msg} (line {error.lineno})" if isinstance(error, SyntaxError) else str(error)
+                broken.append(f"row {index}, field 'codes', tool {name!r}: {type(error).__name__}: {detail}")
+    if broken:
+        listed = "; ".join(broken[:3]) + (f"; and {len(broken) - 3} more" if len(broken) > 3 else "")
+        raise _fail(f"{source.path}: tool code that does not compile ({listed}). Fix or drop these rows "
+                    f"(`ftrl validate {source.path}` lists every problem)")  # fmt: skip
 
 
 # Options shared by the commands that run a policy (`sample`, `eval`, and in part `bench` and `analyze sweep`), each
@@ -34,16 +108,24 @@ def _fail(message: str) -> typer.Exit:
 _MODEL_HELP = "Model folder, 'embedded', 'oracle' (replays gold calls), or a served model name with --base-url."
 ModelOption = Annotated[str, typer.Option(help=_MODEL_HELP)]
 EnvsOption = Annotated[Path, typer.Option(help="Environments (JSONL/Parquet file or domain folder).")]
-LimitOption = Annotated[int | None, typer.Option(help="Only the first K environments.")]
-MaxTurnsOption = Annotated[int, typer.Option(help="Assistant turns per episode.")]
-TemperatureOption = Annotated[float, typer.Option(help="Sampling temperature (0 = greedy; the paper evaluates greedily).")]
-MaxNewTokensOption = Annotated[int, typer.Option(help="Tokens per assistant turn.")]
-BatchSizeOption = Annotated[int, typer.Option(help="Episodes in flight (rows per generate call / concurrent requests).")]
+LimitOption = Annotated[int | None, typer.Option(min=1, help="Only the first K environments.")]
+MaxTurnsOption = Annotated[int, typer.Option(min=1, help="Assistant turns per episode.")]
+TemperatureOption = Annotated[
+    float, typer.Option(min=0.0, max=100.0, help="Sampling temperature (0 = greedy; the paper evaluates greedily).")
+]
+MaxNewTokensOption = Annotated[int, typer.Option(min=1, help="Tokens per assistant turn.")]
+BatchSizeOption = Annotated[
+    int, typer.Option(min=1, help="Episodes in flight (rows per generate call / concurrent requests).")
+]
+ServerTimeoutOption = Annotated[
+    float, typer.Option("--timeout", min=1.0, max=86400.0, help="Seconds one model-server request may take in all, "
+                        "retries included (--base-url only).")
+]
 BaseUrlOption = Annotated[str | None, typer.Option(help="OpenAI-compatible server (…/v1) serving --model.")]
 ApiKeyOption = Annotated[str | None, typer.Option(help="API key for --base-url (default $OPENAI_API_KEY).")]
 EnableThinkingOption = Annotated[bool, typer.Option("--enable-thinking", help="Let reasoning models think.")]
 PromptOption = Annotated[str, typer.Option(help="Tool prompt variant for templates without tool support.")]
-ThreadsOption = Annotated[int | None, typer.Option(help="Torch CPU threads for local models.")]
+ThreadsOption = Annotated[int | None, typer.Option(min=1, help="Torch CPU threads for local models.")]
 
 
 analyze_app = typer.Typer(help="Where did training change the weights, and which changes carry the gain?", no_args_is_help=True)
@@ -117,34 +199,38 @@ def analyze_sweep_command(
 def validate(
     files: list[Path] = typer.Argument(..., help="Environment files (JSONL/Parquet) or domain folders."),
     run_code: bool = typer.Option(True, help="Also load every tool's code in the isolated runtime."),
-    show_ok: bool = typer.Option(False, help="List valid rows too, not only invalid ones."),
+    show_ok: bool = typer.Option(False, help="List valid rows too, not only those with problems."),
+    strict: bool = typer.Option(False, help="Fail on warnings too (rows that can be used but look wrong)."),
 ) -> None:
-    """Load, validate and compile every environment; exit 1 if any row is invalid."""
+    """Load, validate and compile every environment; exit 1 if any row is invalid (or, with --strict, warned)."""
     from ftrl.env.validate import validate_path
     from ftrl.runtime import RuntimeConfig, ToolRuntime
 
     table = Table("file", "row", "line", "scenario", "status", "problems")
-    invalid = total = 0
+    invalid = warned = total = 0
     with ToolRuntime(RuntimeConfig()) as runtime:
         for path in files:
             try:
                 reports = validate_path(path, runtime.check if run_code else None)
             except DataError as error:
                 raise _fail(str(error)) from None
+            if not reports:
+                raise _fail(f"{path}: no rows (an empty file or folder)")
             for report in reports:
                 total += 1
                 invalid += not report.ok
-                if report.ok and not show_ok:
+                warned += report.ok and report.warned
+                if not report.issues and not show_ok:
                     continue
                 scenario = report.env.scenario if report.env else "-"
-                status = "[green]ok[/]" if report.ok else "[red]invalid[/]"
-                problems = "\n".join(str(issue) for issue in report.issues)
+                status = "[green]ok[/]" if not report.issues else "[yellow]warning[/]" if report.ok else "[red]invalid[/]"
+                problems = escape("\n".join(str(issue) for issue in report.issues))
                 table.add_row(str(path), str(report.row), str(report.line or "-"), scenario, status, problems)
     if table.row_count:
         console.print(table)
-    colour = "red" if invalid else "green"
-    console.print(f"[{colour}]{total - invalid}/{total} rows valid[/]")
-    if invalid:
+    colour = "red" if invalid or (strict and warned) else "yellow" if warned else "green"
+    console.print(f"[{colour}]{total - invalid}/{total} rows valid, {warned} with warnings[/]")
+    if invalid or (strict and warned):
         raise typer.Exit(code=1)
 
 
@@ -166,15 +252,25 @@ def call(
     row: int = typer.Option(0, help="0-based row index."),
     tool: str = typer.Option(..., help="Tool name."),
     args: str = typer.Option("{}", help="Arguments as a JSON object."),
-    timeout: float = typer.Option(10.0, help="Seconds before the call is stopped."),
+    timeout: float = typer.Option(10.0, min=0.01, max=3600, help="Seconds before the call is stopped."),
 ) -> None:
     """Run one tool call in that environment (isolated) and print the tool message content."""
+    import json
+
     from ftrl.runtime import RuntimeConfig, ToolRuntime
 
     source, env = _load_row(file, row)
+    if tool not in env.codes:
+        raise _fail(f"{file}: row {row} has no tool {tool!r}; its tools: {', '.join(sorted(env.codes)) or 'none'}")
+    try:
+        arguments = json.loads(args)
+    except ValueError as error:
+        raise _fail(f"--args is not JSON: {error}") from None
+    if not isinstance(arguments, dict):
+        raise _fail(f"--args must be a JSON object, got {type(arguments).__name__}")
     with ToolRuntime(RuntimeConfig(timeout_s=timeout, workers=1)) as runtime:
         with runtime.episode(**source.episode_kwargs(env)) as episode:
-            typer.echo(episode.call(tool, args))
+            typer.echo(episode.call(tool, arguments))
 
 
 @app.command()
@@ -185,7 +281,8 @@ def score(
     reward: str = typer.Option("f1", help="Per-turn reward: f1 (paper default), p, r or pr."),
     matcher: str = typer.Option("reference", help="Sub-answer matcher: reference (exact reproduction) or strict."),
     fmt: str = typer.Option("hermes", "--format", help="Tool-call format of the responses: hermes or llama31."),
-    timeout: float = typer.Option(10.0, help="Seconds before a tool call is stopped."),
+    timeout: float = typer.Option(10.0, min=0.01, max=3600, help="Seconds before a tool call is stopped."),
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Per-turn verifiable reward of raw model responses against environment states."""
     from ftrl.reward import REWARD_KINDS, score_response
@@ -193,12 +290,20 @@ def score(
 
     if reward not in REWARD_KINDS:
         raise _fail(f"--reward must be one of {', '.join(REWARD_KINDS)}, got {reward!r}")
+    if matcher not in ("reference", "strict"):
+        raise _fail(f"--matcher must be reference or strict, got {matcher!r}")
     source, _ = _load_row(file, 0)
     try:
         requests = read_score_requests(responses, len(source.envs))
     except DataError as error:
         raise _fail(str(error)) from None
-    with ToolRuntime(RuntimeConfig(timeout_s=timeout)) as runtime, _progress() as progress:
+    if not requests:
+        raise _fail(f"{responses}: no responses to score (an empty file)")
+    check_tool_code(source)
+    settings = {"reward": reward, "matcher": matcher, "format": fmt, "timeout": timeout}
+    claim = claim_output(out, "score", {"states": file, "responses": responses}, settings, folder=False,
+                         overwrite=overwrite)  # fmt: skip
+    with claim, ToolRuntime(RuntimeConfig(timeout_s=timeout)) as runtime, _progress() as progress:
         task = progress.add_task("scoring", total=len(requests))
         rows = []
         for row, text in requests:
@@ -209,7 +314,7 @@ def score(
             )
             rows.append({"row": row, **scored.to_row()})
             progress.advance(task)
-    write_jsonl_atomic(out, rows)
+        write_jsonl_atomic(out, rows)
     mean = sum(r["reward"] for r in rows) / len(rows) if rows else 0.0
     console.print(f"scored {len(rows)} responses, mean reward {mean:.4f} -> {out}")
 
@@ -275,8 +380,12 @@ def train(
     kl_coef: float | None = typer.Option(None, help="Weight of the k3 KL loss to the starting policy."),
     save_every: int | None = typer.Option(None, help="Checkpoint every this many steps."),
     seed: int = typer.Option(0, help="Seed for data order and sampling."),
+    overwrite: OverwriteOption = False,
 ) -> None:
     """RL on trajectory states with the per-turn verifiable reward; resumes from DIR/checkpoints when present."""
+    from dataclasses import asdict
+
+    from ftrl.env.domains import load_source
     from ftrl.train.config import make_config
     from ftrl.train.trainer import train as run_training
 
@@ -288,9 +397,16 @@ def train(
             filter_groups=filter_groups, gen_batch_states=gen_batch_states, kl_coef=kl_coef, save_every=save_every,
             seed=seed,
         )
+        source = load_source(data)  # every row checked before the model loads (that takes a while)
     except ValueError as error:
         raise _fail(str(error)) from None
-    console.print(f"[green]saved[/] {run_training(config, console=console)}")
+    check_tool_code(source)
+    del source
+    # what decides the weights; run length, checkpointing and memory knobs may change on a resume
+    ignored = ("out", "data", "steps", "save_every", "keep_checkpoints", "micro_batch_size", "tool_workers")
+    settings = {**{k: v for k, v in asdict(config).items() if k not in ignored}, "model": describe_model(model)}
+    with claim_output(out, "train", {"data": data}, settings, folder=True, overwrite=overwrite):
+        console.print(f"[green]saved[/] {run_training(config, console=console)}")
 
 
 @app.command()
@@ -370,12 +486,16 @@ def export_verl_command(
     matcher: str = typer.Option("reference", help="Sub-answer matcher: reference or strict."),
     tools_in_prompt: bool = typer.Option(True, help="Put tools in the prompt messages (any verl); off: raw "
                                          "messages and data.tools_key=tools (the reference's patched verl)."),
+    overwrite: OverwriteOption = False,
 ) -> None:
     """States as a verl dataset with a reward module calling ftrl and the paper's launch scripts."""
     from ftrl.export import export_verl
 
+    _load_envs_checked(data, None)
+    settings = {"reward": reward, "matcher": matcher, "tools_in_prompt": tools_in_prompt}
     try:
-        written = export_verl(data, out, reward=reward, matcher=matcher, tools_in_prompt=tools_in_prompt)
+        with claim_output(out, "export verl", {"data": data}, settings, folder=True, overwrite=overwrite):
+            written = export_verl(data, out, reward=reward, matcher=matcher, tools_in_prompt=tools_in_prompt)
     except (ValueError, DataError) as error:
         raise _fail(str(error)) from None
     for path in written:
@@ -388,9 +508,9 @@ def bench(
     model: str = typer.Option(..., help="Model folder, 'embedded', a served model name (with --base-url), or 'gold'."),
     out: Path = typer.Option(..., help="Output folder: results.jsonl, summary.json, summary.md (resumable)."),
     data: Path | None = typer.Option(None, help="Benchmark data file or folder (docs/benchmarks.md)."),
-    limit: int | None = typer.Option(None, help="Only the first K items (per level for rotbench)."),
+    limit: int | None = typer.Option(None, min=1, help="Only the first K items (per level for rotbench)."),
     enable_thinking: EnableThinkingOption = False,
-    trials: int = typer.Option(1, help="taubench: trials per task (pass^1..pass^k)."),
+    trials: int = typer.Option(1, min=1, help="taubench: trials per task (pass^1..pass^k)."),
     user_model: str | None = typer.Option(None, help="taubench: the simulated user's model."),
     base_url: BaseUrlOption = None,
     user_base_url: str | None = typer.Option(None, help="taubench: server for --user-model (default --base-url)."),
@@ -399,7 +519,8 @@ def bench(
     max_new_tokens: MaxNewTokensOption = 512,
     max_turns: int | None = typer.Option(None, help="toolhop, taubench: agent replies per item (default: the "
                                          "benchmark's protocol, 9 and 30; fewer deviates from it)."),
-    batch_size: int = typer.Option(8, help="Items answered together (multi-turn items play their turns in step)."),
+    batch_size: int = typer.Option(8, min=1, help="Items answered together (multi-turn items play in step)."),
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Run an external benchmark resumably and print its summary table."""
     from rich.markdown import Markdown
@@ -411,8 +532,15 @@ def bench(
         user_model=user_model, base_url=base_url, user_base_url=user_base_url, base_model=base_model, rule=rule,
         max_new_tokens=max_new_tokens, max_turns=max_turns, batch_size=batch_size,
     )
+    settings = {"benchmark": name, "model": describe_model(model), "base_url": base_url, "trials": trials,
+                "user_model": user_model, "user_base_url": user_base_url, "rule": rule, "max_turns": max_turns,
+                "max_new_tokens": max_new_tokens, "enable_thinking": enable_thinking,
+                "base_model": describe_model(base_model) if base_model else None}  # fmt: skip
+    if data is not None and not data.exists():
+        raise _fail(f"{data}: no such file or folder")
     try:
-        run_benchmark(name, options)
+        with claim_output(out, f"bench {name}", {"data": data}, settings, folder=True, overwrite=overwrite):
+            run_benchmark(name, options)
     except (ValueError, RuntimeError, DataError) as error:
         raise _fail(str(error)) from None
     console.print(Markdown((out / "summary.md").read_text(encoding="utf-8")))
@@ -445,7 +573,7 @@ def _csv(value: str | None) -> tuple[str, ...]:
 def build(
     out: Path = typer.Option(..., help="Output JSONL; an existing partial file from the same config is resumed."),
     backend: str = typer.Option("procedural", help="procedural (offline, default) or llm."),
-    n: int = typer.Option(100, "--n", help="Number of environments to write."),
+    n: int = typer.Option(100, "--n", min=1, help="Number of environments to write."),
     scenarios: str = typer.Option("single_hop,parallel_single_hop,multi_hop,parallel_multi_hop", help="Comma-separated."),
     seed: int = typer.Option(0, help="Same seed and options give byte-identical files."),
     split: str = typer.Option("train", help="train or test."),
@@ -457,12 +585,13 @@ def build(
     max_tools: int = typer.Option(10, help="Most tools per environment; distractors fill up to a drawn count."),
     min_params: int = typer.Option(5, help="Fewest parameters per tool after complexity scaling."),
     max_params: int = typer.Option(9, help="Most parameters per tool after complexity scaling."),
-    workers: int = typer.Option(1, help="Runtime worker processes for verification."),
+    workers: int = typer.Option(1, min=1, max=256, help="Runtime worker processes for verification."),
     base_url: str | None = typer.Option(None, help="llm backend: OpenAI-compatible endpoint."),
     model: str | None = typer.Option(None, help="llm backend: model name."),
     api_key: str | None = typer.Option(None, envvar="FTRL_API_KEY", help="llm backend: API key."),
     seed_questions: str | None = typer.Option(None, help="llm backend: JSONL of seed questions."),
-    concurrency: int = typer.Option(8, help="llm backend: parallel requests."),
+    concurrency: int = typer.Option(8, min=1, help="llm backend: parallel requests."),
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Build verified tool-use environments (every gold trajectory is replayed in the isolated runtime)."""
     from ftrl.build.config import BuildConfig, Difficulty
@@ -478,13 +607,18 @@ def build(
         )
         with _progress() as progress:
             task = progress.add_task("building", total=n)
-            report = build_environments(config, out, lambda done, total: progress.update(task, completed=done))
+            report = build_environments(config, out, lambda done, total: progress.update(task, completed=done),
+                                        overwrite=overwrite)  # fmt: skip
     except ValueError as error:
         raise _fail(str(error)) from None
     console.print(
         f"wrote {report.written} environments to {out} ({report.resumed} kept from before) "
         f"in {report.seconds:.1f} s ({report.envs_per_s:.0f}/s); {report.rejected} rejected {report.rejection_stages or ''}"
     )
+    if report.total < n:
+        console.print(f"[bold red]error:[/] only {report.total} of {n} environments were built "
+                      f"(see {out}.rejections.jsonl for why the others were rejected)")  # fmt: skip
+        raise typer.Exit(code=1)
 
 
 @app.command()
@@ -519,14 +653,31 @@ def stats(
 
 
 def _policy_spec(model: str, base_url: str | None, api_key: str | None, temperature: float, max_new_tokens: int,
-                 batch_size: int, enable_thinking: bool, prompt: str, threads: int | None) -> PolicySpec:  # fmt: skip
-    import os
-
+                 batch_size: int, enable_thinking: bool, prompt: str, threads: int | None,
+                 timeout: float = 300.0) -> PolicySpec:  # fmt: skip
     from ftrl.rollout import PolicySpec
 
     key = api_key or (os.environ.get("OPENAI_API_KEY") if base_url else None)
     return PolicySpec(model, base_url, key, temperature, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                      enable_thinking=enable_thinking, prompt=prompt, threads=threads)  # fmt: skip
+                      enable_thinking=enable_thinking, prompt=prompt, threads=threads, timeout_s=timeout)  # fmt: skip
+
+
+def _run_settings(spec: PolicySpec, **more: Any) -> dict[str, Any]:
+    """The settings of a rollout job that change its results (batch size, threads and the API key do not)."""
+    return {"model": describe_model(spec.model), "base_url": spec.base_url, "temperature": spec.temperature,
+            "max_new_tokens": spec.max_new_tokens, "enable_thinking": spec.enable_thinking, "prompt": spec.prompt,
+            **more}  # fmt: skip
+
+
+def _load_envs_checked(envs: Path, limit: int | None) -> None:
+    """Fail on unreadable, empty or broken-code environments before any model loads."""
+    from ftrl.env.domains import load_source
+
+    try:
+        source = load_source(envs)
+    except DataError as error:
+        raise _fail(str(error)) from None
+    check_tool_code(source, limit)
 
 
 @app.command("sample")
@@ -534,7 +685,7 @@ def sample_command(
     model: ModelOption,
     envs: EnvsOption,
     out: Annotated[Path, typer.Option(help="States file to write (JSONL, reference format; resumable).")],
-    n_per_env: Annotated[int, typer.Option(help="Episodes sampled per environment.")] = 1,
+    n_per_env: Annotated[int, typer.Option(min=1, help="Episodes sampled per environment.")] = 1,
     temperature: TemperatureOption = 1.0,
     max_turns: MaxTurnsOption = 20,
     limit: LimitOption = None,
@@ -545,13 +696,19 @@ def sample_command(
     enable_thinking: EnableThinkingOption = False,
     prompt: PromptOption = "example",
     threads: ThreadsOption = None,
+    timeout: ServerTimeoutOption = 300.0,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Collect training states (history, remaining sub-answers, solve rate) from sampled rollouts."""
     from ftrl.rollout import ModelNotFound, collect
 
-    spec = _policy_spec(model, base_url, api_key, temperature, max_new_tokens, batch_size, enable_thinking, prompt, threads)
+    spec = _policy_spec(model, base_url, api_key, temperature, max_new_tokens, batch_size, enable_thinking, prompt,
+                        threads, timeout)  # fmt: skip
+    _load_envs_checked(envs, limit)
+    settings = _run_settings(spec, n_per_env=n_per_env, max_turns=max_turns)
     try:
-        collect(spec, envs, out, n_per_env=n_per_env, max_turns=max_turns, limit=limit, console=console)
+        with claim_output(out, "sample", {"envs": envs}, settings, folder=False, overwrite=overwrite):
+            collect(spec, envs, out, n_per_env=n_per_env, max_turns=max_turns, limit=limit, console=console)
     except (DataError, ModelNotFound, ValueError) as error:
         raise _fail(str(error)) from None
 
@@ -571,14 +728,20 @@ def eval_command(
     enable_thinking: EnableThinkingOption = False,
     prompt: PromptOption = "example",
     threads: ThreadsOption = None,
+    timeout: ServerTimeoutOption = 300.0,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Evaluate a model: Solve-P/R/F1 per scenario and their mean, answer accuracy, call errors, turns."""
     from ftrl.eval import evaluate
     from ftrl.rollout import ModelNotFound
 
-    spec = _policy_spec(model, base_url, api_key, temperature, max_new_tokens, batch_size, enable_thinking, prompt, threads)
+    spec = _policy_spec(model, base_url, api_key, temperature, max_new_tokens, batch_size, enable_thinking, prompt,
+                        threads, timeout)  # fmt: skip
+    _load_envs_checked(envs, limit)
+    settings = _run_settings(spec, max_turns=max_turns)
     try:
-        evaluate(spec, envs, out, limit=limit, max_turns=max_turns, console=console)
+        with claim_output(out, "eval", {"envs": envs}, settings, folder=True, overwrite=overwrite):
+            evaluate(spec, envs, out, limit=limit, max_turns=max_turns, console=console)
     except (DataError, ModelNotFound, ValueError) as error:
         raise _fail(str(error)) from None
 

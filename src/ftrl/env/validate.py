@@ -21,13 +21,16 @@ from ftrl.jsonl import DataError
 
 @dataclass(frozen=True)
 class Issue:
-    """One validation problem: the field it concerns and what is wrong."""
+    """One validation problem: the field it concerns and what is wrong. A warning marks a row that can still be
+    used but looks wrong (e.g. schema parameters the code does not accept: a call with them errors, as it did for
+    the reference); an error marks a row that cannot be used."""
 
     field: str
     message: str
+    warning: bool = False
 
     def __str__(self) -> str:
-        return f"field {self.field!r}: {self.message}"
+        return f"{'warning: ' if self.warning else ''}field {self.field!r}: {self.message}"
 
 
 def validate_environment(env: Environment, *, state_kwarg: str | None = None) -> list[Issue]:
@@ -108,7 +111,8 @@ def _check_code(name: str, source: str, parameters: dict[str, Any], state_kwarg:
     accepted = {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs}
     missing = [p for p in (parameters.get("properties") or {}) if p not in accepted and p != state_kwarg]
     if missing:
-        return [Issue("codes", f"schema parameters of {name!r} missing from its signature: {', '.join(missing)}")]
+        message = f"schema parameters of {name!r} missing from its signature: {', '.join(missing)}"
+        return [Issue("codes", message, warning=True)]
     return []
 
 
@@ -128,7 +132,12 @@ class RowReport:
 
     @property
     def ok(self) -> bool:
-        return not self.issues
+        """No errors (warnings allowed)."""
+        return not any(not issue.warning for issue in self.issues)
+
+    @property
+    def warned(self) -> bool:
+        return any(issue.warning for issue in self.issues)
 
 
 def validate_path(path: str | Path, checker: CodeChecker | None = None) -> list[RowReport]:
@@ -167,7 +176,7 @@ def validate_path(path: str | Path, checker: CodeChecker | None = None) -> list[
 def _run_checker(reports: list[RowReport], checker: CodeChecker) -> None:
     results: dict[str, Mapping[str, str | None]] = {}
     for report in reports:
-        if report.env is None or any(issue.field == "codes" for issue in report.issues):
+        if report.env is None or any(issue.field == "codes" and not issue.warning for issue in report.issues):
             continue
         key = hashlib.sha256(json.dumps(report.env.codes, sort_keys=True).encode()).hexdigest()
         if key not in results:

@@ -137,8 +137,14 @@ class Trainer:
         from ftrl.rollout.hf import template_supports_tools
 
         states, prompts, native = [], [], template_supports_tools(self.tokenizer)
+        # no token spans more characters than the longest vocabulary entry: longer prompts cannot fit, and a
+        # multi-megabyte row is skipped without tokenizing it
+        max_chars = self.config.max_prompt_tokens * max(map(len, self.tokenizer.get_vocab()), default=1)
         for env in read_envs(self.config.data):
-            ids = self.tokenizer(render_prompt(self.tokenizer, env, native), add_special_tokens=False).input_ids
+            text = render_prompt(self.tokenizer, env, native)
+            if len(text) > max_chars:
+                continue
+            ids = self.tokenizer(text, add_special_tokens=False).input_ids
             if len(ids) <= self.config.max_prompt_tokens:
                 states.append(env)
                 prompts.append(ids)
