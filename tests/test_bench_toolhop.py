@@ -167,3 +167,53 @@ def test_oracle_on_sample_scores_full_marks(runtime, tmp_path):
     summary = run_toolhop(items, ToolHopOracle.for_item, tmp_path, runtime)
     assert summary["scores"] == {"Direct": 100.0, "Mandatory": 100.0, "Free": 100.0}
     assert json.loads((tmp_path / "summary.json").read_text())["mean"] == 100.0
+
+
+# ---------------------------------------------------------------------------------------------------- data shapes
+
+RAW = {"id": "r1", "question": "When was Ada born?", "answer": "1815", "functions": [CODE],
+       "tools": {"Who is Ada?": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}}
+GOLD_SHAPES = {
+    "openai-dict": [{"type": "function", "function": {"name": "lookup", "arguments": '{"name": "Ada"}'}}],
+    "name-arguments-dict": [{"name": "lookup", "arguments": {"name": "Ada"}}],
+    "call-string": ["lookup(name='Ada')"],
+    "positional-call-string": ["lookup('Ada')"],
+}
+
+
+@pytest.mark.parametrize("gold", GOLD_SHAPES.values(), ids=GOLD_SHAPES.keys())
+@pytest.mark.parametrize("layout", ["jsonl", "json-list"])
+def test_public_shapes_load_and_the_oracle_replays_them(runtime, tmp_path, gold, layout):
+    row = {**RAW, "gold_calls": gold}
+    path = tmp_path / "toolhop.jsonl"  # the layout is told by content, whatever the suffix says
+    path.write_text(json.dumps(row) + "\n" if layout == "jsonl" else json.dumps([row], indent=1))
+    [item] = load_toolhop(path)
+    assert json.loads(item.gold_calls[0]["function"]["arguments"]) == {"name": "Ada"}
+    summary = run_toolhop([item], ToolHopOracle.for_item, tmp_path / "out", runtime, scenarios=["Mandatory"])
+    assert summary["scores"]["Mandatory"] == 100.0
+    result = json.loads((tmp_path / "out" / "results.jsonl").read_text())
+    assert result["messages"][2]["content"] == "Ada Lovelace, born 1815"
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"", "no ToolHop items"),
+        (b"\xff\xfe\x00\x01binary", "not UTF-8"),
+        (b'{"answer": "1"}\n', "field 'question': missing"),
+        (b"[1, 2]", "must be an object"),
+        (b"[{broken", "not a JSON list"),
+        (json.dumps({**RAW, "gold_calls": ["__import__('os').system('true')"]}).encode(), "cannot read the call"),
+        (json.dumps({**RAW, "gold_calls": ["lookup(name=open('/etc/passwd').read())"]}).encode(), "cannot read the call"),
+        (json.dumps({**RAW, "gold_calls": [7]}).encode(), "not a call string or object"),
+    ],
+    ids=["empty", "binary", "missing-field", "list-of-numbers", "broken-json", "call-with-code", "code-in-args", "int"],
+)
+def test_other_shapes_are_refused_by_file_line_and_field(tmp_path, content, fragment):
+    from ftrl.jsonl import DataError
+
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=str(path)) as error:
+        load_toolhop(path)
+    assert fragment in str(error.value)

@@ -32,7 +32,7 @@ from ftrl.eval.benchmarks.common import (
     play_together,
     write_summary,
 )
-from ftrl.jsonl import DataError, iter_jsonl
+from ftrl.jsonl import DataError, iter_jsonl, read_lines
 from ftrl.reward.match import answer_verify
 
 SCENARIOS = ("Direct", "Mandatory", "Free")
@@ -80,17 +80,78 @@ class ToolHopItem:
 
     @classmethod
     def from_row(cls, row: dict[str, Any], index: int) -> ToolHopItem:
-        """From a ToolHop row (`tools` maps sub-questions to schemas, `functions` is a list of sources)."""
-        tools = row["tools"].values() if isinstance(row["tools"], dict) else row["tools"]
+        """From a ToolHop row (`tools` maps sub-questions to schemas, `functions` is a list of sources); raises
+        `ValueError` naming the field that is missing or malformed."""
+        for name in ("question", "answer", "tools", "functions"):
+            if name not in row:
+                raise ValueError(f"field {name!r}: missing")
+        tools = list(row["tools"].values()) if isinstance(row["tools"], dict) else row["tools"]
+        if not isinstance(tools, list) or not all(isinstance(tool, dict) for tool in tools):
+            raise ValueError("field 'tools': must map sub-questions to tool schemas (or list them)")
+        if not isinstance(row["question"], str):
+            raise ValueError("field 'question': must be a string")
         schemas = [tool if "function" in tool else {"type": "function", "function": dict(tool)} for tool in tools]
+        codes = functions_to_codes(row["functions"])
         return cls(
             id=str(row.get("id", index)),
             question=row["question"],
             answer=str(row["answer"]),
             tools=schemas,
-            codes=functions_to_codes(row["functions"]),
-            gold_calls=list(row.get("gold_calls") or []),
+            codes=codes,
+            gold_calls=[_gold_call(call, i, codes) for i, call in enumerate(row.get("gold_calls") or [])],
         )
+
+
+def _gold_call(call: Any, index: int, codes: dict[str, str]) -> dict[str, Any]:
+    """One gold call as an OpenAI tool call. The public conversions carry either such dicts, `{name, arguments}`
+    dicts, or Python call strings (`f(a='x', b=2)`), which are parsed with `ast` (literals only, never run)."""
+    if isinstance(call, str):
+        name, arguments = _parse_call_string(call, codes)
+    elif isinstance(call, dict):
+        function = call.get("function", call)
+        name = function.get("name") if isinstance(function, dict) else None
+        arguments = function.get("arguments", function.get("parameters", {})) if isinstance(function, dict) else None
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except ValueError:
+                arguments = None
+        if not isinstance(name, str) or not isinstance(arguments, dict):
+            raise ValueError(f"field 'gold_calls': call {index} needs a tool name and an arguments object")
+    else:
+        raise ValueError(f"field 'gold_calls': call {index} is a {type(call).__name__}, not a call string or object")
+    return {"id": f"call_{index}", "type": "function",
+            "function": {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)}}  # fmt: skip
+
+
+def _parse_call_string(text: str, codes: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """`f(a='x', b=2)` -> ("f", {"a": "x", "b": 2}); positional arguments are named by the tool's own signature."""
+    import ast
+
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+            raise ValueError("not a call of a named function")
+        arguments = {keyword.arg: ast.literal_eval(keyword.value) for keyword in node.keywords if keyword.arg}
+        if len(arguments) != len(node.keywords):
+            raise ValueError("**kwargs are not supported")
+        if node.args:
+            names = _parameter_names(codes.get(node.func.id, ""), node.func.id)
+            if len(node.args) > len(names):
+                raise ValueError("more positional arguments than the tool's signature has")
+            arguments.update(zip(names, (ast.literal_eval(arg) for arg in node.args)))
+    except (SyntaxError, ValueError, TypeError, RecursionError) as error:
+        raise ValueError(f"field 'gold_calls': cannot read the call {text[:120]!r}: {error}") from None
+    return node.func.id, arguments
+
+
+def _parameter_names(code: str, name: str) -> list[str]:
+    import ast
+
+    for node in ast.parse(code).body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return [a.arg for a in node.args.posonlyargs + node.args.args]
+    return []
 
 
 def functions_to_codes(functions: Sequence[str] | dict[str, str]) -> dict[str, str]:
@@ -107,18 +168,28 @@ def functions_to_codes(functions: Sequence[str] | dict[str, str]) -> dict[str, s
 
 
 def load_toolhop(path: str | Path, limit: int | None = None) -> list[ToolHopItem]:
-    """Items of a ToolHop JSONL file (or the original JSON list)."""
+    """Items of ToolHop's original JSON list or of a JSONL conversion (told apart by content, not by suffix);
+    anything else is a `DataError` naming the file, the line (the item for a JSON list) and the field."""
     file = Path(path)
-    if file.suffix == ".json":
-        rows = list(enumerate(json.loads(file.read_text(encoding="utf-8")), start=1))
+    lines = read_lines(file)
+    if next((line.strip() for line in lines if line.strip()), b"")[:1] == b"[":
+        try:
+            data = json.loads(b"".join(lines).decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise DataError(file, None, None, f"not a JSON list of ToolHop items: {error}") from None
+        rows = list(enumerate(data, start=1))
     else:
         rows = list(iter_jsonl(file))
+    if not rows:
+        raise DataError(file, None, None, "no ToolHop items in it (an empty file)")
     items = []
     for line, row in rows:
+        if not isinstance(row, dict):
+            raise DataError(file, line, None, f"a ToolHop item must be an object, got {type(row).__name__}")
         try:
             items.append(ToolHopItem.from_row(row, len(items)))
-        except (KeyError, TypeError, AttributeError) as error:
-            raise DataError(file, line, None, f"not a ToolHop row: {error!r}") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as error:
+            raise DataError(file, line, None, f"not a ToolHop row: {error}") from None
     return items[:limit] if limit is not None else items
 
 
