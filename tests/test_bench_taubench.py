@@ -185,3 +185,41 @@ def test_a_turn_budget_below_the_protocol_is_applied_and_recorded(loaded, tmp_pa
     # the gold agent needs one reply per action: one reply is not enough, so the conversation is cut and fails
     assert rows[first.index]["ended_by"] == "max_turns" and rows[first.index]["reward"] == 0.0
     assert rows[first.index]["turns"] == 1
+
+
+# ---------------------------------------------------------------------------------------------------- data shapes
+
+
+def test_a_copy_in_any_folder_and_a_tasks_file_load_alike(loaded, tmp_path):
+    import shutil
+
+    copy = tmp_path / "my-copy"  # not named tau-bench: domains are found by each task's data_source
+    shutil.copytree(FOLDER, copy)
+    for path in (copy, copy / "tasks_sample.jsonl"):
+        source, tasks = load_taubench(path)
+        assert [t.instruction for t in tasks] == [t.instruction for t in loaded[1]]
+        assert {t.env.data_source for t in tasks} == {"tau-bench/airline", "tau-bench/retail"}
+        assert {t.domain for t in tasks} <= set(source.domains)
+
+
+def test_other_shapes_are_refused_with_what_a_tau_bench_folder_needs(tmp_path):
+    from ftrl.jsonl import DataError
+
+    alone = tmp_path / "tasks.jsonl"
+    alone.write_text((FOLDER / "tasks_sample.jsonl").read_text() if FOLDER.exists() else "{}\n")
+    with pytest.raises(DataError, match="needs its domain folders"):
+        load_taubench(alone)
+    with pytest.raises(DataError, match="not a tau-bench folder"):
+        load_taubench(tmp_path)
+    if not FOLDER.exists():
+        pytest.skip("shared tau-bench sample not found")
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(FOLDER, copy)
+    (copy / "tasks_sample.jsonl").write_text('{"instruction": "x", "actions": [], "data_source": "tau-bench/bank"}\n')
+    with pytest.raises(DataError, match=r"tasks_sample.jsonl:1: field 'data_source': names unknown domain"):
+        load_taubench(copy / "tasks_sample.jsonl")
+    (copy / "tasks_sample.jsonl").write_text('{"messages": [], "tools": "[]"}\n')
+    with pytest.raises(DataError, match="field 'instruction': missing required task field"):
+        load_taubench(copy)

@@ -63,8 +63,9 @@ def load_source(path: str | Path) -> EnvSource:
     return loaded
 
 
-def load_domain_folder(path: str | Path) -> EnvSource:
-    """Load every domain sub-folder and every `tasks*.jsonl` task of a tau-bench style folder."""
+def load_domain_folder(path: str | Path, task_files: list[Path] | None = None) -> EnvSource:
+    """Load every domain sub-folder and every `tasks*.jsonl` task of a tau-bench style folder (or only the tasks
+    of `task_files`)."""
     folder = Path(path)
     prefix = folder.name
     domains = {
@@ -73,7 +74,7 @@ def load_domain_folder(path: str | Path) -> EnvSource:
         if (child / "codes.json").exists()
     }
     envs = []
-    for task_file in sorted(folder.glob("tasks*.jsonl")):
+    for task_file in task_files if task_files is not None else sorted(folder.glob("tasks*.jsonl")):
         for line, row in iter_jsonl(task_file):
             envs.append(task_environment(row, domains, task_file, line))
     return EnvSource(folder, envs, domains)

@@ -24,7 +24,7 @@ from math import comb
 from pathlib import Path
 from typing import Any
 
-from ftrl.env.domains import EnvSource, load_source
+from ftrl.env.domains import EnvSource, is_domain_folder, load_domain_folder, load_source
 from ftrl.env.record import Environment
 from ftrl.eval.benchmarks.common import (
     AgentSpec,
@@ -38,6 +38,7 @@ from ftrl.eval.benchmarks.common import (
     text_of,
     write_summary,
 )
+from ftrl.jsonl import DataError
 
 MAX_TURNS = 30
 STOP = "###STOP###"
@@ -84,8 +85,22 @@ class TauTask:
 
 
 def load_taubench(path: str | Path, limit: int | None = None) -> tuple[EnvSource, list[TauTask]]:
-    """A tau-bench folder (domain sub-folders + `tasks*.jsonl`) and its tasks in file order."""
-    source = load_source(path)
+    """A tau-bench folder (domain sub-folders + `tasks*.jsonl`), or one tasks file of such a folder (FTRL's
+    `tasks*.jsonl`: the domains are the folders beside it, found by each task's `data_source`), and its tasks in
+    file order."""
+    path = Path(path)
+    if path.is_file():
+        if not is_domain_folder(path.parent):
+            raise DataError(path, None, None, "a tau-bench tasks file needs its domain folders (such as airline/ and "
+                            "retail/, each with codes.json, tools.json, wiki.md and the tables) beside it")  # fmt: skip
+        source = load_domain_folder(path.parent, [path])
+        if not source.envs:
+            raise DataError(path, None, None, "no tasks in it (an empty file)")
+    elif path.is_dir() and not is_domain_folder(path):
+        raise DataError(path, None, None, "not a tau-bench folder: it needs domain sub-folders with codes.json "
+                        "and tasks*.jsonl files")  # fmt: skip
+    else:
+        source = load_source(path)
     tasks = [TauTask(index, env) for index, env in enumerate(source.envs)]
     return source, tasks[:limit] if limit is not None else tasks
 
