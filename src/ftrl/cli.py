@@ -34,6 +34,9 @@ class _SafeGroup(TyperGroup):
     traceback through for bug reports."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from ftrl.threads import configure_threads
+
+        configure_threads()  # before any command imports torch
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
