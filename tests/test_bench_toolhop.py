@@ -198,7 +198,7 @@ def test_public_shapes_load_and_the_oracle_replays_them(runtime, tmp_path, gold,
 @pytest.mark.parametrize(
     ("content", "fragment"),
     [
-        (b"", "no ToolHop items"),
+        (b"", "no ToolHop records"),
         (b"\xff\xfe\x00\x01binary", "not UTF-8"),
         (b'{"answer": "1"}\n', "field 'question': missing"),
         (b"[1, 2]", "must be an object"),

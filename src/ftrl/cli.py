@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from rich.console import Console, Group
 from rich.markup import escape
@@ -16,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from ftrl.env.record import Environment, tool_name
 from ftrl.jsonl import DataError, iter_jsonl, write_jsonl_atomic
@@ -33,13 +33,13 @@ class _SafeGroup(TyperGroup):
     exit, never a traceback; commands raise specific messages, this is the net under them. `FTRL_DEBUG=1` lets the
     traceback through for bug reports."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         from ftrl.threads import configure_threads
 
         configure_threads()  # before any command imports torch
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (typer.Exit, typer.Abort, TyperException):  # usage errors and exits: Typer reports them itself
             raise
         except Exception as error:  # noqa: BLE001 - the last line of defence of a command-line tool
             if os.environ.get("FTRL_DEBUG"):
@@ -436,6 +436,7 @@ def sft(
     """Supervised warm start on gold tool-call trajectories (loss on assistant tokens only)."""
     from ftrl.train.sft import SFTConfig, sft as run_sft
 
+    _load_envs_checked(envs, None)  # before the model loads
     config = SFTConfig(model=model, envs=str(envs), out=str(out), epochs=epochs, lr=lr, lora=lora,
                        freeze_layers=freeze_layers)  # fmt: skip
     try:
@@ -468,6 +469,8 @@ def loop(
     """The iterative recipe: per round collect states with the current policy, train on them, evaluate."""
     from ftrl.train.loop import LoopConfig, run_loop
 
+    for path in (envs, eval_envs, *([warm_start_envs] if warm_start_envs else [])):
+        _load_envs_checked(path, None)  # before the first model loads
     config = LoopConfig(
         model, str(envs), str(eval_envs), str(out), rounds, algo, preset, steps, lora,
         max_new_tokens=max_new_tokens, max_turns=max_turns, max_new_tokens_train=train_max_new_tokens,
@@ -631,8 +634,10 @@ def stats(
 ) -> None:
     """Per-scenario statistics of an environment file (and its build's rejection reasons)."""
     from ftrl.build.stats import plot_stats, stats_for_path
+    from ftrl.env.domains import load_source
 
     try:
+        load_source(file)  # every row checked, and an empty file is an error
         result = stats_for_path(file)
     except (DataError, OSError) as error:
         raise _fail(str(error)) from None

@@ -74,6 +74,27 @@ def read_lines(path: str | Path) -> list[bytes]:
     return data.splitlines(keepends=True)
 
 
+def read_records(path: str | Path, what: str) -> list[tuple[int, dict[str, Any]]]:
+    """`(line or item number, object)` of a JSON list or a JSONL file, told apart by content (public releases
+    use both, under either suffix); anything else, or no records at all, is a `DataError` that says what `what`
+    file was expected."""
+    lines = read_lines(path)
+    if next((line.strip() for line in lines if line.strip()), b"")[:1] == b"[":
+        try:
+            data = json.loads(b"".join(lines).decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise DataError(path, None, None, f"not a JSON list of {what} records: {error}") from None
+        records = list(enumerate(data, start=1))
+    else:
+        records = list(iter_jsonl(path))
+    if not records:
+        raise DataError(path, None, None, f"no {what} records in it (an empty file)")
+    for number, record in records:
+        if not isinstance(record, dict):
+            raise DataError(path, number, None, f"a {what} record must be an object, got {type(record).__name__}")
+    return records
+
+
 def _fail(error: DataError, on_error: Callable[[DataError], None] | None) -> None:
     if on_error is None:
         raise error

@@ -15,7 +15,6 @@ numbers here:
 from __future__ import annotations
 
 import importlib.util
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ftrl.eval.benchmarks.common import LookupPolicy, Message, Policy, ResultLog, batched, mean, text_of, write_summary
-from ftrl.jsonl import iter_jsonl
+from ftrl.jsonl import DataError, read_records
 
 LETTERS = "ABCD"
 DRIFT_SAMPLE = Path(__file__).with_name("drift_sample.txt")
@@ -256,16 +255,13 @@ def run_program(runtime: Any, program: str) -> float:
 def load_rows(path: str | Path, task: GeneralTask, limit: int | None = None) -> list[dict[str, Any]]:
     """Rows of a JSONL (or JSON list) file, checked for the fields the task needs."""
     file = Path(path)
-    if file.suffix == ".json":
-        rows = json.loads(file.read_text(encoding="utf-8"))
-    else:
-        rows = [row for _, row in iter_jsonl(file)]
-    rows = rows[:limit] if limit is not None else rows
-    for index, row in enumerate(rows):
+    records = read_records(file, task.name)
+    records = records[:limit] if limit is not None else records
+    for line, row in records:
         missing = [name for name in task.fields if name not in row]
         if missing:
-            raise ValueError(f"{file}: row {index} lacks {missing} needed by {task.name}")
-    return rows
+            raise DataError(file, line, missing[0], f"missing, needed by {task.name} (which needs {task.fields})")
+    return [row for _, row in records]
 
 
 def conversation(task: GeneralTask, row: dict[str, Any]) -> list[Message]:

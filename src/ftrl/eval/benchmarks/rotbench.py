@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ftrl.eval.benchmarks.common import LookupPolicy, Message, Policy, ResultLog, batched, mean, text_of, write_summary
+from ftrl.jsonl import DataError, read_records
 
 LEVELS = ("clean", "slight", "medium", "heavy", "union")
 RULES = ("ftrl", "rotbench")
@@ -94,8 +95,15 @@ def load_rotbench(path: str | Path, levels: Sequence[str] = LEVELS, limit: int |
     for level, file in files.items():
         if file is None:
             continue
-        rows = json.loads(file.read_text(encoding="utf-8"))
-        items += [item_from_row(row, level, index) for index, row in enumerate(rows[:limit] if limit else rows)]
+        records = read_records(file, "RoTBench")
+        for index, (line, row) in enumerate(records[:limit] if limit else records):
+            try:
+                items.append(item_from_row(row, level, index))
+            except (KeyError, TypeError, ValueError, AttributeError) as error:
+                raise DataError(file, line, None, f"not a RoTBench row ({type(error).__name__}: {error}); expected "
+                                "`conversations` of from/value turns, or `messages` and `answer`") from None  # fmt: skip
+    if not items:
+        raise DataError(source, None, None, f"no RoTBench level files ({', '.join(levels)}) found or none has rows")
     return items
 
 

@@ -32,7 +32,7 @@ from ftrl.eval.benchmarks.common import (
     play_together,
     write_summary,
 )
-from ftrl.jsonl import DataError, iter_jsonl, read_lines
+from ftrl.jsonl import DataError, read_records
 from ftrl.reward.match import answer_verify
 
 SCENARIOS = ("Direct", "Mandatory", "Free")
@@ -171,21 +171,8 @@ def load_toolhop(path: str | Path, limit: int | None = None) -> list[ToolHopItem
     """Items of ToolHop's original JSON list or of a JSONL conversion (told apart by content, not by suffix);
     anything else is a `DataError` naming the file, the line (the item for a JSON list) and the field."""
     file = Path(path)
-    lines = read_lines(file)
-    if next((line.strip() for line in lines if line.strip()), b"")[:1] == b"[":
-        try:
-            data = json.loads(b"".join(lines).decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as error:
-            raise DataError(file, None, None, f"not a JSON list of ToolHop items: {error}") from None
-        rows = list(enumerate(data, start=1))
-    else:
-        rows = list(iter_jsonl(file))
-    if not rows:
-        raise DataError(file, None, None, "no ToolHop items in it (an empty file)")
     items = []
-    for line, row in rows:
-        if not isinstance(row, dict):
-            raise DataError(file, line, None, f"a ToolHop item must be an object, got {type(row).__name__}")
+    for line, row in read_records(file, "ToolHop"):
         try:
             items.append(ToolHopItem.from_row(row, len(items)))
         except (KeyError, TypeError, AttributeError, ValueError) as error:
