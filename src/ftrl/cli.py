@@ -432,6 +432,7 @@ def sft(
     lr: float = typer.Option(1e-5, help="Learning rate."),
     lora: bool = typer.Option(False, help="Train a LoRA adapter (merged into the saved model)."),
     freeze_layers: int = typer.Option(0, help="Keep the embeddings and the lowest K decoder layers frozen."),
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Supervised warm start on gold tool-call trajectories (loss on assistant tokens only)."""
     from ftrl.train.sft import SFTConfig, sft as run_sft
@@ -439,8 +440,10 @@ def sft(
     _load_envs_checked(envs, None)  # before the model loads
     config = SFTConfig(model=model, envs=str(envs), out=str(out), epochs=epochs, lr=lr, lora=lora,
                        freeze_layers=freeze_layers)  # fmt: skip
+    settings = {**config.to_dict(), "model": describe_model(model), "envs": None, "out": None}
     try:
-        saved = run_sft(config, console=console)
+        with claim_output(out, "sft", {"envs": envs}, settings, folder=True, overwrite=overwrite):
+            saved = run_sft(config, console=console)
     except ValueError as error:
         raise _fail(str(error)) from None
     console.print(f"[green]saved[/] {saved}")
@@ -465,8 +468,11 @@ def loop(
                                                 "trajectories before round 1, reported as its own row."),
     warm_start_epochs: int = typer.Option(1, help="Warm-start passes over the gold trajectories."),
     warm_start_lr: float = typer.Option(5e-5, help="Warm-start learning rate."),
+    overwrite: OverwriteOption = False,
 ) -> None:
     """The iterative recipe: per round collect states with the current policy, train on them, evaluate."""
+    from dataclasses import asdict
+
     from ftrl.train.loop import LoopConfig, run_loop
 
     for path in (envs, eval_envs, *([warm_start_envs] if warm_start_envs else [])):
@@ -477,7 +483,12 @@ def loop(
         save_every=save_every, warm_start_envs=str(warm_start_envs) if warm_start_envs else None,
         warm_start_epochs=warm_start_epochs, warm_start_lr=warm_start_lr,
     )  # fmt: skip
-    run_loop(config, console=console)
+    # more rounds extend a loop; everything else decides what the rounds already done produced
+    settings = {**asdict(config), "model": describe_model(model), "out": None, "rounds": None, "save_every": None,
+                "envs": None, "eval_envs": None, "warm_start_envs": None}  # fmt: skip
+    inputs = {"envs": envs, "eval_envs": eval_envs, "warm_start_envs": warm_start_envs}
+    with claim_output(out, "loop", inputs, settings, folder=True, overwrite=overwrite):
+        run_loop(config, console=console)
 
 
 export_app = typer.Typer(help="Export ftrl data to other training stacks.", no_args_is_help=True)
