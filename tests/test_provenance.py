@@ -87,6 +87,18 @@ def test_sample_refuses_another_runs_states(two_sets, tmp_path):
     assert result.exit_code == 2 and "different run" in result.output
 
 
+def test_an_output_with_nothing_in_it_takes_the_new_record(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        with claim_output(out, "job", {}, {"k": 1}, folder=True):
+            raise RuntimeError("failed before writing anything")
+    with claim_output(out, "job", {}, {"k": 2}, folder=True):  # nothing to resume, so nothing to refuse
+        (out / "result.txt").write_text("2")
+    with pytest.raises(OutputError, match="k: 2 -> 3"):
+        with claim_output(out, "job", {}, {"k": 3}, folder=True):
+            pass
+
+
 def test_claim_records_inputs_by_content(tmp_path):
     data = tmp_path / "data.jsonl"
     data.write_text("{}\n")

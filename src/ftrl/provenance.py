@@ -117,15 +117,15 @@ def lock_output(out: str | Path, *, folder: bool) -> Iterator[Path]:
 
 def _check(out: Path, folder: bool, stored_at: Path, lock_path: Path, record: dict[str, Any]) -> None:
     hint = "use --overwrite to replace it, or another --out"
+    if not _has_content(out, folder, {stored_at.name, lock_path.name}):
+        return  # nothing to resume (e.g. a run that failed before writing): the new record replaces the old
     try:
         stored = json.loads(stored_at.read_text(encoding="utf-8")) if stored_at.exists() else None
     except (OSError, ValueError):
         raise OutputError(f"{stored_at} is unreadable, so the origin of {out} is unknown; {hint}") from None
     if stored is None:
-        if _has_content(out, folder, {stored_at.name, lock_path.name}):
-            job = record["job"]
-            raise OutputError(f"{out} exists but was not written by `ftrl {job}` ({stored_at.name} missing); {hint}")
-        return
+        job = record["job"]
+        raise OutputError(f"{out} exists but was not written by `ftrl {job}` ({stored_at.name} missing); {hint}")
     if stored != record:
         raise OutputError(f"{out} was produced by a different run ({_differences(stored, record)}); {hint}")
 
