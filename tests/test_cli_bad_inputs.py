@@ -119,9 +119,10 @@ def test_bad_input_gives_one_clear_error(tmp_path, name, kind):
         (["build", "--n", "-3", "--out", "{o}.jsonl"], "--n"),
         (["build", "--backend", "nope", "--out", "{o}.jsonl", "--n", "2"], "backend"),
         (["score", "{sample}", "--responses", "{sample}", "--out", "{o}.jsonl", "--reward", "zz"], "--reward"),
+        (["eval", "--model", "oracle", "--envs", "{sample}", "--out", "{o}"], "rows 0, 1, 2, 3, 4 and 3 more (0-based)"),
     ],
     ids=["huge-timeout", "args-not-object", "args-not-json", "limit-0", "malformed-url", "negative-n", "backend",
-         "reward"],
+         "reward", "oracle-without-gold"],
 )
 def test_bad_options_give_one_clear_error(tmp_path, args, fragment):
     if not SAMPLE.exists():

@@ -62,6 +62,10 @@ class OraclePolicy:
     stats: GenerationStats = field(default_factory=GenerationStats)
 
     def __post_init__(self) -> None:
+        missing = [index for index, env in enumerate(self.envs) if not env.gold_calls]
+        if missing:
+            rows = ", ".join(map(str, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise ValueError(f"the oracle replays gold_calls, and rows {rows} (0-based) have no gold_calls to replay")
         # `envs` stays referenced by this policy, so the ids of its tools lists cannot be reused meanwhile
         self._by_identity = {(id(env.tools), env.question): env for env in self.envs}
         self._by_question: dict[str, list[Environment]] = {}
