@@ -44,6 +44,20 @@ def test_validate_reports_rows_and_exit_code(sample_path: Path, tmp_path: Path) 
     assert "does not compile" in result.output and "no_such_tool" in result.output
 
 
+def test_validate_warns_about_usable_rows_and_fails_on_them_only_when_strict(sample_path: Path, tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in sample_path.read_text().splitlines()]
+    codes = json.loads(rows[0]["codes"])
+    name = next(iter(codes))
+    codes[name] = f"def {name}():\n    return 1\n"  # its schema names parameters this signature lacks
+    rows[0]["codes"] = json.dumps(codes)
+    suspect = tmp_path / "suspect.jsonl"
+    suspect.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = runner.invoke(app, ["validate", str(suspect)])
+    assert result.exit_code == 0, result.output
+    assert "8/8 rows valid, 1 with warnings" in result.output and "warning: field 'codes'" in result.output
+    assert runner.invoke(app, ["validate", "--strict", str(suspect)]).exit_code == 1
+
+
 def test_validate_runs_code_in_the_runtime(sample_path: Path, tmp_path: Path) -> None:
     row = json.loads(sample_path.read_text().splitlines()[0])
     codes = json.loads(row["codes"])
