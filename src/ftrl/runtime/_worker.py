@@ -189,7 +189,9 @@ def _cover(libc: Any, hide: list[str], scratch: str) -> bool:
             elif keep is not None:
                 os.makedirs(stdlib, mode=0o755)
                 source = f"/proc/self/fd/{keep}".encode()
-                ok = libc.mount(source, stdlib.encode(), None, _MS_BIND | _MS_REC, None) == 0 and ok
+                if libc.mount(source, stdlib.encode(), None, _MS_BIND | _MS_REC, None) != 0:
+                    libc.umount2(path.encode(), 2)  # MNT_DETACH: better a visible folder than a missing stdlib
+                    ok = False
         finally:
             if keep is not None:
                 os.close(keep)
