@@ -85,3 +85,44 @@ def test_secrets_home_and_project_are_unreadable(runtime):
     assert "Errno" in episode.call("read", {"path": str(REPO / "README.md")})
     # the stdlib stays importable even where it lives under the hidden home
     assert runtime.episode({"imp": "def imp():\n    import csv, difflib\n    return 'ok'"}).call("imp", "{}") == "ok"
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_children_die_with_their_server_even_when_stuck_in_c_code():
+    import signal
+    import threading
+    import time
+
+    def children_of(pid: int) -> set[int]:
+        found = set()
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.add(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+        return found
+
+    with ToolRuntime(RuntimeConfig(workers=1, timeout_s=60)) as runtime:
+        stuck = "import re\ndef stuck():\n    return re.match(r'(a+)+$', 'a' * 60 + 'b')"
+        episode = runtime.episode({"stuck": stuck})
+        caller = threading.Thread(target=episode.call, args=("stuck", "{}"), daemon=True)
+        caller.start()
+        server = runtime._slots[0].process.pid
+        deadline = time.monotonic() + 10
+        while len(children_of(server)) < 2 and time.monotonic() < deadline:  # the stuck child and the spare
+            time.sleep(0.05)
+        orphans = children_of(server)
+        assert orphans
+        os.kill(server, signal.SIGKILL)
+        time.sleep(1.0)
+        assert [pid for pid in orphans if _running(pid)] == []
+        caller.join(timeout=70)

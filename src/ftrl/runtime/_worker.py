@@ -120,14 +120,19 @@ def _harden_server(scratch: str, settings: dict[str, Any], libc: Any) -> tuple[l
     return layers, drop
 
 
-def _harden_child(directory: str, settings: dict[str, Any], drop: bool) -> None:
-    """Per-child layers, applied after the fork and before any tool code: uid, rlimits, audit hook."""
+def _harden_child(directory: str, settings: dict[str, Any], drop: bool, prctl: Any, server_pid: int) -> None:
+    """Per-child layers, applied after the fork and before any tool code: uid, death with the server, rlimits,
+    audit hook."""
     import resource
 
     if drop:
         os.setgroups([])
         os.setgid(_NOBODY)
         os.setuid(_NOBODY)
+    if prctl is not None:  # after the uid change, which would clear it
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: a child must never outlive its server (even stuck in C code)
+    if os.getppid() != server_pid:  # the server died before the line above took effect
+        os._exit(0)
     os.chdir(directory)
     memory = settings["memory_mb"] * 1024 * 1024
     cpu = int(settings["cpu_s"])
@@ -697,12 +702,9 @@ def _child_main(server: _Server, in_fd: int, out_fd: int, directory: str) -> Non
     os.closerange(3, keep[0])
     os.closerange(keep[0] + 1, keep[1])
     os.closerange(keep[1] + 1, 1 << 16)
-    if server.prctl is not None:
-        server.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: a child must never outlive its server
-    if os.getppid() != server.pid:
-        return
-    server.prctl = None
-    _harden_child(directory, server.settings, server.drop)
+    prctl, server.prctl = server.prctl, None
+    _harden_child(directory, server.settings, server.drop, prctl, server.pid)
+    del prctl
     runner = _Runner(directory, server.settings, server.sources, server.domains)
     del server
     runner.serve(in_fd, out_fd)
