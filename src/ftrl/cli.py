@@ -272,7 +272,9 @@ def train(
     filter_groups: bool = typer.Option(False, help="Dynamic sampling (DAPO): train only on states whose responses "
                                        "score differently, drawn from --gen-batch-states per step."),
     gen_batch_states: int | None = typer.Option(None, help="States sampled per step with --filter-groups."),
-    kl_coef: float | None = typer.Option(None, help="Weight of the k3 KL loss to the starting policy."),
+    kl_coef: float | None = typer.Option(None, help="Weight of the k3 KL loss to the starting policy (0: no "
+                                         "reference model, no reference pass)."),
+    freeze_layers: int | None = typer.Option(None, help="Keep the embeddings and the lowest K decoder layers frozen."),
     save_every: int | None = typer.Option(None, help="Checkpoint every this many steps."),
     seed: int = typer.Option(0, help="Seed for data order and sampling."),
 ) -> None:
@@ -286,7 +288,7 @@ def train(
             n=n, batch_states=batch_states, mini_batch_states=mini_batch_states or batch_states,
             max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens, lr=lr, temperature=temperature,
             filter_groups=filter_groups, gen_batch_states=gen_batch_states, kl_coef=kl_coef, save_every=save_every,
-            seed=seed,
+            freeze_layers=freeze_layers, seed=seed,
         )
     except ValueError as error:
         raise _fail(str(error)) from None
@@ -593,10 +595,12 @@ def report_command(
     from ftrl.eval.summary import to_rich
 
     try:
-        rows = report(runs, out)
+        rows, differences = report(runs, out)
     except (OSError, KeyError, ValueError) as error:
         raise _fail(f"cannot read the runs: {error}") from None
     console.print(to_rich(rows, "Runs side by side"))
+    if differences:
+        console.print(to_rich(differences, "Paired differences of mean Solve-F1 (x100)"))
     console.print(f"wrote {out / 'report.md'} and {out / 'report.png'}")
 
 
@@ -605,11 +609,15 @@ def demo(
     out: Path | None = typer.Option(None, help="Output folder (default runs/demo, or runs/demo-quick with --quick)."),
     quick: bool = typer.Option(False, help="A few-minute version on tiny sets (what the end-to-end test runs)."),
     model: str = typer.Option("embedded", help="Model to train: `embedded` or a local HF model folder."),
+    seed: int = typer.Option(0, help="Seed of everything (environments, data order, sampling); use a fresh --out."),
 ) -> None:
     """The whole loop on one machine: build, evaluate, warm-start, RL-train, evaluate again, report. Resumable."""
     from ftrl.demo import DemoConfig, run_demo
 
     config = DemoConfig.quick(model=model) if quick else DemoConfig(model=model)
+    config.seed = seed
     if out is not None:
         config.out = str(out)
+    elif seed:
+        config.out += f"-seed{seed}"
     run_demo(config, console)

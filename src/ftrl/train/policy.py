@@ -48,6 +48,17 @@ def load_policy(
     return model, tokenizer
 
 
+def freeze_bottom(model: torch.nn.Module, layers: int) -> None:
+    """Stop gradients to the input embeddings (tied to the LM head in small models) and the first `layers` decoder
+    layers: nothing below layer `layers` then needs a backward pass, and no activation there is kept for one."""
+    decoder = model.get_decoder()
+    if not 0 <= layers <= len(decoder.layers):
+        raise ValueError(f"freeze_layers={layers}, but the model has {len(decoder.layers)} decoder layers")
+    model.get_input_embeddings().requires_grad_(False)
+    for layer in decoder.layers[:layers]:
+        layer.requires_grad_(False)
+
+
 def frozen_copy(model: PreTrainedModel) -> PreTrainedModel:
     """The reference policy for the KL term: a frozen copy taken before any update (full fine-tuning only;
     with LoRA the reference is the base model with the adapter disabled, no copy needed)."""

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ftrl.env import Environment, read_envs
 from ftrl.formats import render_hermes
 from ftrl.jsonl import JsonlAppender
-from ftrl.train.policy import load_policy, save_hf
+from ftrl.train.policy import freeze_bottom, load_policy, save_hf
 from ftrl.train.trainer import FINAL_MODEL, METRICS_FILE, prompt_messages
 
 if TYPE_CHECKING:
@@ -109,16 +109,6 @@ def assistant_loss(model: torch.nn.Module, ids: list[int], labels: list[int]) ->
     positions = (targets != IGNORE).nonzero().squeeze(1)
     logits = model(input_ids=torch.tensor([ids]), logits_to_keep=positions).logits[0]
     return torch.nn.functional.cross_entropy(logits.float(), targets[positions])
-
-
-def freeze_bottom(model: torch.nn.Module, layers: int) -> None:
-    """Stop gradients to the input embeddings and the first `layers` decoder layers."""
-    decoder = model.get_decoder()
-    if not 0 <= layers <= len(decoder.layers):
-        raise ValueError(f"freeze_layers={layers}, but the model has {len(decoder.layers)} decoder layers")
-    model.get_input_embeddings().requires_grad_(False)
-    for layer in decoder.layers[:layers]:
-        layer.requires_grad_(False)
 
 
 def sft(config: SFTConfig, console: Console | None = None) -> Path:
