@@ -42,7 +42,7 @@ class DemoConfig:
             min_tools=2, max_tools=3, min_distractors=1,
         )
     )  # fmt: skip
-    sft_envs: int = 96
+    sft_envs: int = 48
     sft_epochs: int = 1
     sft_lr: float = 5e-5
     sft_freeze_layers: int = 10
