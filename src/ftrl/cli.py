@@ -368,17 +368,20 @@ app.add_typer(export_app, name="export")
 def export_verl_command(
     data: Path = typer.Option(..., help="Trajectory states (JSONL/Parquet)."),
     out: Path = typer.Option(..., help="Folder for train.parquet, ftrl_reward.py and the launch scripts."),
+    model: str = typer.Option("embedded", help="The model verl will train (folder, hub id or 'embedded'): its "
+                              "chat template renders the prompts, and the scripts train it by default."),
     reward: str = typer.Option("f1", help="Per-turn reward: f1, p, r or pr."),
     matcher: str = typer.Option("reference", help="Sub-answer matcher: reference or strict."),
-    tools_in_prompt: bool = typer.Option(True, help="Put tools in the prompt messages (any verl); off: raw "
-                                         "messages and data.tools_key=tools (the reference's patched verl)."),
+    multi_turn: bool = typer.Option(False, help="Also write episodes.parquet, ftrl_tools.yaml and "
+                                    "train_multiturn_grpo.sh for verl's tool agent loop (whole episodes)."),
 ) -> None:
-    """States as a verl dataset with a reward module calling ftrl and the paper's launch scripts."""
+    """States as a verl 0.9.1 dataset with a reward module calling ftrl and the paper's launch scripts."""
     from ftrl.export import export_verl
+    from ftrl.rollout import ModelNotFound
 
     try:
-        written = export_verl(data, out, reward=reward, matcher=matcher, tools_in_prompt=tools_in_prompt)
-    except (ValueError, DataError) as error:
+        written = export_verl(data, out, model=model, reward=reward, matcher=matcher, multi_turn=multi_turn)
+    except (ValueError, DataError, ModelNotFound) as error:
         raise _fail(str(error)) from None
     for path in written:
         console.print(f"[green]wrote[/] {path}")

@@ -103,9 +103,7 @@ class HFPolicy:
         self._cache = PrefixCache() if self.config.prefix_cache else None
         self._generator = torch.Generator().manual_seed(self.config.seed)
         self._decoder: Decoder | None = None
-        self._template_kwargs = (
-            {"enable_thinking": self.config.enable_thinking} if _mentions(self.tokenizer, "enable_thinking") else {}
-        )
+        self._template_kwargs = template_kwargs(self.tokenizer, self.config.enable_thinking)
 
     @classmethod
     def load(cls, spec: str, config: HFConfig | None = None) -> HFPolicy:
@@ -258,6 +256,11 @@ def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
     vocab = tokenizer.get_vocab()
     ids.update(vocab[token] for token in TURN_END_TOKENS if token in vocab)
     return ids
+
+
+def template_kwargs(tokenizer: Any, enable_thinking: bool = False) -> dict[str, Any]:
+    """Chat-template options ftrl renders with: thinking off unless asked, for templates that have the switch."""
+    return {"enable_thinking": enable_thinking} if _mentions(tokenizer, "enable_thinking") else {}
 
 
 def _mentions(tokenizer: Any, word: str) -> bool:
