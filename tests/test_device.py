@@ -25,6 +25,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the choices of a machine without CUDA")
 def test_placement_on_a_cpu_machine() -> None:
     assert placement() == (torch.device("cpu"), torch.float32)
+    assert placement(training=True) == (torch.device("cpu"), torch.float32)
     assert placement("cpu", "bf16") == (torch.device("cpu"), torch.bfloat16)
     with pytest.raises(ValueError, match="sees no CUDA device"):
         placement("cuda")
@@ -70,3 +71,12 @@ def test_hub_ids_resolve_from_the_cache_only(tiny: Path, tmp_path: Path, monkeyp
                                       "--out", str(tmp_path / "run")])  # fmt: skip
     assert result.exit_code != 0 and "hf download Qwen/Qwen2.5-7B-Instruct" in " ".join(result.output.split())
     assert json.loads((snapshot / "config.json").read_text())["model_type"] == "llama"
+
+
+def test_placement_choices_when_cuda_is_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `auto` picks on a GPU machine: CUDA, bf16 for generation, fp32 weights for training."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert placement() == (torch.device("cuda"), torch.bfloat16)
+    assert placement(training=True) == (torch.device("cuda"), torch.float32)
+    assert placement("cpu") == (torch.device("cpu"), torch.float32)
+    assert placement("auto", "fp16") == (torch.device("cuda"), torch.float16)

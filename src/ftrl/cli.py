@@ -46,7 +46,8 @@ EnableThinkingOption = Annotated[bool, typer.Option("--enable-thinking", help="L
 PromptOption = Annotated[str, typer.Option(help="Tool prompt variant for templates without tool support.")]
 ThreadsOption = Annotated[int | None, typer.Option(help="Torch CPU threads for local models.")]
 DeviceOption = Annotated[str, typer.Option(help="Local models: auto (CUDA when present), cpu or cuda.")]
-DtypeOption = Annotated[str, typer.Option(help="Local models: auto (bf16 on CUDA, fp32 on a CPU), fp32, bf16, fp16.")]
+DtypeOption = Annotated[str, typer.Option(help="Local models: auto (bf16 for generation on CUDA, else fp32), fp32, "
+                                               "bf16, fp16.")]
 
 
 analyze_app = typer.Typer(help="Where did training change the weights, and which changes carry the gain?", no_args_is_help=True)

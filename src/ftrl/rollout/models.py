@@ -69,9 +69,11 @@ def resolve_model(spec: str) -> Path:
     raise ModelNotFound(f"{spec!r} is not a local model directory (no config.json), a hub id, nor {EMBEDDED!r}")
 
 
-def placement(device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
+def placement(device: str = "auto", dtype: str = "auto", training: bool = False) -> tuple[Any, Any]:
     """`(torch.device, torch.dtype)` a local model runs with. `auto` picks CUDA when torch sees a GPU, and bf16
-    there but fp32 on a CPU: bf16 matmuls on this project's CPU (no bf16 instructions) ran ~200x slower."""
+    there for generation but fp32 on a CPU (bf16 matmuls on this project's CPU, which lacks bf16 instructions, ran
+    ~200x slower) and for training anywhere: bf16 weights resolve ~1/256 of their size, so AdamW updates at the
+    paper's lr 1e-6 would mostly round away."""
     import torch
 
     if device not in DEVICES:
@@ -82,7 +84,7 @@ def placement(device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
     if device == "cuda" and not cuda:
         raise ValueError(f"--device cuda, but this torch ({torch.__version__}) sees no CUDA device")
     chosen = "cuda" if device == "auto" and cuda else "cpu" if device == "auto" else device
-    name = ("bf16" if chosen == "cuda" else "fp32") if dtype == "auto" else dtype
+    name = ("bf16" if chosen == "cuda" and not training else "fp32") if dtype == "auto" else dtype
     return torch.device(chosen), getattr(torch, DTYPES[name])
 
 

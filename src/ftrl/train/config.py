@@ -61,7 +61,7 @@ class TrainConfig:
     #: step on a CPU). Not in the paper, which trains every weight.
     freeze_layers: int = 0
     device: str = "auto"  # auto | cpu | cuda (`ftrl.rollout.models.placement`)
-    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on a CPU) | fp32 | bf16 | fp16
+    dtype: str = "auto"  # auto (fp32 weights: bf16 would round lr-1e-6 updates away) | fp32 | bf16 | fp16
     # run
     steps: int = 0  # 0: one pass over the data (trainer.total_epochs=1)
     save_every: int = 120  # trainer.save_freq

@@ -30,8 +30,8 @@ def load_policy(
     device: str = "auto",
     dtype: str = "auto",
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Model and tokenizer; `device`/`dtype` as `ftrl.rollout.models.placement` (auto: bf16 on CUDA, fp32 on a
-    CPU, where bf16 is 16-22x slower without bf16 instructions)."""
+    """Model and tokenizer for training; `device`/`dtype` as `ftrl.rollout.models.placement` (auto: fp32 weights,
+    on CUDA when present)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ftrl.rollout.models import placement
@@ -39,7 +39,7 @@ def load_policy(
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    where, precision = placement(device, dtype)
+    where, precision = placement(device, dtype, training=True)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=precision).to(where)
     if lora:
         from peft import LoraConfig, get_peft_model
