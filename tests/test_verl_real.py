@@ -95,6 +95,7 @@ def expectations(states: Path, export: Path, tokenizer_path: Path, work: Path) -
     return {
         "prompt_ids": [tokenizer(render_prompt(tokenizer, env), add_special_tokens=False).input_ids for env in envs],
         "responses": [[{"text": t, "reward": s} for (r, t), s in zip(requests, scores) if r == row] for row in range(len(envs))],
+        "gold_calls": [len(oracle.generate([env.messages])[0]["tool_calls"] or []) for env in envs],
         "episodes": episodes,
     }
 

@@ -117,8 +117,10 @@ def test_reward_manager_scores_like_ftrl_score(name: str) -> None:
 
     got = manager.loop.run_until_complete(score_all())  # the manager runs its executor calls on its own loop
     assert got == [c["reward"] for _, c in cases]
+    # a gold turn solves each of its k calls: Solve-F1 2k/(k+1), exactly 1.0 for one call or the final answer
     gold = [export["responses"][i][0]["reward"] for i in range(len(data))]
-    assert min(gold) >= 1.0 and {c["reward"] for _, c in cases if c["text"] == ""} == {-0.5}
+    assert gold == [2 * k / (k + 1) if k else 1.0 for k in export["gold_calls"]]
+    assert {c["reward"] for _, c in cases if c["text"] == ""} == {-0.5}
 
 
 @pytest.mark.parametrize("name", sorted(EXPORTS))

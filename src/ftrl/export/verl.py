@@ -183,10 +183,9 @@ def _fill_slots(tokenizer: Any, messages: list[dict[str, Any]], target: str, kwa
         if marker:
             pieces[-1:] = [head, tail]
             slots.append(i)
-    values, position = {}, 0
     if not target.startswith(pieces[0]):
         return skeleton  # caught by the caller's comparison
-    position = len(pieces[0])
+    values, position = {}, len(pieces[0])
     for slot, literal in zip(slots, pieces[1:]):
         end = target.find(literal, position) if literal else len(target)
         if end < 0:
