@@ -384,7 +384,7 @@ def export_verl_command(
                               "chat template renders the prompts, and the scripts train it by default."),
     reward: str = typer.Option("f1", help="Per-turn reward: f1, p, r or pr."),
     matcher: str = typer.Option("reference", help="Sub-answer matcher: reference or strict."),
-    multi_turn: bool = typer.Option(False, help="Also write episodes.parquet, ftrl_tools.yaml and "
+    multi_turn: bool = typer.Option(False, help="Also write episodes.parquet, ftrl_agent_loop.yaml and "
                                     "train_multiturn_grpo.sh for verl's tool agent loop (whole episodes)."),
 ) -> None:
     """States as a verl 0.9.1 dataset with a reward module calling ftrl and the paper's launch scripts."""
