@@ -62,6 +62,13 @@ def tokenizers(folder: Path) -> dict[str, tuple[Path, str]]:
     return {"smollm2": (smollm2, "llama"), "qwen25-style": (qwen, "qwen2")}
 
 
+def ids_of(tokenizer, messages: list[dict], tools: list[dict]) -> list[int]:
+    """The token ids of ftrl's prompt for a conversation (what `ftrl eval` feeds the model at that turn)."""
+    from ftrl.rollout.hf import render_prompt
+
+    return tokenizer(render_prompt(tokenizer, messages, tools), add_special_tokens=False).input_ids
+
+
 def expectations(states: Path, export: Path, tokenizer_path: Path, work: Path) -> dict:
     """What ftrl itself says for every exported row: `ftrl train`'s prompt ids, `ftrl score`'s rewards, and for
     every episode start the gold episode's tool outputs and Solve-F1."""
@@ -81,17 +88,21 @@ def expectations(states: Path, export: Path, tokenizer_path: Path, work: Path) -
     episodes = []
     with ToolRuntime(RuntimeConfig(timeout_s=10.0)) as runtime:
         for row, env in enumerate(e for e in envs if all(m["role"] in ("system", "user") for m in e.messages)):
-            score, turns, outputs = EpisodeScore.start(env.unsolved_set), [], []
+            score, turns, outputs, contexts = EpisodeScore.start(env.unsolved_set), [], [], []
+            conversation = list(env.messages)
             for calls in gold_turns(env):
-                message = {"content": "", "tool_calls": calls}
+                contexts.append(ids_of(tokenizer, conversation, env.tools))
+                message = {"role": "assistant", "content": "", "tool_calls": calls}
                 with runtime.episode(env.codes) as episode:
                     out = episode.call_many([(c["function"]["name"], c["function"]["arguments"]) for c in calls])
                 score.add_turn(message, out)
                 turns.append(hermes.render(message))
                 outputs.append(out)
-            prompt = render_prompt(tokenizer, env)
-            ids = tokenizer(prompt, add_special_tokens=False).input_ids
-            episodes.append({"row": row, "turns": turns, "outputs": outputs, "solve_f1": score.solve_f1, "prompt_ids": ids})
+                conversation += [message, *({"role": "tool", "content": text} for text in out)]
+            contexts.append(ids_of(tokenizer, conversation, env.tools))
+            answer = hermes.render(oracle.generate([conversation])[0])
+            episodes.append({"row": row, "turns": turns, "outputs": outputs, "solve_f1": score.solve_f1,
+                             "prompt_ids": contexts[0], "contexts": contexts, "answer": answer})  # fmt: skip
     return {
         "prompt_ids": [tokenizer(render_prompt(tokenizer, env), add_special_tokens=False).input_ids for env in envs],
         "responses": [[{"text": t, "reward": s} for (r, t), s in zip(requests, scores) if r == row] for row in range(len(envs))],

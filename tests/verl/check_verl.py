@@ -2,7 +2,8 @@
 ftrl's export checked with verl's own code only: the generated scripts' arguments composed with verl's hydra
 config and `validate_config`, the reward function loaded by verl's loader and scored by verl's reward manager,
 the dataset read by `RLHFDataset` and tokenized by verl's agent-loop prompt builder, and whole gold episodes
-through verl's `ToolAgentLoop` call path with ftrl's tools.
+through verl's `ToolAgentLoop` with ftrl's tools. The one stand-in is the LLM server (`ReplayServer`), which
+needs a GPU; it replays gold turns.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import hydra
 import numpy as np
 import pytest
 import torch
@@ -22,14 +24,14 @@ from omegaconf import OmegaConf
 
 import verl.trainer.main_ppo
 from verl import DataProto
-from verl.experimental.agent_loop.tool_agent_loop import AgentData
-from verl.experimental.agent_loop.tool_parser import ToolParser
+from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap
 from verl.trainer.ppo.reward import get_custom_reward_fn, load_reward_manager
 from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils import hf_tokenizer
 from verl.utils.config import validate_config
 from verl.utils.dataset.rl_dataset import RLHFDataset
 from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
+from verl.workers.rollout.replica import TokenOutput
 
 CASE = json.loads(Path(os.environ["FTRL_VERL_CASE"]).read_text())
 EXPORTS = {export["name"]: export for export in CASE["exports"]}
@@ -123,46 +125,57 @@ def test_reward_manager_scores_like_ftrl_score(name: str) -> None:
     assert {c["reward"] for _, c in cases if c["text"] == ""} == {-0.5}
 
 
-@pytest.mark.parametrize("name", sorted(EXPORTS))
-def test_gold_episodes_through_verls_tool_loop(name: str) -> None:
-    """Episode starts render as ftrl renders them; each gold turn goes through verl's hermes parser and
-    `ToolAgentLoop._call_tool` (create / execute / release) with `FtrlAgentLoop`'s tools; outputs equal ftrl's
-    runtime, and verl's reward manager gives the episode ftrl's Solve-F1."""
-    from ftrl.export.verl_tool import FtrlAgentLoop, episode_tools
+class ReplayServer:
+    """Stands in for the LLM server only (vLLM needs a GPU): each `generate` answers with the episode's next gold
+    turn and records the prompt tokens verl sent. Everything around it is verl's own `ToolAgentLoop`."""
 
+    def __init__(self, tokenizer, texts: list[str]):
+        self.replies = [tokenizer(text, add_special_tokens=False).input_ids + [tokenizer.eos_token_id] for text in texts]
+        self.prompts: list[list[int]] = []
+
+    async def generate(self, *, prompt_ids: list[int], **kwargs) -> TokenOutput:
+        self.prompts.append(list(prompt_ids))
+        return TokenOutput(token_ids=self.replies[len(self.prompts) - 1])
+
+
+@pytest.mark.parametrize("name", sorted(EXPORTS))
+def test_ftrl_agent_loop_plays_gold_episodes(name: str) -> None:
+    """`FtrlAgentLoop`, instantiated from the exported `ftrl_agent_loop.yaml` as verl's agent-loop worker does,
+    runs whole gold episodes through verl's `ToolAgentLoop.run` (prompt building, hermes parsing, tool calls,
+    continuous-token merging): every tool output reaches the response, the episode scores ftrl's Solve-F1 under
+    verl's reward manager, and with a tools template the prompt of every turn is `ftrl eval`'s, token for token."""
     export = EXPORTS[name]
     config = composed(export, "train_multiturn_grpo.sh")
     data, tokenizer = dataset(export, "episodes.parquet")
-    builder = create_continuous_token_builder(tokenizer, hf_model_type=export["model_type"])
     manager = load_reward_manager(config, tokenizer)
-    assert len(data) == len(export["episodes"])
+    (agent_config,) = OmegaConf.load(config.actor_rollout_ref.rollout.agent.agent_loop_config_path)
 
-    async def play(row: dict, episode: dict) -> tuple[list[list[str]], float, list[float]]:
-        loop = FtrlAgentLoop.__new__(FtrlAgentLoop)  # the LLM server side of __init__ needs GPUs
-        tools = episode_tools(row["extra_info"])
-        loop.tools = {tool.name: tool for tool in tools}
-        loop.max_parallel_calls = config.actor_rollout_ref.rollout.multi_turn.max_parallel_calls
-        loop.max_tool_response_length = config.actor_rollout_ref.rollout.multi_turn.max_tool_response_length
-        loop.tool_response_truncate_side = "middle"
-        parser = ToolParser.get_tool_parser(config.actor_rollout_ref.rollout.multi_turn.format, tokenizer)
-        prompt = builder.build_initial_tokens(row["raw_prompt"], tools=[t.tool_schema.model_dump() for t in tools])
-        assert prompt == episode["prompt_ids"]
-        agent = AgentData(list(row["raw_prompt"]), None, None, None, None, {}, "request-1", {})
-        outputs, step_rewards = [], []
-        for text in episode["turns"]:
-            ids = tokenizer(text, add_special_tokens=False).input_ids
-            content, agent.tool_calls = await parser.extract_tool_calls(ids, [t.tool_schema for t in tools])
-            agent.assistant_turns += 1
-            agent.messages.append(loop._build_assistant_message(content, agent))
-            results = await asyncio.gather(*(loop._call_tool(call, {}, agent) for call in agent.tool_calls))
-            outputs.append([response.text for response, _, _ in results])
-            step_rewards += [reward for _, reward, _ in results]
-        batch = response_batch(tokenizer, "The answer is.", row)
-        batch.non_tensor_batch["tool_extra_fields"] = np.array([agent.extra_fields], dtype=object)
-        return outputs, (await manager.run_single(batch))["reward_score"], step_rewards
+    async def play(row: dict, server: ReplayServer):
+        loop = hydra.utils.instantiate(
+            config=agent_config, trainer_config=DictConfigWrap(config), server_manager=server, tokenizer=tokenizer,
+            processor=None, hf_model_type=export["model_type"], dataset_cls=RLHFDataset,
+            data_config=DictConfigWrap(config.data), tools=ToolListWrap([]),
+        )  # fmt: skip
+        output = await loop.run({}, **row)
+        batch = DataProto.from_dict(
+            tensors={"responses": torch.tensor([output.response_ids]),
+                     "attention_mask": torch.ones(1, len(output.response_ids), dtype=torch.long)},
+            non_tensors={key: np.array([row[key]], dtype=object) for key in ("data_source", "reward_model", "extra_info")},
+        )  # fmt: skip
+        batch.non_tensor_batch["tool_extra_fields"] = np.array([output.extra_fields], dtype=object)
+        return output, (await manager.run_single(batch))["reward_score"]
 
     for index, episode in enumerate(export["episodes"]):
-        outputs, reward, step_rewards = manager.loop.run_until_complete(play(data[index], episode))
-        assert outputs == episode["outputs"]
+        server = ReplayServer(tokenizer, [*episode["turns"], episode["answer"]])
+        output, reward = manager.loop.run_until_complete(play(data[index], server))
+        assert len(server.prompts) == len(episode["turns"]) + 1  # the loop ended after the gold answer
+        assert server.prompts[0] == episode["contexts"][0]
+        if name == "qwen25-style":
+            assert server.prompts == episode["contexts"]
+        text = tokenizer.decode(output.response_ids)
+        assert all(out in text for outs in episode["outputs"] for out in outs)
+        counts = output.extra_fields["ftrl"]
+        assert counts["n_solved"] == counts["n_calls"] > 0 and len(counts["turn_rewards"]) == len(episode["turns"])
+        # each (solving) turn's reward is the step reward of its first call, the others' 0
+        assert sorted(r for r in output.extra_fields["tool_rewards"] if r) == sorted(counts["turn_rewards"])
         assert reward == pytest.approx(episode["solve_f1"]) and reward == 1.0
-        assert sum(step_rewards) > 0 and all(r >= 0 for r in step_rewards)
