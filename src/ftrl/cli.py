@@ -31,7 +31,8 @@ def _fail(message: str) -> typer.Exit:
 
 # Options shared by the commands that run a policy (`sample`, `eval`, and in part `bench` and `analyze sweep`), each
 # defined once; a command gives the default as its parameter default where the commands differ (temperature).
-_MODEL_HELP = "Model folder, 'embedded', 'oracle' (replays gold calls), or a served model name with --base-url."
+_MODEL_HELP = ("Model folder, cached hub id, 'embedded', 'oracle' (replays gold calls), or a served model name with "
+               "--base-url.")
 ModelOption = Annotated[str, typer.Option(help=_MODEL_HELP)]
 EnvsOption = Annotated[Path, typer.Option(help="Environments (JSONL/Parquet file or domain folder).")]
 LimitOption = Annotated[int | None, typer.Option(help="Only the first K environments.")]
@@ -44,6 +45,9 @@ ApiKeyOption = Annotated[str | None, typer.Option(help="API key for --base-url (
 EnableThinkingOption = Annotated[bool, typer.Option("--enable-thinking", help="Let reasoning models think.")]
 PromptOption = Annotated[str, typer.Option(help="Tool prompt variant for templates without tool support.")]
 ThreadsOption = Annotated[int | None, typer.Option(help="Torch CPU threads for local models.")]
+DeviceOption = Annotated[str, typer.Option(help="Local models: auto (CUDA when present), cpu or cuda.")]
+DtypeOption = Annotated[str, typer.Option(help="Local models: auto (bf16 for generation on CUDA, else fp32), fp32, "
+                                               "bf16, fp16.")]
 
 
 analyze_app = typer.Typer(help="Where did training change the weights, and which changes carry the gain?", no_args_is_help=True)
@@ -254,7 +258,7 @@ def inspect(
 
 @app.command()
 def train(
-    model: str = typer.Option("embedded", help="`embedded` or a local HF model directory."),
+    model: str = typer.Option("embedded", help="`embedded`, a local HF model directory or a cached hub id."),
     data: Path = typer.Option(..., help="Trajectory states (JSONL/Parquet) written by `ftrl sample`."),
     out: Path = typer.Option(..., help="Run directory: metrics.jsonl, checkpoints/, model/."),
     algo: str = typer.Option("grpo", help="grpo | reinforce_pp | reinforce_pp_baseline (verl definitions)."),
@@ -277,8 +281,11 @@ def train(
     freeze_layers: int | None = typer.Option(None, help="Keep the embeddings and the lowest K decoder layers frozen."),
     save_every: int | None = typer.Option(None, help="Checkpoint every this many steps."),
     seed: int = typer.Option(0, help="Seed for data order and sampling."),
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
 ) -> None:
     """RL on trajectory states with the per-turn verifiable reward; resumes from DIR/checkpoints when present."""
+    from ftrl.rollout.models import ModelNotFound, placement
     from ftrl.train.config import make_config
     from ftrl.train.trainer import train as run_training
 
@@ -288,11 +295,13 @@ def train(
             n=n, batch_states=batch_states, mini_batch_states=mini_batch_states or batch_states,
             max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens, lr=lr, temperature=temperature,
             filter_groups=filter_groups, gen_batch_states=gen_batch_states, kl_coef=kl_coef, save_every=save_every,
-            freeze_layers=freeze_layers, seed=seed,
+            freeze_layers=freeze_layers, seed=seed, device=device, dtype=dtype,
         )
-    except ValueError as error:
+        placement(device, dtype)
+        saved = run_training(config, console=console)
+    except (ValueError, ModelNotFound) as error:
         raise _fail(str(error)) from None
-    console.print(f"[green]saved[/] {run_training(config, console=console)}")
+    console.print(f"[green]saved[/] {saved}")
 
 
 @app.command()
@@ -308,22 +317,25 @@ def plot(
 
 @app.command()
 def sft(
-    model: str = typer.Option("embedded", help="`embedded` or a local HF model directory."),
+    model: str = typer.Option("embedded", help="`embedded`, a local HF model directory or a cached hub id."),
     envs: Path = typer.Option(..., help="Procedural environments with gold calls (extra.gold_calls)."),
     out: Path = typer.Option(..., help="Run directory: metrics.jsonl, model/."),
     epochs: int = typer.Option(2, help="Passes over the gold trajectories."),
     lr: float = typer.Option(1e-5, help="Learning rate."),
     lora: bool = typer.Option(False, help="Train a LoRA adapter (merged into the saved model)."),
     freeze_layers: int = typer.Option(0, help="Keep the embeddings and the lowest K decoder layers frozen."),
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
 ) -> None:
     """Supervised warm start on gold tool-call trajectories (loss on assistant tokens only)."""
+    from ftrl.rollout.models import ModelNotFound
     from ftrl.train.sft import SFTConfig, sft as run_sft
 
     config = SFTConfig(model=model, envs=str(envs), out=str(out), epochs=epochs, lr=lr, lora=lora,
-                       freeze_layers=freeze_layers)  # fmt: skip
+                       freeze_layers=freeze_layers, device=device, dtype=dtype)  # fmt: skip
     try:
         saved = run_sft(config, console=console)
-    except ValueError as error:
+    except (ValueError, ModelNotFound) as error:
         raise _fail(str(error)) from None
     console.print(f"[green]saved[/] {saved}")
 
@@ -368,17 +380,20 @@ app.add_typer(export_app, name="export")
 def export_verl_command(
     data: Path = typer.Option(..., help="Trajectory states (JSONL/Parquet)."),
     out: Path = typer.Option(..., help="Folder for train.parquet, ftrl_reward.py and the launch scripts."),
+    model: str = typer.Option("embedded", help="The model verl will train (folder, hub id or 'embedded'): its "
+                              "chat template renders the prompts, and the scripts train it by default."),
     reward: str = typer.Option("f1", help="Per-turn reward: f1, p, r or pr."),
     matcher: str = typer.Option("reference", help="Sub-answer matcher: reference or strict."),
-    tools_in_prompt: bool = typer.Option(True, help="Put tools in the prompt messages (any verl); off: raw "
-                                         "messages and data.tools_key=tools (the reference's patched verl)."),
+    multi_turn: bool = typer.Option(False, help="Also write episodes.parquet, ftrl_agent_loop.yaml and "
+                                    "train_multiturn_grpo.sh for verl's tool agent loop (whole episodes)."),
 ) -> None:
-    """States as a verl dataset with a reward module calling ftrl and the paper's launch scripts."""
+    """States as a verl 0.9.1 dataset with a reward module calling ftrl and the paper's launch scripts."""
     from ftrl.export import export_verl
+    from ftrl.rollout import ModelNotFound
 
     try:
-        written = export_verl(data, out, reward=reward, matcher=matcher, tools_in_prompt=tools_in_prompt)
-    except (ValueError, DataError) as error:
+        written = export_verl(data, out, model=model, reward=reward, matcher=matcher, multi_turn=multi_turn)
+    except (ValueError, DataError, ModelNotFound) as error:
         raise _fail(str(error)) from None
     for path in written:
         console.print(f"[green]wrote[/] {path}")
@@ -521,14 +536,16 @@ def stats(
 
 
 def _policy_spec(model: str, base_url: str | None, api_key: str | None, temperature: float, max_new_tokens: int,
-                 batch_size: int, enable_thinking: bool, prompt: str, threads: int | None) -> PolicySpec:  # fmt: skip
+                 batch_size: int, enable_thinking: bool, prompt: str, threads: int | None, device: str = "auto",
+                 dtype: str = "auto") -> PolicySpec:  # fmt: skip
     import os
 
     from ftrl.rollout import PolicySpec
 
     key = api_key or (os.environ.get("OPENAI_API_KEY") if base_url else None)
     return PolicySpec(model, base_url, key, temperature, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                      enable_thinking=enable_thinking, prompt=prompt, threads=threads)  # fmt: skip
+                      enable_thinking=enable_thinking, prompt=prompt, threads=threads, device=device,
+                      dtype=dtype)  # fmt: skip
 
 
 @app.command("sample")
@@ -547,11 +564,14 @@ def sample_command(
     enable_thinking: EnableThinkingOption = False,
     prompt: PromptOption = "example",
     threads: ThreadsOption = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
 ) -> None:
     """Collect training states (history, remaining sub-answers, solve rate) from sampled rollouts."""
     from ftrl.rollout import ModelNotFound, collect
 
-    spec = _policy_spec(model, base_url, api_key, temperature, max_new_tokens, batch_size, enable_thinking, prompt, threads)
+    spec = _policy_spec(model, base_url, api_key, temperature, max_new_tokens, batch_size, enable_thinking, prompt, threads,
+                        device, dtype)  # fmt: skip
     try:
         collect(spec, envs, out, n_per_env=n_per_env, max_turns=max_turns, limit=limit, console=console)
     except (DataError, ModelNotFound, ValueError) as error:
@@ -573,12 +593,15 @@ def eval_command(
     enable_thinking: EnableThinkingOption = False,
     prompt: PromptOption = "example",
     threads: ThreadsOption = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
 ) -> None:
     """Evaluate a model: Solve-P/R/F1 per scenario and their mean, answer accuracy, call errors, turns."""
     from ftrl.eval import evaluate
     from ftrl.rollout import ModelNotFound
 
-    spec = _policy_spec(model, base_url, api_key, temperature, max_new_tokens, batch_size, enable_thinking, prompt, threads)
+    spec = _policy_spec(model, base_url, api_key, temperature, max_new_tokens, batch_size, enable_thinking, prompt, threads,
+                        device, dtype)  # fmt: skip
     try:
         evaluate(spec, envs, out, limit=limit, max_turns=max_turns, console=console)
     except (DataError, ModelNotFound, ValueError) as error:

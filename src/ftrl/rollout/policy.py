@@ -106,6 +106,8 @@ class PolicySpec:
     prompt: str = "example"
     threads: int | None = None
     seed: int = 0
+    device: str = "auto"
+    dtype: str = "auto"
 
 
 def load_policy(spec: PolicySpec, envs: Sequence[Environment] = ()) -> Policy:
@@ -126,6 +128,7 @@ def load_policy(spec: PolicySpec, envs: Sequence[Environment] = ()) -> Policy:
     config = HFConfig(
         max_new_tokens=spec.max_new_tokens, temperature=spec.temperature, top_p=spec.top_p, max_batch=spec.batch_size,
         enable_thinking=spec.enable_thinking, prompt=spec.prompt, seed=spec.seed, threads=spec.threads,
+        device=spec.device, dtype=spec.dtype,
     )  # fmt: skip
     return HFPolicy.load(spec.model, config)
 

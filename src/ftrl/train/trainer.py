@@ -121,6 +121,8 @@ class Trainer:
             lora_r=config.lora_r,
             lora_alpha=config.lora_alpha,
             gradient_checkpointing=config.gradient_checkpointing,
+            device=config.device,
+            dtype=config.dtype,
         )
         if config.freeze_layers:
             freeze_bottom(self.model, config.freeze_layers)
