@@ -64,3 +64,16 @@ def test_quick_demo_command_on_the_embedded_model(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "demo" / "eval" / "rl" / "summary.json").read_text())
     assert summary["mean"]["n"] == DemoConfig.quick().test_envs
     assert (tmp_path / "demo" / "report" / "report.png").exists()
+
+
+def test_profiles_and_their_cli() -> None:
+    default, long = DemoConfig.profile("default"), DemoConfig.profile("long")
+    assert long.rl_rounds * long.rl_steps > default.rl_rounds * default.rl_steps
+    assert DemoConfig.profile("quick").test_envs < default.test_envs
+    # every round collects from its own fresh training environments, none of them used by SFT
+    for config in (default, long):
+        assert config.sft_envs + config.rl_rounds * config.rl_states_envs <= config.train_envs
+    with pytest.raises(ValueError, match="unknown demo profile"):
+        DemoConfig.profile("huge")
+    result = CliRunner().invoke(app, ["demo", "--profile", "huge"])
+    assert result.exit_code != 0 and "unknown demo profile" in result.output

@@ -630,14 +630,20 @@ def report_command(
 @app.command()
 def demo(
     out: Path | None = typer.Option(None, help="Output folder (default runs/demo, or runs/demo-quick with --quick)."),
-    quick: bool = typer.Option(False, help="A few-minute version on tiny sets (what the end-to-end test runs)."),
+    quick: bool = typer.Option(False, help="A few-minute version on tiny sets (what the end-to-end test runs); "
+                               "the same as --profile quick."),
+    profile: str = typer.Option("default", help="default (30 minutes on 2 CPU cores), quick, or long (more RL, "
+                                "up to 90 minutes)."),
     model: str = typer.Option("embedded", help="Model to train: `embedded` or a local HF model folder."),
     seed: int = typer.Option(0, help="Seed of everything (environments, data order, sampling); use a fresh --out."),
 ) -> None:
     """The whole loop on one machine: build, evaluate, warm-start, RL-train, evaluate again, report. Resumable."""
     from ftrl.demo import DemoConfig, run_demo
 
-    config = DemoConfig.quick(model=model) if quick else DemoConfig(model=model)
+    try:
+        config = DemoConfig.profile("quick" if quick else profile, model=model)
+    except ValueError as error:
+        raise _fail(str(error)) from None
     config.seed = seed
     if out is not None:
         config.out = str(out)

@@ -27,7 +27,7 @@ HELD_OUT_DOMAINS = ("river", "mountain", "sports_club")
 
 @dataclass
 class DemoConfig:
-    """The demo recipe; `quick()` shrinks it to a few minutes for the end-to-end test."""
+    """The demo recipe; `quick()` shrinks it to a few minutes for the end-to-end test, `long()` gives RL more time."""
 
     out: str = "runs/demo"
     model: str = "embedded"
@@ -67,6 +67,21 @@ class DemoConfig:
     max_prompt_tokens: int = 4096
     #: Episodes decoded together; all 48 test episodes at once (short prompts keep their caches small).
     eval_batch: int = 48
+
+    @classmethod
+    def long(cls, out: str = "runs/demo-long", model: str = "embedded") -> DemoConfig:
+        """More RL (rounds and steps) for machines or budgets where 30 minutes is too tight: at most 90 minutes
+        on a 2-core CPU."""
+        return cls(out=out, model=model, rl_rounds=3, rl_steps=8)
+
+    @classmethod
+    def profile(cls, name: str, model: str = "embedded") -> DemoConfig:
+        """`default` (the 30-minute recipe), `quick` (a few minutes, tiny sets) or `long` (up to 90 minutes)."""
+        makers = {"default": lambda: cls(model=model), "quick": lambda: cls.quick(model=model),
+                  "long": lambda: cls.long(model=model)}  # fmt: skip
+        if name not in makers:
+            raise ValueError(f"unknown demo profile {name!r}; known: {', '.join(makers)}")
+        return makers[name]()
 
     @classmethod
     def quick(cls, out: str = "runs/demo-quick", model: str = "embedded") -> DemoConfig:
