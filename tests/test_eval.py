@@ -90,11 +90,13 @@ def test_report_puts_runs_side_by_side(envs_file, tmp_path):
     evaluate("oracle", envs_file, tmp_path / "trained")
     scripts = {make_env(c).question: [say("no idea")] for c in ("France", "Japan")}
     evaluate("base", envs_file, tmp_path / "base", policy=ScriptedPolicy(scripts))
-    rows = report([tmp_path / "base", tmp_path / "trained"], tmp_path / "cmp")
+    rows, differences = report([tmp_path / "base", tmp_path / "trained"], tmp_path / "cmp")
     assert rows[0] == ["scenario", "base Solve-P", "base Solve-R", "base Solve-F1",
                        "oracle Solve-P", "oracle Solve-R", "oracle Solve-F1"]  # fmt: skip
     assert rows[-1] == ["mean", "100.0", "0.0", "0.0", "100.0", "100.0", "100.0"]
     assert (tmp_path / "cmp" / "report.png").stat().st_size > 1000
+    assert differences[1][0] == "oracle - base" and differences[1][1] == "+100.0"
+    assert "Paired differences" in (tmp_path / "cmp" / "report.md").read_text()
     result = CliRunner().invoke(
         app,
         [
@@ -106,7 +108,7 @@ def test_report_puts_runs_side_by_side(envs_file, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "c2" / "report.md").exists()
+    assert (tmp_path / "c2" / "report.md").exists() and "oracle - base" in result.output
 
 
 def test_summarize_empty_and_unknown_scenarios():

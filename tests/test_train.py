@@ -217,3 +217,21 @@ def test_shared_prompt_log_probs_fall_back_to_full_sequences_under_gradient_chec
     assert torch.allclose(plain, fallback, atol=1e-5)
     fallback.sum().backward()
     assert all(p.grad is not None for p in checkpointed.parameters() if p.requires_grad)
+
+
+def test_frozen_layers_and_no_reference_pass(tiny: Path, states: Path, tmp_path: Path) -> None:
+    """freeze_layers keeps the embeddings and the bottom layers fixed while the rest moves; kl_coef 0 drops the
+    reference model; each step reports how long its phases took and how many turns it sampled."""
+    torch.manual_seed(0)
+    config = tiny_config(tiny, states, tmp_path, freeze_layers=1, kl_coef=0.0, steps=1)
+    trainer = Trainer(config, scorer=letter_a)
+    assert trainer.reference is None
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    metrics = trainer.train_step(letter_a)
+    changed = {name for name, p in trainer.model.named_parameters() if not torch.equal(p, before[name])}
+    assert not any(".layers.0." in name or "embed_tokens" in name for name in changed)
+    assert any(".layers.1." in name for name in changed)
+    assert metrics["sampled_turns"] == config.batch_states * config.n
+    phases = ("seconds_sample", "seconds_score", "seconds_reference", "seconds_update")
+    assert all(metrics[key] >= 0 for key in phases)
+    assert sum(metrics[key] for key in phases) <= metrics["seconds"] + 1e-6

@@ -108,7 +108,8 @@ def check_tool_code(source: EnvSource, count: int | None = None) -> None:
 
 # Options shared by the commands that run a policy (`sample`, `eval`, and in part `bench` and `analyze sweep`), each
 # defined once; a command gives the default as its parameter default where the commands differ (temperature).
-_MODEL_HELP = "Model folder, 'embedded', 'oracle' (replays gold calls), or a served model name with --base-url."
+_MODEL_HELP = ("Model folder, cached hub id, 'embedded', 'oracle' (replays gold calls), or a served model name with "
+               "--base-url.")
 ModelOption = Annotated[str, typer.Option(help=_MODEL_HELP)]
 EnvsOption = Annotated[Path, typer.Option(help="Environments (JSONL/Parquet file or domain folder).")]
 LimitOption = Annotated[int | None, typer.Option(min=1, help="Only the first K environments.")]
@@ -129,6 +130,9 @@ ApiKeyOption = Annotated[str | None, typer.Option(help="API key for --base-url (
 EnableThinkingOption = Annotated[bool, typer.Option("--enable-thinking", help="Let reasoning models think.")]
 PromptOption = Annotated[str, typer.Option(help="Tool prompt variant for templates without tool support.")]
 ThreadsOption = Annotated[int | None, typer.Option(min=1, help="Torch CPU threads for local models.")]
+DeviceOption = Annotated[str, typer.Option(help="Local models: auto (CUDA when present), cpu or cuda.")]
+DtypeOption = Annotated[str, typer.Option(help="Local models: auto (bf16 for generation on CUDA, else fp32), fp32, "
+                                               "bf16, fp16.")]
 
 
 analyze_app = typer.Typer(help="Where did training change the weights, and which changes carry the gain?", no_args_is_help=True)
@@ -362,7 +366,7 @@ def inspect(
 
 @app.command()
 def train(
-    model: str = typer.Option("embedded", help="`embedded` or a local HF model directory."),
+    model: str = typer.Option("embedded", help="`embedded`, a local HF model directory or a cached hub id."),
     data: Path = typer.Option(..., help="Trajectory states (JSONL/Parquet) written by `ftrl sample`."),
     out: Path = typer.Option(..., help="Run directory: metrics.jsonl, checkpoints/, model/."),
     algo: str = typer.Option("grpo", help="grpo | reinforce_pp | reinforce_pp_baseline (verl definitions)."),
@@ -380,15 +384,20 @@ def train(
     filter_groups: bool = typer.Option(False, help="Dynamic sampling (DAPO): train only on states whose responses "
                                        "score differently, drawn from --gen-batch-states per step."),
     gen_batch_states: int | None = typer.Option(None, help="States sampled per step with --filter-groups."),
-    kl_coef: float | None = typer.Option(None, help="Weight of the k3 KL loss to the starting policy."),
+    kl_coef: float | None = typer.Option(None, help="Weight of the k3 KL loss to the starting policy (0: no "
+                                         "reference model, no reference pass)."),
+    freeze_layers: int | None = typer.Option(None, help="Keep the embeddings and the lowest K decoder layers frozen."),
     save_every: int | None = typer.Option(None, help="Checkpoint every this many steps."),
     seed: int = typer.Option(0, help="Seed for data order and sampling."),
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
     overwrite: OverwriteOption = False,
 ) -> None:
     """RL on trajectory states with the per-turn verifiable reward; resumes from DIR/checkpoints when present."""
     from dataclasses import asdict
 
     from ftrl.env.domains import load_source
+    from ftrl.rollout.models import ModelNotFound, placement, resolve_model
     from ftrl.train.config import make_config
     from ftrl.train.trainer import train as run_training
 
@@ -398,18 +407,24 @@ def train(
             n=n, batch_states=batch_states, mini_batch_states=mini_batch_states or batch_states,
             max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens, lr=lr, temperature=temperature,
             filter_groups=filter_groups, gen_batch_states=gen_batch_states, kl_coef=kl_coef, save_every=save_every,
-            seed=seed,
+            freeze_layers=freeze_layers, seed=seed, device=device, dtype=dtype,
         )
-        source = load_source(data)  # every row checked before the model loads (that takes a while)
-    except ValueError as error:
+        placement(device, dtype)
+        resolve_model(model)  # a model missing from the cache, then every row, is reported before the model loads
+        source = load_source(data)
+    except (ValueError, ModelNotFound) as error:
         raise _fail(str(error)) from None
     check_tool_code(source)
     del source
     # what decides the weights; run length, checkpointing and memory knobs may change on a resume
     ignored = ("out", "data", "steps", "save_every", "keep_checkpoints", "micro_batch_size", "tool_workers")
     settings = {**{k: v for k, v in asdict(config).items() if k not in ignored}, "model": describe_model(model)}
-    with claim_output(out, "train", {"data": data}, settings, folder=True, overwrite=overwrite):
-        console.print(f"[green]saved[/] {run_training(config, console=console)}")
+    try:
+        with claim_output(out, "train", {"data": data}, settings, folder=True, overwrite=overwrite):
+            saved = run_training(config, console=console)
+    except (ValueError, ModelNotFound) as error:
+        raise _fail(str(error)) from None
+    console.print(f"[green]saved[/] {saved}")
 
 
 @app.command()
@@ -425,26 +440,29 @@ def plot(
 
 @app.command()
 def sft(
-    model: str = typer.Option("embedded", help="`embedded` or a local HF model directory."),
+    model: str = typer.Option("embedded", help="`embedded`, a local HF model directory or a cached hub id."),
     envs: Path = typer.Option(..., help="Procedural environments with gold calls (extra.gold_calls)."),
     out: Path = typer.Option(..., help="Run directory: metrics.jsonl, model/."),
     epochs: int = typer.Option(2, help="Passes over the gold trajectories."),
     lr: float = typer.Option(1e-5, help="Learning rate."),
     lora: bool = typer.Option(False, help="Train a LoRA adapter (merged into the saved model)."),
     freeze_layers: int = typer.Option(0, help="Keep the embeddings and the lowest K decoder layers frozen."),
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
     overwrite: OverwriteOption = False,
 ) -> None:
     """Supervised warm start on gold tool-call trajectories (loss on assistant tokens only)."""
+    from ftrl.rollout.models import ModelNotFound
     from ftrl.train.sft import SFTConfig, sft as run_sft
 
     _load_envs_checked(envs, None)  # before the model loads
     config = SFTConfig(model=model, envs=str(envs), out=str(out), epochs=epochs, lr=lr, lora=lora,
-                       freeze_layers=freeze_layers)  # fmt: skip
+                       freeze_layers=freeze_layers, device=device, dtype=dtype)  # fmt: skip
     settings = {**config.to_dict(), "model": describe_model(model), "envs": None, "out": None}
     try:
         with claim_output(out, "sft", {"envs": envs}, settings, folder=True, overwrite=overwrite):
             saved = run_sft(config, console=console)
-    except ValueError as error:
+    except (ValueError, ModelNotFound) as error:
         raise _fail(str(error)) from None
     console.print(f"[green]saved[/] {saved}")
 
@@ -499,21 +517,24 @@ app.add_typer(export_app, name="export")
 def export_verl_command(
     data: Path = typer.Option(..., help="Trajectory states (JSONL/Parquet)."),
     out: Path = typer.Option(..., help="Folder for train.parquet, ftrl_reward.py and the launch scripts."),
+    model: str = typer.Option("embedded", help="The model verl will train (folder, hub id or 'embedded'): its "
+                              "chat template renders the prompts, and the scripts train it by default."),
     reward: str = typer.Option("f1", help="Per-turn reward: f1, p, r or pr."),
     matcher: str = typer.Option("reference", help="Sub-answer matcher: reference or strict."),
-    tools_in_prompt: bool = typer.Option(True, help="Put tools in the prompt messages (any verl); off: raw "
-                                         "messages and data.tools_key=tools (the reference's patched verl)."),
+    multi_turn: bool = typer.Option(False, help="Also write episodes.parquet, ftrl_agent_loop.yaml and "
+                                    "train_multiturn_grpo.sh for verl's tool agent loop (whole episodes)."),
     overwrite: OverwriteOption = False,
 ) -> None:
-    """States as a verl dataset with a reward module calling ftrl and the paper's launch scripts."""
+    """States as a verl 0.9.1 dataset with a reward module calling ftrl and the paper's launch scripts."""
     from ftrl.export import export_verl
+    from ftrl.rollout import ModelNotFound
 
     _load_envs_checked(data, None)
-    settings = {"reward": reward, "matcher": matcher, "tools_in_prompt": tools_in_prompt}
+    settings = {"model": describe_model(model), "reward": reward, "matcher": matcher, "multi_turn": multi_turn}
     try:
         with claim_output(out, "export verl", {"data": data}, settings, folder=True, overwrite=overwrite):
-            written = export_verl(data, out, reward=reward, matcher=matcher, tools_in_prompt=tools_in_prompt)
-    except (ValueError, DataError) as error:
+            written = export_verl(data, out, model=model, reward=reward, matcher=matcher, multi_turn=multi_turn)
+    except (ValueError, DataError, ModelNotFound) as error:
         raise _fail(str(error)) from None
     for path in written:
         console.print(f"[green]wrote[/] {path}")
@@ -672,20 +693,21 @@ def stats(
 
 
 def _policy_spec(model: str, base_url: str | None, api_key: str | None, temperature: float, max_new_tokens: int,
-                 batch_size: int, enable_thinking: bool, prompt: str, threads: int | None,
-                 timeout: float = 300.0) -> PolicySpec:  # fmt: skip
+                 batch_size: int, enable_thinking: bool, prompt: str, threads: int | None, device: str = "auto",
+                 dtype: str = "auto", timeout: float = 300.0) -> PolicySpec:  # fmt: skip
     from ftrl.rollout import PolicySpec
 
     key = api_key or (os.environ.get("OPENAI_API_KEY") if base_url else None)
     return PolicySpec(model, base_url, key, temperature, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                      enable_thinking=enable_thinking, prompt=prompt, threads=threads, timeout_s=timeout)  # fmt: skip
+                      enable_thinking=enable_thinking, prompt=prompt, threads=threads, device=device,
+                      dtype=dtype, timeout_s=timeout)  # fmt: skip
 
 
 def _run_settings(spec: PolicySpec, **more: Any) -> dict[str, Any]:
     """The settings of a rollout job that change its results (batch size, threads and the API key do not)."""
     return {"model": describe_model(spec.model), "base_url": spec.base_url, "temperature": spec.temperature,
             "max_new_tokens": spec.max_new_tokens, "enable_thinking": spec.enable_thinking, "prompt": spec.prompt,
-            **more}  # fmt: skip
+            "device": spec.device, "dtype": spec.dtype, **more}  # fmt: skip
 
 
 def _load_envs_checked(envs: Path, limit: int | None) -> None:
@@ -715,6 +737,8 @@ def sample_command(
     enable_thinking: EnableThinkingOption = False,
     prompt: PromptOption = "example",
     threads: ThreadsOption = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
     timeout: ServerTimeoutOption = 300.0,
     overwrite: OverwriteOption = False,
 ) -> None:
@@ -722,7 +746,7 @@ def sample_command(
     from ftrl.rollout import ModelNotFound, collect
 
     spec = _policy_spec(model, base_url, api_key, temperature, max_new_tokens, batch_size, enable_thinking, prompt,
-                        threads, timeout)  # fmt: skip
+                        threads, device, dtype, timeout)  # fmt: skip
     _load_envs_checked(envs, limit)
     settings = _run_settings(spec, n_per_env=n_per_env, max_turns=max_turns)
     try:
@@ -747,6 +771,8 @@ def eval_command(
     enable_thinking: EnableThinkingOption = False,
     prompt: PromptOption = "example",
     threads: ThreadsOption = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
     timeout: ServerTimeoutOption = 300.0,
     overwrite: OverwriteOption = False,
 ) -> None:
@@ -755,7 +781,7 @@ def eval_command(
     from ftrl.rollout import ModelNotFound
 
     spec = _policy_spec(model, base_url, api_key, temperature, max_new_tokens, batch_size, enable_thinking, prompt,
-                        threads, timeout)  # fmt: skip
+                        threads, device, dtype, timeout)  # fmt: skip
     _load_envs_checked(envs, limit)
     settings = _run_settings(spec, max_turns=max_turns)
     try:
@@ -775,23 +801,35 @@ def report_command(
     from ftrl.eval.summary import to_rich
 
     try:
-        rows = report(runs, out)
+        rows, differences = report(runs, out)
     except (OSError, KeyError, ValueError) as error:
         raise _fail(f"cannot read the runs: {error}") from None
     console.print(to_rich(rows, "Runs side by side"))
+    if differences:
+        console.print(to_rich(differences, "Paired differences of mean Solve-F1 (x100)"))
     console.print(f"wrote {out / 'report.md'} and {out / 'report.png'}")
 
 
 @app.command()
 def demo(
     out: Path | None = typer.Option(None, help="Output folder (default runs/demo, or runs/demo-quick with --quick)."),
-    quick: bool = typer.Option(False, help="A few-minute version on tiny sets (what the end-to-end test runs)."),
+    quick: bool = typer.Option(False, help="A few-minute version on tiny sets (what the end-to-end test runs); "
+                               "the same as --profile quick."),
+    profile: str = typer.Option("default", help="default (30 minutes on 2 CPU cores), quick, or long (more RL, "
+                                "up to 90 minutes)."),
     model: str = typer.Option("embedded", help="Model to train: `embedded` or a local HF model folder."),
+    seed: int = typer.Option(0, help="Seed of everything (environments, data order, sampling); use a fresh --out."),
 ) -> None:
     """The whole loop on one machine: build, evaluate, warm-start, RL-train, evaluate again, report. Resumable."""
     from ftrl.demo import DemoConfig, run_demo
 
-    config = DemoConfig.quick(model=model) if quick else DemoConfig(model=model)
+    try:
+        config = DemoConfig.profile("quick" if quick else profile, model=model)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    config.seed = seed
     if out is not None:
         config.out = str(out)
+    elif seed:
+        config.out += f"-seed{seed}"
     run_demo(config, console)

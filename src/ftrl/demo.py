@@ -27,7 +27,7 @@ HELD_OUT_DOMAINS = ("river", "mountain", "sports_club")
 
 @dataclass
 class DemoConfig:
-    """The demo recipe; `quick()` shrinks it to a few minutes for the end-to-end test."""
+    """The demo recipe; `quick()` shrinks it to a few minutes for the end-to-end test, `long()` gives RL more time."""
 
     out: str = "runs/demo"
     model: str = "embedded"
@@ -42,29 +42,52 @@ class DemoConfig:
             min_tools=2, max_tools=3, min_distractors=1,
         )
     )  # fmt: skip
-    sft_envs: int = 96
+    sft_envs: int = 48
     sft_epochs: int = 1
     sft_lr: float = 5e-5
     sft_freeze_layers: int = 10
-    rl_states_envs: int = 8
-    rl_steps: int = 4
+    #: RL runs in rounds, as the paper's iterations: each round collects states with the current policy from
+    #: `rl_states_envs` training environments not used before (none of them in SFT), then trains `rl_steps`.
+    rl_rounds: int = 2
+    rl_states_envs: int = 24
+    rl_collect_temperature: float = 1.0
+    rl_steps: int = 5
     rl_algo: str = "grpo"
     rl_n: int = 8
-    #: The gentlest recipe measured; bolder ones (lr 1e-5, temperature 1.0, dynamic sampling) lost held-out
-    #: Solve-F1 in 4 steps (benchmarks/RESULTS.md "Demo").
-    rl_lr: float = 5e-6
-    rl_temperature: float = 0.7
-    #: > 0: dynamic sampling, draw this many states per step and train on those whose responses score differently.
-    rl_gen_states: int = 0
+    #: States trained on per step; with `rl_gen_states` > `rl_batch_states`, dynamic sampling: that many states
+    #: are sampled and the update uses those whose responses scored differently (equal rewards give GRPO nothing).
+    rl_batch_states: int = 4
+    rl_gen_states: int = 8
+    rl_lr: float = 1e-5
+    rl_temperature: float = 1.0
+    #: 0: no reference model and no reference pass (a quarter of the step's compute on this CPU).
+    rl_kl_coef: float = 0.0
+    rl_freeze_layers: int = 10
     max_new_tokens: int = 96
     max_prompt_tokens: int = 4096
     #: Episodes decoded together; all 48 test episodes at once (short prompts keep their caches small).
     eval_batch: int = 48
 
     @classmethod
+    def long(cls, out: str = "runs/demo-long", model: str = "embedded") -> DemoConfig:
+        """More RL (rounds and steps) for machines or budgets where 30 minutes is too tight: at most 90 minutes
+        on a 2-core CPU."""
+        return cls(out=out, model=model, rl_rounds=3, rl_steps=8)
+
+    @classmethod
+    def profile(cls, name: str, model: str = "embedded") -> DemoConfig:
+        """`default` (the 30-minute recipe), `quick` (a few minutes, tiny sets) or `long` (up to 90 minutes)."""
+        makers = {"default": lambda: cls(model=model), "quick": lambda: cls.quick(model=model),
+                  "long": lambda: cls.long(model=model)}  # fmt: skip
+        if name not in makers:
+            raise ValueError(f"unknown demo profile {name!r}; known: {', '.join(makers)}")
+        return makers[name]()
+
+    @classmethod
     def quick(cls, out: str = "runs/demo-quick", model: str = "embedded") -> DemoConfig:
         return cls(out=out, model=model, train_envs=16, test_envs=8, sft_envs=12, sft_epochs=1, rl_states_envs=2,
-                   rl_steps=1, rl_n=4, max_new_tokens=64, sft_freeze_layers=1)  # fmt: skip
+                   rl_steps=1, rl_n=4, rl_batch_states=2, rl_gen_states=4, rl_freeze_layers=1, max_new_tokens=64,
+                   sft_freeze_layers=1)  # fmt: skip
 
 
 class Demo:
@@ -92,8 +115,7 @@ class Demo:
             ("evaluate base model", lambda: self.evaluate(self.config.model, "base")),
             ("warm start (SFT on gold trajectories)", self.warm_start),
             ("evaluate warm-started model", lambda: self.evaluate(self.sft_model, "sft")),
-            ("collect trajectory states", self.collect),
-            ("RL training", self.rl),
+            *((f"RL round {k}: collect states, train", lambda k=k: self.rl_round(k)) for k in range(1, self.config.rl_rounds + 1)),
             ("evaluate RL-trained model", lambda: self.evaluate(self.rl_model, "rl")),
         ]
         for number, (title, step) in enumerate(steps, start=1):
@@ -131,11 +153,10 @@ class Demo:
 
     @property
     def rl_model(self) -> Path:
-        return self.out / "rl" / "model"
+        return self.round_dir(self.config.rl_rounds) / "model"
 
-    @property
-    def states_file(self) -> Path:
-        return self.out / "states.jsonl"
+    def round_dir(self, k: int) -> Path:
+        return self.out / "rl" / f"round_{k}"
 
     def warm_start(self) -> None:
         from ftrl.env import read_envs, write_envs
@@ -149,49 +170,58 @@ class Demo:
                       epochs=self.config.sft_epochs, lr=self.config.sft_lr,
                       freeze_layers=self.config.sft_freeze_layers), console=self.console)  # fmt: skip
 
-    def collect(self) -> None:
+    def rl_round(self, k: int) -> None:
+        """Collect states with the current policy on fresh training environments, then train on them."""
         from ftrl.env import read_envs, write_envs
         from ftrl.rollout.collect import collect
         from ftrl.rollout.policy import PolicySpec
-
-        subset = self.out / "envs" / "rl.jsonl"
-        train = read_envs(self.train_file)
-        write_envs(subset, train[self.config.sft_envs : self.config.sft_envs + self.config.rl_states_envs])
-        spec = PolicySpec(str(self.sft_model), temperature=1.0, max_new_tokens=self.config.max_new_tokens)
-        collect(spec, subset, self.states_file, max_turns=8, console=self.console)
-
-    def rl(self) -> None:
         from ftrl.train.config import make_config
         from ftrl.train.trainer import train
 
-        if (self.rl_model / "config.json").exists():
+        folder, config = self.round_dir(k), self.config
+        if (folder / "model" / "config.json").exists():
             return
-        config = make_config(
-            "cpu", model=str(self.sft_model), data=str(self.states_file), out=str(self.rl_model.parent),
-            algo=self.config.rl_algo, steps=self.config.rl_steps, n=self.config.rl_n, lr=self.config.rl_lr,
-            temperature=self.config.rl_temperature, filter_groups=self.config.rl_gen_states > 0,
-            gen_batch_states=self.config.rl_gen_states, max_new_tokens=self.config.max_new_tokens,
-            max_prompt_tokens=self.config.max_prompt_tokens,
-            seed=self.config.seed,
+        policy = self.sft_model if k == 1 else self.round_dir(k - 1) / "model"
+        first = config.sft_envs + (k - 1) * config.rl_states_envs
+        envs = read_envs(self.train_file)[first : first + config.rl_states_envs]
+        if not envs:
+            raise ValueError(f"round {k} needs training environments {first}..; raise train_envs")
+        folder.mkdir(parents=True, exist_ok=True)
+        write_envs(folder / "envs.jsonl", envs)
+        spec = PolicySpec(str(policy), temperature=config.rl_collect_temperature,
+                          max_new_tokens=config.max_new_tokens, batch_size=config.eval_batch, seed=config.seed + k)  # fmt: skip
+        collect(spec, folder / "envs.jsonl", folder / "states.jsonl", max_turns=8, console=self.console)
+        train_config = make_config(
+            "cpu", model=str(policy), data=str(folder / "states.jsonl"), out=str(folder), algo=config.rl_algo,
+            steps=config.rl_steps, n=config.rl_n, lr=config.rl_lr, temperature=config.rl_temperature,
+            batch_states=config.rl_batch_states, mini_batch_states=config.rl_batch_states,
+            filter_groups=config.rl_gen_states > config.rl_batch_states, gen_batch_states=config.rl_gen_states,
+            kl_coef=config.rl_kl_coef, freeze_layers=config.rl_freeze_layers,
+            max_new_tokens=config.max_new_tokens, max_prompt_tokens=config.max_prompt_tokens, seed=config.seed + k,
         )  # fmt: skip
-        train(config, console=self.console)
+        train(train_config, console=self.console)
 
     def report(self) -> dict[str, Any]:
+        from ftrl.eval.paired import difference_rows, pairwise
         from ftrl.eval.report import plot
+        from ftrl.eval.summary import to_rich
 
         labels = ("base", "sft", "rl")
         summaries = {label: json.loads((self.out / "eval" / label / "summary.json").read_text()) for label in labels}
         rows = before_after_rows(summaries)
+        differences = pairwise({label: self.out / "eval" / label for label in labels}, seed=self.config.seed)
         folder = self.out / "report"
         folder.mkdir(parents=True, exist_ok=True)
         plot(summaries, folder / "report.png")
         settings = {"config": asdict(self.config), "seconds": self.timings}
         (folder / "settings.json").write_text(json.dumps(settings, indent=2, default=list))
-        (folder / "report.md").write_text(report_markdown(rows, settings), encoding="utf-8")
+        (folder / "differences.json").write_text(json.dumps([d.to_dict() for d in differences], indent=2))
+        (folder / "report.md").write_text(report_markdown(rows, difference_rows(differences), settings), encoding="utf-8")
         table = Table(*rows[0], title="held-out Solve-F1 (x100): base -> warm start -> RL")
         for row in rows[1:]:
             table.add_row(*row)
         self.console.print(table)
+        self.console.print(to_rich(difference_rows(differences), "paired differences of mean Solve-F1 (x100)"))
         self.console.print(f"report: {folder / 'report.md'} and {folder / 'report.png'}")
         return summaries
 
@@ -213,7 +243,7 @@ def before_after_rows(summaries: dict[str, dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
-def report_markdown(rows: list[list[str]], settings: dict[str, Any]) -> str:
+def report_markdown(rows: list[list[str]], differences: list[list[str]], settings: dict[str, Any]) -> str:
     lines = [
         "# ftrl demo: held-out Solve-F1 before and after training",
         "",
@@ -222,6 +252,17 @@ def report_markdown(rows: list[list[str]], settings: dict[str, Any]) -> str:
         "| " + " | ".join(rows[0]) + " |",
         "|" + "---|" * len(rows[0]),
         *("| " + " | ".join(row) + " |" for row in rows[1:]),
+        "",
+        "## Paired differences",
+        "",
+        "Per-environment change of Solve-F1 between two stages, averaged like the headline (mean over scenarios);",
+        "the interval is a 95% percentile bootstrap that resamples environments within each scenario (10,000",
+        "resamples, seed = the demo's seed). An interval above 0 means the later stage is better beyond this",
+        "test set's noise.",
+        "",
+        "| " + " | ".join(differences[0]) + " |",
+        "|" + "---|" * len(differences[0]),
+        *("| " + " | ".join(row) + " |" for row in differences[1:]),
         "",
         "![before and after](report.png)",
         "",

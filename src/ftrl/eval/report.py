@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ftrl.eval.paired import EPISODES_FILE, difference_rows, pairwise
 from ftrl.eval.summary import METRICS, to_markdown
 
 TITLES = {"solve_p": "Solve-P", "solve_r": "Solve-R", "solve_f1": "Solve-F1"}
@@ -77,15 +78,18 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(figure)
 
 
-def report(dirs: list[str | Path], out: str | Path) -> list[list[str]]:
-    """Write `OUT/report.md` and `OUT/report.png`; returns the comparison table."""
+def report(dirs: list[str | Path], out: str | Path) -> tuple[list[list[str]], list[list[str]]]:
+    """Write `OUT/report.md` and `OUT/report.png`; returns the comparison table and, when every run has its
+    episodes, the paired differences of each pair of runs (Solve-F1, bootstrap interval over environments)."""
     runs = load_runs(dirs)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     rows = comparison_rows(runs)
-    (folder / "report.md").write_text(
-        to_markdown(rows, "Runs side by side") + "\n![runs](report.png)\n",
-        encoding="utf-8",
-    )
+    text = to_markdown(rows, "Runs side by side")
+    differences: list[list[str]] = []
+    if len(dirs) > 1 and all((Path(d) / EPISODES_FILE).is_file() for d in dirs):
+        differences = difference_rows(pairwise(dict(zip(runs, dirs))))
+        text += "\n" + to_markdown(differences, "Paired differences of mean Solve-F1 (x100)")
+    (folder / "report.md").write_text(text + "\n![runs](report.png)\n", encoding="utf-8")
     plot(runs, folder / "report.png")
-    return rows
+    return rows, differences

@@ -30,7 +30,7 @@ from ftrl.formats.prompt import (
     EXAMPLE_RESULT,
 )
 from ftrl.rollout.kvgen import Decoder, PrefixCache, Sampling, generate_batch
-from ftrl.rollout.models import resolve_model
+from ftrl.rollout.models import placement, resolve_model
 from ftrl.rollout.policy import GenerationStats, Message
 
 #: End-of-turn tokens of common chat templates, stopped on when the vocabulary has them.
@@ -83,6 +83,8 @@ class HFConfig:
     prefix_cache: bool = True
     seed: int = 0
     threads: int | None = None
+    device: str = "auto"  # auto: CUDA when present (`ftrl.rollout.models.placement`)
+    dtype: str = "auto"  # auto: bf16 on CUDA, fp32 on a CPU
 
 
 @dataclass
@@ -101,23 +103,22 @@ class HFPolicy:
         self.native_tools = template_supports_tools(self.tokenizer)
         self.stop_ids = stop_token_ids(self.model, self.tokenizer)
         self._cache = PrefixCache() if self.config.prefix_cache else None
-        self._generator = torch.Generator().manual_seed(self.config.seed)
+        self._generator = torch.Generator(device=self.model.device).manual_seed(self.config.seed)
         self._decoder: Decoder | None = None
-        self._template_kwargs = (
-            {"enable_thinking": self.config.enable_thinking} if _mentions(self.tokenizer, "enable_thinking") else {}
-        )
+        self._template_kwargs = template_kwargs(self.tokenizer, self.config.enable_thinking)
 
     @classmethod
     def load(cls, spec: str, config: HFConfig | None = None) -> HFPolicy:
-        """Load a local model directory or `embedded`, in fp32 (CPUs without bf16 run it 16-22x slower)."""
+        """Load a local model directory, a cached hub id or `embedded` on `config.device` in `config.dtype`."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         config = config or HFConfig()
         if config.threads:
             torch.set_num_threads(config.threads)
         path = resolve_model(spec)
+        device, dtype = placement(config.device, config.dtype)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
         return cls(model, tokenizer, config)
 
     def render(self, messages: list[Message], tools: list[dict] | None) -> str:
@@ -258,6 +259,11 @@ def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
     vocab = tokenizer.get_vocab()
     ids.update(vocab[token] for token in TURN_END_TOKENS if token in vocab)
     return ids
+
+
+def template_kwargs(tokenizer: Any, enable_thinking: bool = False) -> dict[str, Any]:
+    """Chat-template options ftrl renders with: thinking off unless asked, for templates that have the switch."""
+    return {"enable_thinking": enable_thinking} if _mentions(tokenizer, "enable_thinking") else {}
 
 
 def _mentions(tokenizer: Any, word: str) -> bool:

@@ -1,4 +1,5 @@
-"""Continuous batched decoding with a prefix KV cache, for multi-turn rollouts on CPUs.
+"""Continuous batched decoding with a prefix KV cache, for multi-turn rollouts (CPU or CUDA: buffers and inputs
+live on the model's device).
 
 Tool-use prompts are long (hundreds to thousands of tokens of tool schemas) and on a CPU their prefill costs
 more than decoding the reply. `HF generate` re-reads the whole conversation every turn; here each sequence's
@@ -187,7 +188,8 @@ class Decoder:
                 # off its fused causal kernel, which costs more on a long new segment than recomputing the prefix
                 reused, source = 0, None
             capacity = len(prompt) + self.sampling.max_new_tokens
-            buffer = torch.empty(*self._shape[:3], capacity, self._shape[3], dtype=self.model.dtype)
+            buffer = torch.empty(*self._shape[:3], capacity, self._shape[3], dtype=self.model.dtype,
+                                 device=self.model.device)  # fmt: skip
             if source is not None:
                 buffer[:, :, :, :reused] = source.buffer[:, :, :, :reused]
             row = _Row(key, _Sequence(prompt[:reused], buffer))
@@ -199,11 +201,13 @@ class Decoder:
 
     def _forward(self, segments: list[_Segment]) -> None:
         """All segments as one sequence through the model; `_ragged_attention` keeps each to its own row."""
-        ends = torch.tensor([len(s.tokens) for s in segments]).cumsum(0)
+        device = self.model.device
+        ends = torch.tensor([len(s.tokens) for s in segments], device=device).cumsum(0)
         with _attention(self.model, _RAGGED):
             out = self.model(
-                input_ids=torch.tensor([[t for s in segments for t in s.tokens]]),
-                position_ids=torch.cat([torch.arange(s.start, s.start + len(s.tokens)) for s in segments])[None],
+                input_ids=torch.tensor([[t for s in segments for t in s.tokens]], device=device),
+                position_ids=torch.cat([torch.arange(s.start, s.start + len(s.tokens), device=device)
+                                        for s in segments])[None],  # fmt: skip
                 use_cache=False,
                 logits_to_keep=ends - 1,
                 ragged_segments=segments,
@@ -274,7 +278,8 @@ def _ragged_attention(
             keys, values = repeat_kv(keys, group), repeat_kv(values, group)
             mask = None
             if start:  # causal with an offset: SDPA's own causal mask is aligned to the top left
-                mask = torch.arange(start, end)[:, None] >= torch.arange(end)[None, :]
+                rows, columns = torch.arange(start, end, device=query.device), torch.arange(end, device=query.device)
+                mask = rows[:, None] >= columns[None, :]
             attended = torch.nn.functional.scaled_dot_product_attention(
                 query[:, :, offset : offset + n], keys, values, attn_mask=mask, is_causal=not start, scale=scaling
             )

@@ -120,6 +120,8 @@ class PolicySpec:
     threads: int | None = None
     seed: int = 0
     timeout_s: float = 300.0  # a served model's request, retries included
+    device: str = "auto"
+    dtype: str = "auto"
 
 
 def load_policy(spec: PolicySpec, envs: Sequence[Environment] = ()) -> Policy:
@@ -141,6 +143,7 @@ def load_policy(spec: PolicySpec, envs: Sequence[Environment] = ()) -> Policy:
     config = HFConfig(
         max_new_tokens=spec.max_new_tokens, temperature=spec.temperature, top_p=spec.top_p, max_batch=spec.batch_size,
         enable_thinking=spec.enable_thinking, prompt=spec.prompt, seed=spec.seed, threads=spec.threads,
+        device=spec.device, dtype=spec.dtype,
     )  # fmt: skip
     return HFPolicy.load(spec.model, config)
 

@@ -40,7 +40,8 @@ def save_checkpoint(
     weights = {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
     save_file(weights, temporary / "trainable.safetensors")
     torch.save(optimizer.state_dict(), temporary / "optimizer.pt")
-    torch.save({"torch": torch.get_rng_state(), "python": random.getstate()}, temporary / "rng.pt")
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None  # sampling on CUDA draws from it
+    torch.save({"torch": torch.get_rng_state(), "cuda": cuda, "python": random.getstate()}, temporary / "rng.pt")
     (temporary / STATE_FILE).write_text(json.dumps(state, indent=2))
     shutil.rmtree(target, ignore_errors=True)
     temporary.rename(target)
@@ -68,5 +69,7 @@ def load_checkpoint(path: Path, model: PreTrainedModel, optimizer: torch.optim.O
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
     rng = torch.load(path / "rng.pt", weights_only=False)
     torch.set_rng_state(rng["torch"])
+    if rng.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
     random.setstate(rng["python"])
     return json.loads((path / STATE_FILE).read_text())

@@ -57,6 +57,11 @@ class TrainConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     gradient_checkpointing: bool = True  # model.enable_gradient_checkpointing
+    #: > 0: keep the embeddings and the lowest k decoder layers fixed (no backward pass below layer k; a cheaper
+    #: step on a CPU). Not in the paper, which trains every weight.
+    freeze_layers: int = 0
+    device: str = "auto"  # auto | cpu | cuda (`ftrl.rollout.models.placement`)
+    dtype: str = "auto"  # auto (fp32 weights: bf16 would round lr-1e-6 updates away) | fp32 | bf16 | fp16
     # run
     steps: int = 0  # 0: one pass over the data (trainer.total_epochs=1)
     save_every: int = 120  # trainer.save_freq

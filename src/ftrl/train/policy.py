@@ -27,14 +27,20 @@ def load_policy(
     lora_r: int = 16,
     lora_alpha: int = 32,
     gradient_checkpointing: bool = False,
+    device: str = "auto",
+    dtype: str = "auto",
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Model in fp32 (bf16 is 16-22x slower on CPUs without bf16 instructions) and its tokenizer."""
+    """Model and tokenizer for training; `device`/`dtype` as `ftrl.rollout.models.placement` (auto: fp32 weights,
+    on CUDA when present)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ftrl.rollout.models import placement
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    where, precision = placement(device, dtype, training=True)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=precision).to(where)
     if lora:
         from peft import LoraConfig, get_peft_model
 
@@ -46,6 +52,17 @@ def load_policy(
         if lora:
             model.enable_input_require_grads()
     return model, tokenizer
+
+
+def freeze_bottom(model: torch.nn.Module, layers: int) -> None:
+    """Stop gradients to the input embeddings (tied to the LM head in small models) and the first `layers` decoder
+    layers: nothing below layer `layers` then needs a backward pass, and no activation there is kept for one."""
+    decoder = model.get_decoder()
+    if not 0 <= layers <= len(decoder.layers):
+        raise ValueError(f"freeze_layers={layers}, but the model has {len(decoder.layers)} decoder layers")
+    model.get_input_embeddings().requires_grad_(False)
+    for layer in decoder.layers[:layers]:
+        layer.requires_grad_(False)
 
 
 def frozen_copy(model: PreTrainedModel) -> PreTrainedModel:
@@ -138,8 +155,18 @@ def group_logprobs(
     over the rows). Tool-use
     prompts are hundreds to thousands of tokens and responses tens, so this cuts the work of every training
     forward and backward about n-fold. Right padding after a response's end needs no mask: under causal
-    attention no real token sees it, and the response mask drops its positions.
+    attention no real token sees it, and the response mask drops its positions. Inputs go to the model's device
+    and the per-token results come back to the batch's (the loss bookkeeping stays where the batch is).
     """
+    home, device = responses.device, model.device
+    prompt, responses = prompt.to(device), responses.to(device)
+    log_probs, entropies = _group_logprobs(model, prompt, responses, temperature, with_entropy)
+    return log_probs.to(home), entropies.to(home) if entropies is not None else None
+
+
+def _group_logprobs(
+    model: PreTrainedModel, prompt: torch.Tensor, responses: torch.Tensor, temperature: float, with_entropy: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     from transformers import DynamicCache
 
     n, width = responses.shape
@@ -157,7 +184,7 @@ def group_logprobs(
         rest = model(
             input_ids=responses[:, :-1],
             past_key_values=shared,
-            position_ids=torch.arange(start, start + width - 1).expand(n, -1),
+            position_ids=torch.arange(start, start + width - 1, device=responses.device).expand(n, -1),
             use_cache=True,
         ).logits
         logits = torch.cat([logits, rest], dim=1)

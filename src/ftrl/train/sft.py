@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ftrl.env import Environment, read_envs
 from ftrl.formats import render_hermes
 from ftrl.jsonl import JsonlAppender
-from ftrl.train.policy import load_policy, save_hf
+from ftrl.train.policy import freeze_bottom, load_policy, save_hf
 from ftrl.train.trainer import FINAL_MODEL, METRICS_FILE, prompt_messages
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ class SFTConfig:
     #: needs a backward pass: k=10 of SmolLM2's 30 made a step 1.25x faster (benchmarks/RESULTS.md).
     freeze_layers: int = 0
     seed: int = 0
+    device: str = "auto"  # `ftrl.rollout.models.placement`
+    dtype: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -105,20 +107,10 @@ def assistant_loss(model: torch.nn.Module, ids: list[int], labels: list[int]) ->
     assistant tokens are a small part of a tool-use conversation, and the 49k-word head is a large part of the
     compute of a small model. Equal to the model's own `labels=` loss.
     """
-    targets = torch.tensor(labels[1:])
+    targets = torch.tensor(labels[1:], device=model.device)
     positions = (targets != IGNORE).nonzero().squeeze(1)
-    logits = model(input_ids=torch.tensor([ids]), logits_to_keep=positions).logits[0]
+    logits = model(input_ids=torch.tensor([ids], device=model.device), logits_to_keep=positions).logits[0]
     return torch.nn.functional.cross_entropy(logits.float(), targets[positions])
-
-
-def freeze_bottom(model: torch.nn.Module, layers: int) -> None:
-    """Stop gradients to the input embeddings and the first `layers` decoder layers."""
-    decoder = model.get_decoder()
-    if not 0 <= layers <= len(decoder.layers):
-        raise ValueError(f"freeze_layers={layers}, but the model has {len(decoder.layers)} decoder layers")
-    model.get_input_embeddings().requires_grad_(False)
-    for layer in decoder.layers[:layers]:
-        layer.requires_grad_(False)
 
 
 def sft(config: SFTConfig, console: Console | None = None) -> Path:
@@ -131,7 +123,7 @@ def sft(config: SFTConfig, console: Console | None = None) -> Path:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    model, tokenizer = load_policy(resolve_model(config.model), lora=config.lora)
+    model, tokenizer = load_policy(resolve_model(config.model), lora=config.lora, device=config.device, dtype=config.dtype)
     if config.freeze_layers:
         freeze_bottom(model, config.freeze_layers)
     envs = [env for env in read_envs(config.envs) if env.gold_calls and not env.domain]

@@ -30,7 +30,7 @@ from ftrl.jsonl import JsonlAppender, iter_jsonl, write_jsonl_atomic
 from ftrl.train.algos import agg_loss, compute_advantages, kl_k3, policy_loss
 from ftrl.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from ftrl.train.config import TrainConfig
-from ftrl.train.policy import RolloutBatch, frozen_copy, group_logprobs, load_policy, sample, save_hf
+from ftrl.train.policy import RolloutBatch, freeze_bottom, frozen_copy, group_logprobs, load_policy, sample, save_hf
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -121,7 +121,11 @@ class Trainer:
             lora_r=config.lora_r,
             lora_alpha=config.lora_alpha,
             gradient_checkpointing=config.gradient_checkpointing,
+            device=config.device,
+            dtype=config.dtype,
         )
+        if config.freeze_layers:
+            freeze_bottom(self.model, config.freeze_layers)
         self.reference = frozen_copy(self.model) if config.kl_coef and not config.lora else None
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -186,7 +190,9 @@ class Trainer:
             temperature=config.temperature,
             top_p=config.top_p,
         )
+        sampled = time.perf_counter()
         scored = [score(self.states[indices[row // config.n]], text) for row, text in enumerate(batch.texts)]
+        timings = {"seconds_sample": sampled - started, "seconds_score": time.perf_counter() - sampled}
         rewards = torch.tensor([reward for reward, _ in scored], dtype=torch.float32)
         calls = torch.tensor([n_calls > 0 for _, n_calls in scored])
         spread = rewards.view(len(indices), config.n)
@@ -201,6 +207,7 @@ class Trainer:
             "response_len": lengths.mean().item(),
             "response_clip_rate": (lengths >= config.max_new_tokens).float().mean().item(),
             "informative_groups": len(informative) / len(indices),
+            "sampled_turns": float(len(batch)),
         }
         kept = groups_to_train(informative, len(indices), config.batch_states, config.filter_groups)
         if len(kept) < len(indices):
@@ -208,8 +215,9 @@ class Trainer:
             batch, rewards, indices = batch.select(rows), rewards[rows], [indices[group] for group in kept]
         groups = [indices[row // config.n] for row in range(len(batch))]
         advantages = compute_advantages(config.algo, rewards, batch.response_mask, groups, config.gamma)
-        metrics = self.update(batch, advantages) | metrics
+        metrics = self.update(batch, advantages) | metrics | timings
         metrics["seconds"] = time.perf_counter() - started
+
         return metrics
 
     def update(self, batch: RolloutBatch, advantages: torch.Tensor) -> dict[str, float]:
@@ -220,11 +228,13 @@ class Trainer:
         on_policy = config.ppo_epochs * len(spans) == 1
         # With a single optimizer step per batch the old policy *is* the current one: reuse its log-probs
         # (ratio 1, same gradient) instead of a separate no-grad pass.
+        started = time.perf_counter()
         old = None if on_policy else self._logprobs(self.model, batch)
         reference = self._logprobs(self.reference, batch) if self.reference is not None else None
         if reference is None and config.kl_coef and config.lora:
             with self.model.disable_adapter():
                 reference = self._logprobs(self.model, batch)
+        passes = time.perf_counter()
         totals: dict[str, float] = {"pg_loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "grad_norm": 0.0}
         params = [p for p in self.model.parameters() if p.requires_grad]
         updates = 0
@@ -242,7 +252,8 @@ class Trainer:
                     self.optimizer.step()
                 totals["grad_norm"] += grad_norm.item()
                 updates += 1
-        return {key: value / updates for key, value in totals.items()}
+        timings = {"seconds_reference": passes - started, "seconds_update": time.perf_counter() - passes}
+        return {key: value / updates for key, value in totals.items()} | timings
 
     def _micro_loss(
         self,

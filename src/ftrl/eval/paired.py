@@ -1,0 +1,120 @@
+"""Paired comparison of two evaluations over the same environments: mean difference and a bootstrap interval.
+
+Two models evaluated on the same 48 environments share most of their noise (the same hard and easy items), so
+the honest question is "how much does the per-environment score change", not whether two independent means
+differ. The headline Solve-F1 is the mean over scenarios of each scenario's mean, so the difference is computed
+the same way and the bootstrap resamples environments within each scenario (stratified), keeping the scenario
+weights fixed. The seed is fixed: the same two runs always give the same interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ftrl.eval.summary import scenario_of
+from ftrl.jsonl import iter_jsonl
+
+EPISODES_FILE = "episodes.jsonl"
+METRIC_KEYS = {"solve_f1": "solve_f1", "solve_p": "solve_precision", "solve_r": "solve_rate"}
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """`b - a` on the headline scale (x100): the point estimate and its percentile bootstrap interval."""
+
+    a: str
+    b: str
+    metric: str
+    mean: float
+    low: float
+    high: float
+    n: int
+    resamples: int
+    seed: int
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("a", "b", "metric", "mean", "low", "high", "n", "resamples", "seed")}
+
+
+def episode_scores(folder: str | Path, metric: str = "solve_f1") -> dict[str, tuple[str, float]]:
+    """`episode_id -> (scenario, score x100)` from an evaluation folder's `episodes.jsonl`."""
+    if metric not in METRIC_KEYS:
+        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRIC_KEYS)}")
+    path = Path(folder) / EPISODES_FILE
+    if not path.is_file():
+        raise ValueError(f"{path}: not found (an `ftrl eval` output folder has one)")
+    scores = {}
+    for line, row in iter_jsonl(path, allow_torn_tail=True):
+        try:
+            scores[str(row["episode_id"])] = (scenario_of(row), 100.0 * float(row["metrics"][METRIC_KEYS[metric]]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path}:{line}: field {error}: not an evaluation episode row") from None
+    return scores
+
+
+def paired_difference(
+    a: str | Path,
+    b: str | Path,
+    *,
+    metric: str = "solve_f1",
+    resamples: int = 10_000,
+    seed: int = 0,
+    level: float = 0.95,
+    labels: tuple[str, str] | None = None,
+) -> PairedDifference:
+    """Mean over scenarios of the per-environment difference `b - a`, with a stratified paired bootstrap interval.
+
+    Both folders must hold the same episodes (the same environment file evaluated twice); a mismatch is an error,
+    since pairing different items would make the interval meaningless.
+    """
+    scores_a, scores_b = episode_scores(a, metric), episode_scores(b, metric)
+    if scores_a.keys() != scores_b.keys():
+        only_a, only_b = sorted(scores_a.keys() - scores_b.keys()), sorted(scores_b.keys() - scores_a.keys())
+        raise ValueError(
+            f"{a} and {b} are not over the same environments (only in the first: {only_a[:5]}, "
+            f"only in the second: {only_b[:5]})"
+        )
+    if not scores_a:
+        raise ValueError(f"{a}: no episodes")
+    by_scenario: dict[str, list[float]] = {}
+    for episode, (scenario, score) in scores_a.items():
+        by_scenario.setdefault(scenario, []).append(scores_b[episode][1] - score)
+    rng = np.random.default_rng(seed)
+    point = float(np.mean([np.mean(d) for d in by_scenario.values()]))
+    draws = np.zeros(resamples)
+    for diffs in by_scenario.values():
+        values = np.asarray(diffs)
+        picks = rng.integers(0, len(values), size=(resamples, len(values)))
+        draws += values[picks].mean(axis=1)
+    draws /= len(by_scenario)
+    tail = (1 - level) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail])
+    name_a, name_b = labels or (Path(a).name, Path(b).name)
+    return PairedDifference(name_a, name_b, metric, point, float(low), float(high), len(scores_a), resamples, seed)
+
+
+def pairwise(folders: dict[str, str | Path], metric: str = "solve_f1", seed: int = 0) -> list[PairedDifference]:
+    """Every ordered pair (earlier, later) of the runs, in the order given."""
+    names = list(folders)
+    return [
+        paired_difference(folders[x], folders[y], metric=metric, seed=seed, labels=(x, y))
+        for i, x in enumerate(names)
+        for y in names[i + 1 :]
+    ]
+
+
+def difference_rows(differences: list[PairedDifference]) -> list[list[str]]:
+    """Header plus one row per pair: `b - a`, its interval, and whether the interval excludes 0."""
+    rows = [["comparison", "mean difference", "95% interval (paired bootstrap)", "n"]]
+    for d in differences:
+        verdict = "above 0" if d.low > 0 else "below 0" if d.high < 0 else "includes 0"
+        rows.append([f"{d.b} - {d.a}", f"{d.mean:+.1f}", f"[{d.low:+.1f}, {d.high:+.1f}] ({verdict})", str(d.n)])
+    return rows

@@ -1,0 +1,65 @@
+"""Paired bootstrap of two evaluations over the same environments (`ftrl.eval.paired`)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ftrl.eval.paired import paired_difference, pairwise
+
+
+def write_run(folder, scores):
+    """An evaluation folder whose episodes have these (scenario, Solve-F1) values, ids 0..n-1."""
+    folder.mkdir(parents=True)
+    rows = [
+        {"episode_id": str(i), "data_source": f"self/{scenario}",
+         "metrics": {"solve_f1": f1, "solve_precision": f1, "solve_rate": f1}}
+        for i, (scenario, f1) in enumerate(scores)
+    ]  # fmt: skip
+    (folder / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_constant_shift_gives_a_zero_width_interval_at_the_shift(tmp_path):
+    base = [("single_hop", 0.2), ("single_hop", 0.6), ("multi_hop", 0.1), ("multi_hop", 0.3)]
+    a = write_run(tmp_path / "a", base)
+    b = write_run(tmp_path / "b", [(s, f + 0.1) for s, f in base])
+    d = paired_difference(a, b)
+    assert d.mean == pytest.approx(10.0) and d.low == pytest.approx(10.0) and d.high == pytest.approx(10.0)
+    assert d.excludes_zero and d.n == 4
+
+
+def test_mean_is_over_scenarios_and_interval_covers_it(tmp_path):
+    # single_hop: +1 on one of 4 envs; multi_hop (2 envs): +0.5 each -> scenario means 0.25 and 0.5
+    a = write_run(tmp_path / "a", [("single_hop", 0.0)] * 4 + [("multi_hop", 0.0)] * 2)
+    b = write_run(tmp_path / "b", [("single_hop", 1.0)] + [("single_hop", 0.0)] * 3 + [("multi_hop", 0.5)] * 2)
+    d = paired_difference(a, b, seed=3)
+    assert d.mean == pytest.approx(100 * (0.25 + 0.5) / 2)
+    assert d.low < d.mean < d.high
+    assert d.low == pytest.approx(25.0)  # single_hop resamples with no +1 at all: (0 + 50) / 2
+    assert paired_difference(a, b, seed=3) == d  # fixed seed: the same interval every time
+
+
+def test_noise_without_effect_includes_zero(tmp_path):
+    rng = np.random.default_rng(0)
+    values = rng.uniform(size=48)
+    a = write_run(tmp_path / "a", [("single_hop", v) for v in values])
+    b = write_run(tmp_path / "b", [("single_hop", v) for v in rng.permutation(values)])
+    d = paired_difference(a, b)
+    assert d.mean == pytest.approx(0.0, abs=1e-9) and d.low < 0 < d.high and not d.excludes_zero
+
+
+def test_different_environments_are_refused(tmp_path):
+    a = write_run(tmp_path / "a", [("single_hop", 0.1)] * 3)
+    b = write_run(tmp_path / "b", [("single_hop", 0.1)] * 2)
+    with pytest.raises(ValueError, match="not over the same environments"):
+        paired_difference(a, b)
+    with pytest.raises(ValueError, match="episodes.jsonl: not found"):
+        paired_difference(a, tmp_path / "missing")
+
+
+def test_pairwise_orders_pairs_as_given(tmp_path):
+    runs = {name: write_run(tmp_path / name, [("single_hop", f)] * 2) for name, f in (("base", 0.0), ("sft", 0.5), ("rl", 0.7))}
+    pairs = pairwise(runs)
+    assert [(d.a, d.b) for d in pairs] == [("base", "sft"), ("base", "rl"), ("sft", "rl")]
+    assert [round(d.mean, 6) for d in pairs] == [50.0, 70.0, 20.0]
