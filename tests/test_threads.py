@@ -21,5 +21,9 @@ def test_user_settings_win(monkeypatch):
     assert (os.environ["OMP_NUM_THREADS"], os.environ["OMP_WAIT_POLICY"]) == ("7", "ACTIVE")
     monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.delenv("OMP_WAIT_POLICY")
-    configure_threads()
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and int(os.environ["OMP_NUM_THREADS"]) >= 1
+    configure_threads(cpus=2, load=0.9)  # one core busy: one thread, sleeping waiters
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["OMP_NUM_THREADS"] == "1"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    configure_threads(cpus=2, load=0.1)  # idle: both cores, OpenMP's own (spinning) wait policy
+    assert os.environ["OMP_NUM_THREADS"] == "2" and "OMP_WAIT_POLICY" not in os.environ

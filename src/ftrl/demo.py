@@ -48,7 +48,7 @@ class DemoConfig:
     sft_freeze_layers: int = 10
     #: RL runs in rounds, as the paper's iterations: each round collects states with the current policy from
     #: `rl_states_envs` training environments not used before (none of them in SFT), then trains `rl_steps`.
-    rl_rounds: int = 2
+    rl_rounds: int = 1
     rl_states_envs: int = 24
     rl_collect_temperature: float = 1.0
     rl_steps: int = 5
@@ -72,7 +72,7 @@ class DemoConfig:
     def long(cls, out: str = "runs/demo-long", model: str = "embedded") -> DemoConfig:
         """More RL (rounds and steps) for machines or budgets where 30 minutes is too tight: at most 90 minutes
         on a 2-core CPU."""
-        return cls(out=out, model=model, rl_rounds=3, rl_steps=8)
+        return cls(out=out, model=model, rl_rounds=3)
 
     @classmethod
     def profile(cls, name: str, model: str = "embedded") -> DemoConfig:
@@ -86,7 +86,7 @@ class DemoConfig:
     @classmethod
     def quick(cls, out: str = "runs/demo-quick", model: str = "embedded") -> DemoConfig:
         return cls(out=out, model=model, train_envs=16, test_envs=8, sft_envs=12, sft_epochs=1, rl_states_envs=2,
-                   rl_steps=1, rl_n=4, rl_batch_states=2, rl_gen_states=4, rl_freeze_layers=1, max_new_tokens=64,
+                   rl_rounds=2, rl_steps=1, rl_n=4, rl_batch_states=2, rl_gen_states=4, rl_freeze_layers=1, max_new_tokens=64,
                    sft_freeze_layers=1)  # fmt: skip
 
 
