@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -15,3 +17,19 @@ def bench_model(name: str) -> str:
     from ftrl.train.tiny import build_tiny_model
 
     return str(build_tiny_model(Path(tempfile.mkdtemp()) / "tiny", hidden=64))
+
+
+def demo_step_args(doc: str, extra: list[tuple[str, type, object]] = ()) -> argparse.Namespace:
+    """`--model`, `--data` (the demo's warm-started model and first RL round's states by default) and `--threads`
+    for the RL-step benchmarks, plus `extra` (name, type, default) options; exits when the files are missing."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="runs/demo/sft/model")
+    parser.add_argument("--data", default="runs/demo/rl/round_1/states.jsonl")
+    parser.add_argument("--threads", type=int, default=1)
+    for name, kind, default in extra:
+        parser.add_argument(name, type=kind, default=default)
+    args = parser.parse_args()
+    missing = [path for path in (args.data, f"{args.model}/config.json") if not os.path.exists(path)]
+    if missing:
+        raise SystemExit(f"missing {', '.join(missing)}: run `ftrl demo` first, or pass --model and --data")
+    return args

@@ -12,13 +12,13 @@ sampling, scoring (tool execution), the reference pass and the update (forward +
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
 import tempfile
 
 import torch
+from _common import demo_step_args
 
 from ftrl.train import trainer as trainer_module
 from ftrl.train.config import make_config
@@ -47,15 +47,7 @@ def run(model: str, data: str, steps: int, overrides: dict) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="runs/demo/sft/model")
-    parser.add_argument("--data", default="runs/demo/rl/round_1/states.jsonl")
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    missing = [path for path in (args.data, f"{args.model}/config.json") if not os.path.exists(path)]
-    if missing:
-        raise SystemExit(f"missing {', '.join(missing)}: run `ftrl demo` first, or pass --model and --data")
+    args = demo_step_args(__doc__, [("--steps", int, 2)])
     torch.set_num_threads(args.threads)
     rows = [("previous: 2 states x 8, KL reference, all layers", run(args.model, args.data, args.steps, PREVIOUS)),
             ("current: 8 x 8 sampled, 4 informative trained, no reference, layers 0-9 frozen",

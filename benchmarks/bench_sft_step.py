@@ -18,8 +18,8 @@ import torch
 from ftrl.env import read_envs
 from ftrl.rollout.models import resolve_model
 from ftrl.runtime import RuntimeConfig, ToolRuntime
-from ftrl.train.policy import load_policy
-from ftrl.train.sft import assistant_loss, freeze_bottom, gold_trajectory, tokenize_trajectory
+from ftrl.train.policy import freeze_bottom, load_policy
+from ftrl.train.sft import assistant_loss, gold_trajectory, tokenize_trajectory
 
 
 def step_seconds(model_path: str, variant: str, envs: list, steps: int) -> tuple[list[float], int]:

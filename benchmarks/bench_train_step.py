@@ -4,18 +4,18 @@ one prompt pass, `ftrl.train.policy.group_logprobs`) vs one response per micro-b
 Same model, states, seed and settings on both sides; sampling is identical, so the difference is the reference
 and update passes. Needs states and a model that calls tools, e.g. the demo's (`ftrl demo` writes both).
 
-    python benchmarks/bench_train_step.py [--model runs/demo/sft/model] [--data runs/demo/states.jsonl] [--threads 1]
+    python benchmarks/bench_train_step.py [--model runs/demo/sft/model] [--data runs/demo/rl/round_1/states.jsonl] [--threads 1]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import tempfile
 import time
 
 import torch
+from _common import demo_step_args
 
 from ftrl.train import trainer as trainer_module
 from ftrl.train.config import make_config
@@ -48,14 +48,7 @@ def timed_step(model: str, data: str, micro_batch: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="runs/demo/sft/model")
-    parser.add_argument("--data", default="runs/demo/states.jsonl")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    missing = [path for path in (args.data, f"{args.model}/config.json") if not os.path.exists(path)]
-    if missing:
-        raise SystemExit(f"missing {', '.join(missing)}: run `ftrl demo` first, or pass --model and --data")
+    args = demo_step_args(__doc__)
     torch.set_num_threads(args.threads)
     rows = [("one response per micro-batch (prompt re-run per response)", timed_step(args.model, args.data, 1)),
             ("8 per micro-batch (one prompt pass per state)", timed_step(args.model, args.data, 8))]  # fmt: skip

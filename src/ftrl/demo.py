@@ -244,15 +244,14 @@ def before_after_rows(summaries: dict[str, dict[str, Any]]) -> list[list[str]]:
 
 
 def report_markdown(rows: list[list[str]], differences: list[list[str]], settings: dict[str, Any]) -> str:
+    from ftrl.eval.summary import to_markdown
+
     lines = [
         "# ftrl demo: held-out Solve-F1 before and after training",
         "",
         "Test environments come from world domains never seen in training. Scores are x100 (Solve-F1 = 2q/(p+n)).",
         "",
-        "| " + " | ".join(rows[0]) + " |",
-        "|" + "---|" * len(rows[0]),
-        *("| " + " | ".join(row) + " |" for row in rows[1:]),
-        "",
+        to_markdown(rows),
         "## Paired differences",
         "",
         "Per-environment change of Solve-F1 between two stages, averaged like the headline (mean over scenarios);",
@@ -260,10 +259,7 @@ def report_markdown(rows: list[list[str]], differences: list[list[str]], setting
         "resamples, seed = the demo's seed). An interval above 0 means the later stage is better beyond this",
         "test set's noise.",
         "",
-        "| " + " | ".join(differences[0]) + " |",
-        "|" + "---|" * len(differences[0]),
-        *("| " + " | ".join(row) + " |" for row in differences[1:]),
-        "",
+        to_markdown(differences),
         "![before and after](report.png)",
         "",
         "## Settings and time per step (seconds)",
