@@ -79,7 +79,7 @@ def expectations(states: Path, export: Path, tokenizer_path: Path, work: Path) -
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
     envs = read_envs(states)
     oracle, hermes = OraclePolicy(envs), get_format("hermes")
-    gold = [hermes.render(oracle.generate([env.messages])[0]) for env in envs]
+    gold = [hermes.render(oracle.generate([env.messages], [env.tools])[0]) for env in envs]
     requests = [(row, text) for row in range(len(envs)) for text in [gold[row], *JUNK]]
     responses = work / f"{export.name}-responses.jsonl"
     responses.write_text("".join(json.dumps({"row": r, "response": t}) + "\n" for r, t in requests))
@@ -100,13 +100,13 @@ def expectations(states: Path, export: Path, tokenizer_path: Path, work: Path) -
                 outputs.append(out)
                 conversation += [message, *({"role": "tool", "content": text} for text in out)]
             contexts.append(ids_of(tokenizer, conversation, env.tools))
-            answer = hermes.render(oracle.generate([conversation])[0])
+            answer = hermes.render(oracle.generate([conversation], [env.tools])[0])
             episodes.append({"row": row, "turns": turns, "outputs": outputs, "solve_f1": score.solve_f1,
                              "prompt_ids": contexts[0], "contexts": contexts, "answer": answer})  # fmt: skip
     return {
         "prompt_ids": [tokenizer(render_prompt(tokenizer, env), add_special_tokens=False).input_ids for env in envs],
         "responses": [[{"text": t, "reward": s} for (r, t), s in zip(requests, scores) if r == row] for row in range(len(envs))],
-        "gold_calls": [len(oracle.generate([env.messages])[0]["tool_calls"] or []) for env in envs],
+        "gold_calls": [len(oracle.generate([env.messages], [env.tools])[0]["tool_calls"] or []) for env in envs],
         "episodes": episodes,
     }
 
@@ -117,7 +117,7 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> Path:
     invoke("build", "--backend", "procedural", "--n", "4", "--seed", "3", "--out", work / "envs.jsonl")
     invoke("sample", "--model", "oracle", "--envs", work / "envs.jsonl", "--out", work / "states.jsonl")
     exports = []
-    for name, (path, model_type) in tokenizers(work).items():
+    for name, (path, model_type) in tokenizers(work / "tokenizers").items():
         out = work / name
         invoke("export", "verl", "--data", work / "states.jsonl", "--out", out, "--model", path, "--multi-turn")
         exports.append({"name": name, "dir": str(out), "tokenizer": str(path), "model_type": model_type,
