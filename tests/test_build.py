@@ -23,7 +23,7 @@ from ftrl.runtime import RuntimeConfig, ToolRuntime
 
 @pytest.fixture(scope="module")
 def runtime():
-    with ToolRuntime(RuntimeConfig(timeout_s=1.0, workers=1)) as rt:
+    with ToolRuntime(RuntimeConfig(timeout_s=5.0, workers=1)) as rt:
         yield rt
 
 
