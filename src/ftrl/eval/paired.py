@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ftrl.eval.summary import scenario_of
+from ftrl.eval.summary import EPISODES_FILE, scenario_of
 from ftrl.jsonl import iter_jsonl
 
-EPISODES_FILE = "episodes.jsonl"
 METRIC_KEYS = {"solve_f1": "solve_f1", "solve_p": "solve_precision", "solve_r": "solve_rate"}
 
 

@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ftrl.eval.paired import EPISODES_FILE, difference_rows, pairwise
-from ftrl.eval.summary import METRICS, to_markdown
+from ftrl.eval.paired import difference_rows, pairwise
+from ftrl.eval.summary import EPISODES_FILE, METRICS, to_markdown
 
 TITLES = {"solve_p": "Solve-P", "solve_r": "Solve-R", "solve_f1": "Solve-F1"}
 

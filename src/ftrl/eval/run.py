@@ -22,13 +22,11 @@ from rich.progress import (
 )
 
 from ftrl.env.domains import load_source
-from ftrl.eval.summary import summarize, table_rows, to_markdown, to_rich
+from ftrl.eval.summary import EPISODES_FILE, summarize, table_rows, to_markdown, to_rich
 from ftrl.jsonl import JsonlAppender, iter_jsonl
 from ftrl.rollout.engine import RolloutConfig, run_rollouts
 from ftrl.rollout.policy import Policy, PolicySpec, load_policy
 from ftrl.runtime import RuntimeConfig, ToolRuntime
-
-EPISODES_FILE = "episodes.jsonl"
 
 
 def evaluate(

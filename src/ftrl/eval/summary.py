@@ -14,6 +14,9 @@ from rich.table import Table
 
 from ftrl.env.record import SCENARIOS
 
+#: Where `ftrl eval` writes its episodes, one JSON row each (read back by summaries and paired comparisons).
+EPISODES_FILE = "episodes.jsonl"
+
 METRICS = (
     ("solve_p", "solve_precision"),
     ("solve_r", "solve_rate"),
