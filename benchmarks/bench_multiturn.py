@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import torch
-from _common import MODEL_HELP, bench_model
 
+from _common import MODEL_HELP, bench_model
 from ftrl.eval.benchmarks.taubench import load_taubench, run_taubench
 from ftrl.rollout.hf import HFConfig, HFPolicy
 from ftrl.runtime import RuntimeConfig, ToolRuntime
@@ -32,12 +32,17 @@ def measure(agent: HFPolicy, user: HFPolicy, tasks, source, max_turns: int, in_f
     before = agent.stats.completion_tokens + user.stats.completion_tokens
     began = time.perf_counter()
     with ToolRuntime(RuntimeConfig(workers=1)) as runtime:
-        summary = run_taubench(source, tasks, agent, user, tempfile.mkdtemp(), runtime, max_turns=max_turns,
-                               in_flight=in_flight)  # fmt: skip
+        summary = run_taubench(
+            source, tasks, agent, user, tempfile.mkdtemp(), runtime, max_turns=max_turns, in_flight=in_flight
+        )
     seconds = time.perf_counter() - began
     tokens = agent.stats.completion_tokens + user.stats.completion_tokens - before
-    return {"seconds": seconds, "tokens": tokens, "tok_s": tokens / seconds,
-            "pass1": summary["pass_hat_k"]["1"]["overall"]}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "tokens": tokens,
+        "tok_s": tokens / seconds,
+        "pass1": summary["pass_hat_k"]["1"]["overall"],
+    }
 
 
 def main() -> None:
@@ -58,18 +63,24 @@ def main() -> None:
     user = HFPolicy(agent.model, agent.tokenizer, config)  # same weights, its own conversation caches
     rows = [
         ("one conversation at a time (before)", measure(agent, user, tasks, source, args.max_turns, 1)),
-        (f"{args.in_flight} in flight, batched rounds (`play_together`)",
-         measure(agent, user, tasks, source, args.max_turns, args.in_flight)),
-    ]  # fmt: skip
+        (
+            f"{args.in_flight} in flight, batched rounds (`play_together`)",
+            measure(agent, user, tasks, source, args.max_turns, args.in_flight),
+        ),
+    ]
     base = rows[0][1]["tok_s"]
-    print(f"model {args.model}, {len(tasks)} tau-bench tasks, max_turns {args.max_turns}, max_new_tokens "
-          f"{args.max_new_tokens}, threads {args.threads}; {platform.machine()}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(
+        f"model {args.model}, {len(tasks)} tau-bench tasks, max_turns {args.max_turns}, max_new_tokens "
+        f"{args.max_new_tokens}, threads {args.threads}; {platform.machine()}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     print("| approach | generated tokens | seconds | tokens/s | vs one at a time | pass^1 |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, row in rows:
-        print(f"| {name} | {row['tokens']} | {row['seconds']:.1f} | {row['tok_s']:.1f} | {row['tok_s'] / base:.1f}x "
-              f"| {row['pass1']:.1f} |")  # fmt: skip
+        print(
+            f"| {name} | {row['tokens']} | {row['seconds']:.1f} | {row['tok_s']:.1f} | {row['tok_s'] / base:.1f}x "
+            f"| {row['pass1']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -18,21 +18,39 @@ import statistics
 import tempfile
 
 import torch
-from _common import demo_step_args
 
+from _common import demo_step_args
 from ftrl.train import trainer as trainer_module
 from ftrl.train.config import make_config
 
 PREVIOUS = {"batch_states": 2, "mini_batch_states": 2, "temperature": 0.7, "kl_coef": 0.001, "lr": 5e-6}
-CURRENT = {"batch_states": 4, "mini_batch_states": 4, "gen_batch_states": 8, "filter_groups": True,
-           "temperature": 1.0, "kl_coef": 0.0, "freeze_layers": 10, "lr": 1e-5}  # fmt: skip
+CURRENT = {
+    "batch_states": 4,
+    "mini_batch_states": 4,
+    "gen_batch_states": 8,
+    "filter_groups": True,
+    "temperature": 1.0,
+    "kl_coef": 0.0,
+    "freeze_layers": 10,
+    "lr": 1e-5,
+}
 PHASES = ("seconds_sample", "seconds_score", "seconds_reference", "seconds_update")
 
 
 def run(model: str, data: str, steps: int, overrides: dict) -> dict[str, float]:
     """Median per-step numbers over `steps` steps (the first step included: nothing is cached across steps)."""
-    config = make_config("cpu", model=model, data=data, out=tempfile.mkdtemp(), steps=steps, n=8,
-                         max_new_tokens=96, max_prompt_tokens=4096, seed=0, **overrides)  # fmt: skip
+    config = make_config(
+        "cpu",
+        model=model,
+        data=data,
+        out=tempfile.mkdtemp(),
+        steps=steps,
+        n=8,
+        max_new_tokens=96,
+        max_prompt_tokens=4096,
+        seed=0,
+        **overrides,
+    )
     torch.manual_seed(0)
     trainer = trainer_module.Trainer(config)
     runtime, bind = trainer_module.runtime_scorer(config)
@@ -49,18 +67,26 @@ def run(model: str, data: str, steps: int, overrides: dict) -> dict[str, float]:
 def main() -> None:
     args = demo_step_args(__doc__, [("--steps", int, 2)])
     torch.set_num_threads(args.threads)
-    rows = [("previous: 2 states x 8, KL reference, all layers", run(args.model, args.data, args.steps, PREVIOUS)),
-            ("current: 8 x 8 sampled, 4 informative trained, no reference, layers 0-9 frozen",
-             run(args.model, args.data, args.steps, CURRENT))]  # fmt: skip
+    rows = [
+        ("previous: 2 states x 8, KL reference, all layers", run(args.model, args.data, args.steps, PREVIOUS)),
+        (
+            "current: 8 x 8 sampled, 4 informative trained, no reference, layers 0-9 frozen",
+            run(args.model, args.data, args.steps, CURRENT),
+        ),
+    ]
     base = rows[0][1]["turns_per_s"]
-    print(f"{args.model} on {args.data}, {args.steps} steps each, threads {args.threads}; {platform.machine()}, "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(
+        f"{args.model} on {args.data}, {args.steps} steps each, threads {args.threads}; {platform.machine()}, "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
+    )
     print("| step | sampled turns | step s | sampling s | scoring s | reference s | update s | turns/s | vs previous |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in rows:
-        print(f"| {name} | {r['sampled_turns']:.0f} | {r['seconds']:.1f} | {r['seconds_sample']:.1f} | "
-              f"{r['seconds_score']:.1f} | {r['seconds_reference']:.1f} | {r['seconds_update']:.1f} | "
-              f"{r['turns_per_s']:.2f} | {r['turns_per_s'] / base:.2f}x |")
+        print(
+            f"| {name} | {r['sampled_turns']:.0f} | {r['seconds']:.1f} | {r['seconds_sample']:.1f} | "
+            f"{r['seconds_score']:.1f} | {r['seconds_reference']:.1f} | {r['seconds_update']:.1f} | "
+            f"{r['turns_per_s']:.2f} | {r['turns_per_s'] / base:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 
 import torch
-from _common import MODEL_HELP, bench_model
 
+from _common import MODEL_HELP, bench_model
 from ftrl.env.domains import load_source
 from ftrl.rollout import RolloutConfig, run_rollouts
 from ftrl.rollout.hf import HFConfig, HFPolicy
@@ -136,14 +136,16 @@ def main() -> None:
             measure(ours, jobs, args.max_turns, args.batch_size, continuous=False),
         ),
         (
-            f"ftrl (default): the same with continuous batching (an episode's next turn joins the running batch)",
+            "ftrl (default): the same with continuous batching (an episode's next turn joins the running batch)",
             measure(ours, jobs, args.max_turns, args.batch_size),
         ),
     ]
     base = rows[0][1]["tok_s"]
-    print(f"model {args.model}, {len(jobs)} episodes ({args.limit} envs x {args.n_per_env}), max_turns {args.max_turns}, "
-          f"max_new_tokens {args.max_new_tokens}, temperature {args.temperature}, threads {args.threads}; "
-          f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(
+        f"model {args.model}, {len(jobs)} episodes ({args.limit} envs x {args.n_per_env}), max_turns {args.max_turns}, "
+        f"max_new_tokens {args.max_new_tokens}, temperature {args.temperature}, threads {args.threads}; "
+        f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
+    )
     print("| approach | generated tokens | turns | seconds | tokens/s | vs reference |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, row in rows:

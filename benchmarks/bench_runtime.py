@@ -91,7 +91,9 @@ def run_sequential(runtime: ToolRuntime, codes, dbs, tasks) -> tuple[list[str], 
 
 def run_batched(runtime: ToolRuntime, codes, dbs, tasks) -> list[str]:
     episodes = [runtime.episode(codes[domain], dbs[domain], state_key=domain) for domain, _ in tasks]
-    requests = [(episode, name, args) for episode, (_, calls) in zip(episodes, tasks) for name, args in calls]
+    requests = [
+        (episode, name, args) for episode, (_, calls) in zip(episodes, tasks, strict=False) for name, args in calls
+    ]
     outputs = runtime.call_batch(requests)
     for episode in episodes:
         episode.close()
@@ -116,7 +118,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared/data/tau-bench")
+    parser.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared/data/tau-bench"
+    )
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     codes, dbs, tasks = load(args.data)

@@ -58,7 +58,9 @@ def main() -> None:
     print("|---|---:|---|---:|---:|")
     for variant, times, tokens in rows:
         median = statistics.median(times)
-        print(f"| {variant} | {tokens} | {', '.join(f'{t:.1f}' for t in times)} | {median:.1f} | {base / median:.2f}x |")
+        print(
+            f"| {variant} | {tokens} | {', '.join(f'{t:.1f}' for t in times)} | {median:.1f} | {base / median:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

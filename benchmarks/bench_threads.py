@@ -59,8 +59,13 @@ print(json.dumps({"rate": passes / (time.perf_counter() - began), "threads": tor
 def measure(setting: dict, seconds: float) -> dict:
     inherited = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     env = {**inherited, **setting["env"]}
-    result = subprocess.run([sys.executable, "-c", WORKLOAD, str(setting["threads"]), str(seconds)], env=env,
-                            capture_output=True, text=True, check=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", WORKLOAD, str(setting["threads"]), str(seconds)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -85,7 +90,9 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for label, (quiet, busy, load) in rows.items():
         slowdown = quiet["rate"] / busy["rate"] if busy["rate"] else float("inf")
-        print(f"| {label} | {quiet['threads']} | {quiet['rate']:.2f} | {busy['rate']:.2f} | {slowdown:.1f}x | {load:.1f} |")
+        print(
+            f"| {label} | {quiet['threads']} | {quiet['rate']:.2f} | {busy['rate']:.2f} | {slowdown:.1f}x | {load:.1f} |"
+        )
 
 
 if __name__ == "__main__":

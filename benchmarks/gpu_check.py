@@ -57,9 +57,16 @@ def timed_eval(device: str, envs: Path, out: Path, limit: int | None) -> dict[st
     seconds = time.perf_counter() - started
     episodes = len((out / "episodes.jsonl").read_text().splitlines())
     tokens = policy.stats.completion_tokens
-    return {"device": device, "dtype": str(policy.model.dtype).removeprefix("torch."), "episodes": episodes,
-            "seconds": round(seconds, 1), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1),
-            "prompt_tokens": policy.stats.prompt_tokens, "solve_f1": summary["solve_f1"]}  # fmt: skip
+    return {
+        "device": device,
+        "dtype": str(policy.model.dtype).removeprefix("torch."),
+        "episodes": episodes,
+        "seconds": round(seconds, 1),
+        "tokens": tokens,
+        "tokens_per_s": round(tokens / seconds, 1),
+        "prompt_tokens": policy.stats.prompt_tokens,
+        "solve_f1": summary["solve_f1"],
+    }
 
 
 def timed_train(device: str, states: Path, out: Path, steps: int) -> dict[str, Any]:
@@ -68,8 +75,18 @@ def timed_train(device: str, states: Path, out: Path, steps: int) -> dict[str, A
     from ftrl.train.trainer import train
 
     shutil.rmtree(out, ignore_errors=True)  # training resumes from checkpoints: start from nothing
-    config = make_config("cpu", model="embedded", data=str(states), out=str(out), steps=steps, lr=5e-6,
-                         max_new_tokens=96, max_prompt_tokens=4096, save_every=1000, device=device)  # fmt: skip
+    config = make_config(
+        "cpu",
+        model="embedded",
+        data=str(states),
+        out=str(out),
+        steps=steps,
+        lr=5e-6,
+        max_new_tokens=96,
+        max_prompt_tokens=4096,
+        save_every=1000,
+        device=device,
+    )
     sync(device)
     started = time.perf_counter()
     train(config)
@@ -78,9 +95,15 @@ def timed_train(device: str, states: Path, out: Path, steps: int) -> dict[str, A
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     tokens = sum(row["response_len"] * config.n * config.batch_states for row in rows)
     step_seconds = sum(row["seconds"] for row in rows)
-    return {"device": device, "steps": len(rows), "seconds": round(seconds, 1), "step_seconds": round(step_seconds, 1),
-            "tokens": int(tokens), "tokens_per_s": round(tokens / step_seconds, 1),
-            "reward_mean": [round(row["reward_mean"], 3) for row in rows]}  # fmt: skip
+    return {
+        "device": device,
+        "steps": len(rows),
+        "seconds": round(seconds, 1),
+        "step_seconds": round(step_seconds, 1),
+        "tokens": int(tokens),
+        "tokens_per_s": round(tokens / step_seconds, 1),
+        "reward_mean": [round(row["reward_mean"], 3) for row in rows],
+    }
 
 
 def main() -> None:
@@ -96,7 +119,10 @@ def main() -> None:
         raise SystemExit(f"torch {torch.__version__} sees no CUDA device (built for CUDA {torch.version.cuda})")
     args.out.mkdir(parents=True, exist_ok=True)
     envs, states = build(args.out)
-    results: dict[str, Any] = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name() if "cuda" in devices else None}
+    results: dict[str, Any] = {
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name() if "cuda" in devices else None,
+    }
     for device in devices:
         limit = None if device == "cuda" else args.cpu_envs
         steps = args.gpu_steps if device == "cuda" else args.cpu_steps
@@ -104,13 +130,19 @@ def main() -> None:
         results[f"train_{device}"] = timed_train(device, states, args.out / f"train_{device}", steps)
     if {"cuda", "cpu"} <= set(devices):
         for kind in ("eval", "train"):
-            results[f"{kind}_speedup"] = round(results[f"{kind}_cuda"]["tokens_per_s"] / results[f"{kind}_cpu"]["tokens_per_s"], 1)
+            results[f"{kind}_speedup"] = round(
+                results[f"{kind}_cuda"]["tokens_per_s"] / results[f"{kind}_cpu"]["tokens_per_s"], 1
+            )
     (args.out / "gpu_check.json").write_text(json.dumps(results, indent=2))
     lines = ["| run | device | dtype | work | seconds | generated tokens/s |", "|---|---|---|---|---:|---:|"]
     for device in devices:
         ev, tr = results[f"eval_{device}"], results[f"train_{device}"]
-        lines.append(f"| eval | {device} | {ev['dtype']} | {ev['episodes']} episodes | {ev['seconds']} | {ev['tokens_per_s']} |")
-        lines.append(f"| GRPO | {device} | float32 | {tr['steps']} steps | {tr['step_seconds']} | {tr['tokens_per_s']} |")
+        lines.append(
+            f"| eval | {device} | {ev['dtype']} | {ev['episodes']} episodes | {ev['seconds']} | {ev['tokens_per_s']} |"
+        )
+        lines.append(
+            f"| GRPO | {device} | float32 | {tr['steps']} steps | {tr['step_seconds']} | {tr['tokens_per_s']} |"
+        )
     text = "\n".join(lines) + "\n"
     if "eval_speedup" in results:
         text += f"\nGPU vs CPU, generated tokens/s: eval {results['eval_speedup']}x, GRPO {results['train_speedup']}x\n"

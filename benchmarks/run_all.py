@@ -1,6 +1,6 @@
 """Run every benchmark in this folder, one after another; each writes its own section of RESULTS.md.
 
-    python benchmarks/run_all.py [--only runtime,build,...]
+python benchmarks/run_all.py [--only runtime,build,...]
 """
 
 from __future__ import annotations

@@ -40,8 +40,15 @@ EMBED = "model.embed_tokens.weight"
 
 
 def _config(**overrides: object) -> transformers.LlamaConfig:
-    settings = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2,
-                "num_key_value_heads": 1, "vocab_size": 64, "tie_word_embeddings": True}
+    settings = {
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "vocab_size": 64,
+        "tie_word_embeddings": True,
+    }
     return transformers.LlamaConfig(**{**settings, **overrides})
 
 
@@ -70,6 +77,7 @@ def _add(values: dict[str, float]) -> Callable[[dict], None]:
     def change(tensors: dict) -> None:
         for name, amount in values.items():
             tensors[name] += amount
+
     return change
 
 
@@ -206,52 +214,61 @@ def test_adapter_only_directory_explained(base: Path, tmp_path: Path) -> None:
 # --- names and SPECs ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "layer", "kind"), [
-    ("model.layers.12.self_attn.q_proj.weight", 12, "attn.q"),
-    ("model.layers.0.mlp.gate_proj.weight", 0, "mlp.gate"),
-    ("model.layers.0.post_attention_layernorm.weight", 0, "norm.post_attention"),
-    ("model.norm.weight", None, "norm.final"),
-    ("transformer.h.3.attn.c_attn.bias", 3, "attn.qkv"),
-    ("transformer.h.3.attn.c_proj.weight", 3, "attn.o"),
-    ("transformer.h.3.mlp.c_fc.weight", 3, "mlp.up"),
-    ("transformer.h.3.mlp.c_proj.weight", 3, "mlp.down"),
-    ("transformer.h.3.ln_1.weight", 3, "norm.input"),
-    ("transformer.wte.weight", None, "embed"),
-    ("transformer.ln_f.bias", None, "norm.final"),
-    ("gpt_neox.layers.1.mlp.dense_4h_to_h.weight", 1, "mlp.down"),
-    ("model.layers.1.block_sparse_moe.experts.7.w1.weight", 1, "mlp.gate"),
-    ("lm_head.weight", None, "head"),
-    ("model.visual.blocks.0.attn.qkv.weight", None, "other"),
-    ("something.else", None, "other"),
-])
+@pytest.mark.parametrize(
+    ("name", "layer", "kind"),
+    [
+        ("model.layers.12.self_attn.q_proj.weight", 12, "attn.q"),
+        ("model.layers.0.mlp.gate_proj.weight", 0, "mlp.gate"),
+        ("model.layers.0.post_attention_layernorm.weight", 0, "norm.post_attention"),
+        ("model.norm.weight", None, "norm.final"),
+        ("transformer.h.3.attn.c_attn.bias", 3, "attn.qkv"),
+        ("transformer.h.3.attn.c_proj.weight", 3, "attn.o"),
+        ("transformer.h.3.mlp.c_fc.weight", 3, "mlp.up"),
+        ("transformer.h.3.mlp.c_proj.weight", 3, "mlp.down"),
+        ("transformer.h.3.ln_1.weight", 3, "norm.input"),
+        ("transformer.wte.weight", None, "embed"),
+        ("transformer.ln_f.bias", None, "norm.final"),
+        ("gpt_neox.layers.1.mlp.dense_4h_to_h.weight", 1, "mlp.down"),
+        ("model.layers.1.block_sparse_moe.experts.7.w1.weight", 1, "mlp.gate"),
+        ("lm_head.weight", None, "head"),
+        ("model.visual.blocks.0.attn.qkv.weight", None, "other"),
+        ("something.else", None, "other"),
+    ],
+)
 def test_parse_name(name: str, layer: int | None, kind: str) -> None:
     assert parse_name(name) == ParamKey(layer, kind)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("mlp@0-2", [("mlp", {0, 1, 2})]),
-    ("attn@all", [("attn", None)]),
-    ("layers@0-5", [("layers", {0, 1, 2, 3, 4, 5})]),
-    ("mlp.down@[0,2],norm", [("mlp.down", {0, 2}), ("norm", None)]),
-    ("mlp@0,2-3,attn@5", [("mlp", {0, 2, 3}), ("attn", {5})]),
-    (" MLP @ 1 ", [("mlp", {1})]),
-    ("embed", [("embed", None)]),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mlp@0-2", [("mlp", {0, 1, 2})]),
+        ("attn@all", [("attn", None)]),
+        ("layers@0-5", [("layers", {0, 1, 2, 3, 4, 5})]),
+        ("mlp.down@[0,2],norm", [("mlp.down", {0, 2}), ("norm", None)]),
+        ("mlp@0,2-3,attn@5", [("mlp", {0, 2, 3}), ("attn", {5})]),
+        (" MLP @ 1 ", [("mlp", {1})]),
+        ("embed", [("embed", None)]),
+    ],
+)
 def test_parse_spec(text: str, expected: list) -> None:
     selectors = parse_spec(text).selectors
     assert [(item.module, None if item.layers is None else set(item.layers)) for item in selectors] == expected
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("", "empty SPEC"),
-    ("mlpp@1", "unknown module 'mlpp'"),
-    ("mlp@", "nothing after '@'"),
-    ("mlp@3-1", "runs backwards"),
-    ("mlp@[0,2", "unbalanced brackets"),
-    ("mlp@x", "bad layers 'x'"),
-    ("mlp,,attn", "empty item"),
-    ("embed@2", "outside the decoder layers"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty SPEC"),
+        ("mlpp@1", "unknown module 'mlpp'"),
+        ("mlp@", "nothing after '@'"),
+        ("mlp@3-1", "runs backwards"),
+        ("mlp@[0,2", "unbalanced brackets"),
+        ("mlp@x", "bad layers 'x'"),
+        ("mlp,,attn", "empty item"),
+        ("embed@2", "outside the decoder layers"),
+    ],
+)
 def test_parse_spec_errors(text: str, message: str) -> None:
     with pytest.raises(SpecError, match=message):
         parse_spec(text)
@@ -272,6 +289,7 @@ def test_spec_selection_rules() -> None:
 @pytest.fixture(scope="module")
 def shifted(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tuned = base + 1 in every tensor, so each output tensor shows which side it came from."""
+
     def shift(tensors: dict) -> None:
         for tensor in tensors.values():
             tensor += 1.0
@@ -375,8 +393,10 @@ def test_sweep_orchestration(base: Path, shifted: Path, tmp_path: Path) -> None:
 
     calls.clear()
     shutil.rmtree(sweep / "runs" / "attn@1")
-    assert [row.solve_f1 for row in run_sweep(base, shifted, tmp_path / "envs.jsonl", sweep, limit=4,
-                                              evaluator=fake_evaluator)] == pytest.approx(expected)
+    assert [
+        row.solve_f1
+        for row in run_sweep(base, shifted, tmp_path / "envs.jsonl", sweep, limit=4, evaluator=fake_evaluator)
+    ] == pytest.approx(expected)
     assert calls == ["attn@1"]  # every other point was resumed from its summary
 
 
@@ -386,12 +406,41 @@ def test_cli_restore_reports_bad_spec(base: Path, shifted: Path, tmp_path: Path)
     from ftrl.cli import app
 
     runner = CliRunner()
-    bad = runner.invoke(app, ["analyze", "restore", "--base", str(base), "--tuned", str(shifted), "--keep", "mlp@9",
-                              "--out", str(tmp_path / "out")])
+    bad = runner.invoke(
+        app,
+        [
+            "analyze",
+            "restore",
+            "--base",
+            str(base),
+            "--tuned",
+            str(shifted),
+            "--keep",
+            "mlp@9",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert bad.exit_code == 2 and "out of range" in bad.output
-    both = runner.invoke(app, ["analyze", "restore", "--base", str(base), "--tuned", str(shifted), "--keep", "mlp",
-                               "--revert", "attn", "--out", str(tmp_path / "out")])
+    both = runner.invoke(
+        app,
+        [
+            "analyze",
+            "restore",
+            "--base",
+            str(base),
+            "--tuned",
+            str(shifted),
+            "--keep",
+            "mlp",
+            "--revert",
+            "attn",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert both.exit_code == 2
-    good = runner.invoke(app, ["analyze", "params", "--base", str(base), "--tuned", str(shifted),
-                               "--out", str(tmp_path / "p")])
+    good = runner.invoke(
+        app, ["analyze", "params", "--base", str(base), "--tuned", str(shifted), "--out", str(tmp_path / "p")]
+    )
     assert good.exit_code == 0 and (tmp_path / "p" / "params.csv").exists()

@@ -45,9 +45,17 @@ class FakeServer(BaseHTTPRequestHandler):
         messages = body["messages"]
         if "tools" in body and not any(m["role"] == "tool" for m in messages):
             # arguments as a dict (some servers do that); the policy must turn them into a JSON string
-            message = {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function",
-                 "function": {"name": "birth_year", "arguments": {"name": "Ada Lovelace"}}}]}
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "birth_year", "arguments": {"name": "Ada Lovelace"}},
+                    }
+                ],
+            }
         elif "tools" in body:
             message = {"role": "assistant", "content": f"<answer>{messages[-1]['content']}</answer>"}
         else:
@@ -93,7 +101,18 @@ def test_toolhop_through_an_openai_endpoint(server, tmp_path, monkeypatch):
     data = tmp_path / "toolhop.jsonl"
     data.write_text(json.dumps(ROW) + "\n")
     out = tmp_path / "out"
-    arguments = ["bench", "toolhop", "--model", "served-model", "--base-url", server, "--data", str(data), "--out", str(out)]
+    arguments = [
+        "bench",
+        "toolhop",
+        "--model",
+        "served-model",
+        "--base-url",
+        server,
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+    ]
     result = CliRunner().invoke(app, arguments)
     assert result.exit_code == 0, result.output
 
@@ -136,8 +155,13 @@ class ScriptedServer(BaseHTTPRequestHandler):
             self.send_error(500, "too many requests")
             return
         message = {"role": "assistant", "content": ScriptedServer.answer(body)}
-        send_json(self, {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                         "usage": {"prompt_tokens": 10, "completion_tokens": 3}})  # fmt: skip
+        send_json(
+            self,
+            {
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 3},
+            },
+        )
 
     def log_message(self, *args: object) -> None:
         pass
@@ -151,7 +175,6 @@ def scripted() -> Iterator[str]:
 
 def test_rotbench_through_an_openai_endpoint(scripted, tmp_path):
     from conftest import shared_path
-
     from ftrl.eval.benchmarks.rotbench import load_rotbench
 
     data = shared_path("rotbench")
@@ -162,8 +185,20 @@ def test_rotbench_through_an_openai_endpoint(scripted, tmp_path):
         lambda body: gold[clean_last] if body["messages"][-1]["content"] == clean_last else "Thought: no idea"
     )
     out = tmp_path / "rot"
-    args = ["bench", "rotbench", "--model", "served", "--base-url", scripted, "--data", str(data), "--out", str(out),
-            "--limit", "1"]  # fmt: skip
+    args = [
+        "bench",
+        "rotbench",
+        "--model",
+        "served",
+        "--base-url",
+        scripted,
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--limit",
+        "1",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert len(ScriptedServer.requests) == 5  # one item per noise level, one request each
@@ -183,8 +218,22 @@ def test_taubench_agent_and_user_through_an_openai_endpoint(scripted, tmp_path):
 
     ScriptedServer.answer = staticmethod(answer)
     out = tmp_path / "tau"
-    args = ["bench", "taubench", "--model", "agent", "--user-model", "user", "--base-url", scripted,
-            "--data", str(shared_path("tau-bench")), "--out", str(out), "--limit", "2"]  # fmt: skip
+    args = [
+        "bench",
+        "taubench",
+        "--model",
+        "agent",
+        "--user-model",
+        "user",
+        "--base-url",
+        scripted,
+        "--data",
+        str(shared_path("tau-bench")),
+        "--out",
+        str(out),
+        "--limit",
+        "2",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     agent = [body for body in ScriptedServer.requests if body["model"] == "agent"]

@@ -124,7 +124,7 @@ def test_extract_code_prefers_fenced_block():
 
 HUMANEVAL = {
     "task_id": "HumanEval/0",
-    "prompt": "from typing import List\n\n\ndef add(a: int, b: int) -> int:\n    \"\"\"Add two numbers.\"\"\"\n",
+    "prompt": 'from typing import List\n\n\ndef add(a: int, b: int) -> int:\n    """Add two numbers."""\n',
     "canonical_solution": "    return a + b\n",
     "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n",
     "entry_point": "add",
@@ -207,8 +207,17 @@ def test_code_tasks_refuse_to_run_without_runtime(tmp_path):
 def test_lm_eval_command():
     command = lm_eval_command("/models/tuned", ["mmlu", "gsm8k"], "/out", batch_size=4)
     assert command == [
-        "lm_eval", "--model", "hf", "--model_args", "pretrained=/models/tuned", "--tasks", "mmlu,gsm8k",
-        "--batch_size", "4", "--output_path", "/out",
+        "lm_eval",
+        "--model",
+        "hf",
+        "--model_args",
+        "pretrained=/models/tuned",
+        "--tasks",
+        "mmlu,gsm8k",
+        "--batch_size",
+        "4",
+        "--output_path",
+        "/out",
     ]
     assert lm_eval_command("m", ["humaneval"], "/o")[-1] == "--confirm_run_unsafe_code"
 

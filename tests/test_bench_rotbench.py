@@ -46,9 +46,9 @@ def scores(ts: float, pi: float, cf: float) -> dict[str, float]:
         # FTRL compares the multiset of values only, so swapped values still fill content correctly
         (answer("stcudorPthgilf", {"destination": "Sydney", "origin": "Los Angeles"}), scores(1, 1, 1)),
         # the second acceptable answer
-        ("Thought: easy\nAction: search\nAction Input: {\"q\": \"x\"}\n", scores(1, 1, 1)),
+        ('Thought: easy\nAction: search\nAction Input: {"q": "x"}\n', scores(1, 1, 1)),
         ("Action: search\nAction Input: not json", scores(0, 0, 0)),
-        ("Action: search\nAction Input: [\"x\"]", scores(0, 0, 0)),
+        ('Action: search\nAction Input: ["x"]', scores(0, 0, 0)),
         ("I would search for x.", scores(0, 0, 0)),
     ],
 )
@@ -93,7 +93,7 @@ def test_native_row_conversion():
             {"from": "user", "value": "hi"},
             {"from": "assistant", "value": "Thought:\nAction: a\nAction Input: {}"},
             {"from": "function", "value": "result"},
-            {"from": "assistant", "value": ["Thought:\nAction: fin\nAction Input: {\"answer\": \"x\"}"]},
+            {"from": "assistant", "value": ['Thought:\nAction: fin\nAction Input: {"answer": "x"}']},
         ],
         "scenario": "TG",
     }

@@ -26,6 +26,7 @@ def sample_items() -> list[ToolHopItem]:
         pytest.skip(f"shared ToolHop sample not found at {SAMPLE}")
     return load_toolhop(SAMPLE)
 
+
 CODE = "def lookup(name):\n    return {'Ada': 'Ada Lovelace, born 1815'}.get(name, 'unknown')\n\nprint(lookup('Ada'))\n"
 ITEM = ToolHopItem(
     id="q1",
@@ -105,7 +106,9 @@ def test_answer_with_parts_needs_every_part():
 
 
 def test_functions_keyed_by_def_name_later_wins():
-    codes = functions_to_codes(["def a(x):\n    return 1\n", "import math\ndef b():\n    return 2\n", "def a():\n    return 3\n"])
+    codes = functions_to_codes(
+        ["def a(x):\n    return 1\n", "import math\ndef b():\n    return 2\n", "def a():\n    return 3\n"]
+    )
     assert sorted(codes) == ["a", "b"]
     assert codes["a"].endswith("return 3\n")
 
@@ -119,10 +122,12 @@ def test_sample_items_load():
 
 
 def test_last_tool_output_path_through_runtime(runtime, tmp_path):
-    agent = Scripted([
-        {"role": "assistant", "content": "", "tool_calls": [call("lookup", {"name": "Ada"})]},
-        text("She was born long ago."),
-    ])
+    agent = Scripted(
+        [
+            {"role": "assistant", "content": "", "tool_calls": [call("lookup", {"name": "Ada"})]},
+            text("She was born long ago."),
+        ]
+    )
     summary = run_toolhop([ITEM], agent, tmp_path, runtime, scenarios=["Free"])
     row = json.loads((tmp_path / "results.jsonl").read_text())
     assert row["messages"][2] == {"role": "tool", "content": "Ada Lovelace, born 1815", "tool_call_id": "c0"}
@@ -171,8 +176,13 @@ def test_oracle_on_sample_scores_full_marks(runtime, tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- data shapes
 
-RAW = {"id": "r1", "question": "When was Ada born?", "answer": "1815", "functions": [CODE],
-       "tools": {"Who is Ada?": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}}
+RAW = {
+    "id": "r1",
+    "question": "When was Ada born?",
+    "answer": "1815",
+    "functions": [CODE],
+    "tools": {"Who is Ada?": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}},
+}
 GOLD_SHAPES = {
     "openai-dict": [{"type": "function", "function": {"name": "lookup", "arguments": '{"name": "Ada"}'}}],
     "name-arguments-dict": [{"name": "lookup", "arguments": {"name": "Ada"}}],
@@ -204,8 +214,10 @@ def test_public_shapes_load_and_the_oracle_replays_them(runtime, tmp_path, gold,
         (b"[1, 2]", "must be an object"),
         (b"[{broken", "not a JSON list"),
         (json.dumps({**RAW, "gold_calls": ["__import__('os').system('true')"]}).encode(), "cannot read the call"),
-        (json.dumps({**RAW, "gold_calls": ["lookup(name=open('/etc/passwd').read())"]}).encode(),
-         "cannot read the call"),
+        (
+            json.dumps({**RAW, "gold_calls": ["lookup(name=open('/etc/passwd').read())"]}).encode(),
+            "cannot read the call",
+        ),
         (json.dumps({**RAW, "gold_calls": [7]}).encode(), "not a call string or object"),
     ],
     ids=["empty", "binary", "missing-field", "list-of-numbers", "broken-json", "call-with-code", "code-in-args", "int"],

@@ -52,10 +52,16 @@ class FixtureServer:
         users = [m["content"] for m in body["messages"] if m["role"] == "user"]
         stage = STAGE.search(users[0]).group(1)
         for entry in json.loads((FIXTURES / f"{stage}.json").read_text(encoding="utf-8")):
-            if all(s in users[0] for s in entry["match"]) and (not entry.get("any") or any(s in users[0] for s in entry["any"])):
+            if all(s in users[0] for s in entry["match"]) and (
+                not entry.get("any") or any(s in users[0] for s in entry["any"])
+            ):
                 if entry.get("turn", len(users)) == len(users):
                     message = {"role": "assistant", "content": entry["reply"]}
-                    return 200, {"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+                    return 200, {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                    }
         self.unmatched.append(users[-1][:300])
         return 400, {"error": {"message": f"no fixture for this {stage} prompt"}}
 
@@ -103,8 +109,15 @@ def runtime() -> Iterator[ToolRuntime]:
 
 
 def config(base_url: str, cache: Path, **overrides: Any) -> BuildConfig:
-    values: dict[str, Any] = dict(backend="llm", n=10, base_url=base_url, model="fixture-model", api_key="k",
-                                  seed_questions=str(SEEDS), concurrency=3)
+    values: dict[str, Any] = dict(
+        backend="llm",
+        n=10,
+        base_url=base_url,
+        model="fixture-model",
+        api_key="k",
+        seed_questions=str(SEEDS),
+        concurrency=3,
+    )
     values.update(overrides)
     return BuildConfig(cache_dir=str(cache), **values)
 
@@ -125,7 +138,11 @@ def run_build(build: BuildConfig, out: Path, runtime: ToolRuntime) -> list[dict[
         build_environments(build, out, runtime=runtime)
     finally:
         llm_module.make_backend = original  # type: ignore[assignment]
-    return [json.loads(line) for line in rejections_path(out).read_text().splitlines()] if rejections_path(out).exists() else []
+    return (
+        [json.loads(line) for line in rejections_path(out).read_text().splitlines()]
+        if rejections_path(out).exists()
+        else []
+    )
 
 
 def test_builds_verified_environments_and_rejects_bad_replies(server, runtime, tmp_path):
@@ -155,12 +172,22 @@ def test_builds_verified_environments_and_rejects_bad_replies(server, runtime, t
     assert sorted(by_index) == [2, 3, 4, 5]
     assert by_index[2]["stage"] == "decompose" and by_index[2]["reason"].startswith("malformed output: no JSON object")
     assert "(after 2 attempts)" in by_index[2]["reason"]
-    assert by_index[3]["stage"] == "decompose" and "sub-question 1 'answer' must be a non-empty string" in by_index[3]["reason"]
+    assert (
+        by_index[3]["stage"] == "decompose"
+        and "sub-question 1 'answer' must be a non-empty string" in by_index[3]["reason"]
+    )
     assert by_index[4]["stage"] == "deploy" and by_index[4]["reason"].startswith("verification failed: gold call 0")
     assert "does not return sub-answer 'Neve Castellan'" in by_index[4]["reason"]
-    assert by_index[5]["stage"] == "deploy" and "crashed: an error occured when call aircraft_designer_lookup" in by_index[5]["reason"]
+    assert (
+        by_index[5]["stage"] == "deploy"
+        and "crashed: an error occured when call aircraft_designer_lookup" in by_index[5]["reason"]
+    )
     # the repair turn of seed 1 was asked once, with the reason
-    repairs = [b for b in state.requests if len([m for m in b["messages"] if m["role"] == "user"]) == 2 and "Orvane" in json.dumps(b)]
+    repairs = [
+        b
+        for b in state.requests
+        if len([m for m in b["messages"] if m["role"] == "user"]) == 2 and "Orvane" in json.dumps(b)
+    ]
     assert len(repairs) == 1 and "'sub_questions' must be a non-empty list" in repairs[0]["messages"][-1]["content"]
 
 
@@ -173,7 +200,10 @@ def test_rerun_with_cache_sends_no_request_and_is_identical(server, runtime, tmp
     run_build(build, tmp_path / "second.jsonl", runtime)
     assert len(state.requests) == sent
     assert (tmp_path / "second.jsonl").read_bytes() == (tmp_path / "first.jsonl").read_bytes()
-    assert rejections_path(tmp_path / "second.jsonl").read_bytes() == rejections_path(tmp_path / "first.jsonl").read_bytes()
+    assert (
+        rejections_path(tmp_path / "second.jsonl").read_bytes()
+        == rejections_path(tmp_path / "first.jsonl").read_bytes()
+    )
 
 
 def test_interrupted_build_resumes_from_cache_without_duplicates(server, runtime, tmp_path):
@@ -241,12 +271,20 @@ def test_backend_stops_when_the_server_stays_down(server, runtime, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("FTRL_TEST_LLM_BASE_URL"), reason="set FTRL_TEST_LLM_BASE_URL to a local OpenAI-compatible server")
+@pytest.mark.skipif(
+    not os.environ.get("FTRL_TEST_LLM_BASE_URL"),
+    reason="set FTRL_TEST_LLM_BASE_URL to a local OpenAI-compatible server",
+)
 def test_real_server_builds_an_environment(runtime, tmp_path):
     build = BuildConfig(
-        backend="llm", n=1, base_url=os.environ["FTRL_TEST_LLM_BASE_URL"],
-        model=os.environ.get("FTRL_TEST_LLM_MODEL", "default"), api_key=os.environ.get("FTRL_TEST_LLM_API_KEY"),
-        seed_questions=str(SEEDS), concurrency=2, cache_dir=str(tmp_path / "cache"),
+        backend="llm",
+        n=1,
+        base_url=os.environ["FTRL_TEST_LLM_BASE_URL"],
+        model=os.environ.get("FTRL_TEST_LLM_MODEL", "default"),
+        api_key=os.environ.get("FTRL_TEST_LLM_API_KEY"),
+        seed_questions=str(SEEDS),
+        concurrency=2,
+        cache_dir=str(tmp_path / "cache"),
     )
     out = tmp_path / "envs.jsonl"
     report = build_environments(build, out, runtime=runtime)

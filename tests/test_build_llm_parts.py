@@ -26,7 +26,9 @@ def test_extract_json_reads_what_models_write(reply):
 
 
 def test_extract_json_keeps_string_contents_and_skips_code_dicts():
-    assert extract_json("{'text': \"it's {not} a brace, // nor a comment\"}") == {"text": "it's {not} a brace, // nor a comment"}
+    assert extract_json("{'text': \"it's {not} a brace, // nor a comment\"}") == {
+        "text": "it's {not} a brace, // nor a comment"
+    }
     reply = '```python\ndef f():\n    return {"error": "x"}\n```\n```json\n{"calls": []}\n```'
     assert extract_json(drop_code_blocks(reply)) == {"calls": []}
 
@@ -45,12 +47,16 @@ def test_extract_code_takes_the_python_block():
 
 
 def test_sub_questions_and_scenarios():
-    chain = parse_sub_questions([{"question": "a?", "answer": "A"}, {"text": "b A?", "answer": 1962, "depends_on": [0]}])
+    chain = parse_sub_questions(
+        [{"question": "a?", "answer": "A"}, {"text": "b A?", "answer": 1962, "depends_on": [0]}]
+    )
     assert [s.answer for s in chain] == ["A", "1962"] and scenario_of(chain) == "multi_hop"
     assert scenario_of(chain[:1]) == "single_hop"
     parallel = parse_sub_questions([{"question": "a?", "answer": "A"}, {"question": "b?", "answer": "B"}])
     assert scenario_of(parallel) == "parallel_single_hop"
-    both = parse_sub_questions([{"question": q, "answer": q.upper(), "depends_on": d} for q, d in (("a", []), ("b", [0]), ("c", []))])
+    both = parse_sub_questions(
+        [{"question": q, "answer": q.upper(), "depends_on": d} for q, d in (("a", []), ("b", [0]), ("c", []))]
+    )
     assert scenario_of(both) == "parallel_multi_hop"
     with pytest.raises(Invalid, match="only earlier sub-questions"):
         parse_sub_questions([{"question": "a?", "answer": "A", "depends_on": [0]}])
@@ -60,10 +66,19 @@ def test_sub_questions_and_scenarios():
 
 def test_tool_schema_and_argument_checks():
     tool = check_tool_schema(
-        {"name": "city_lookup", "description": "d", "parameters": {"type": "object", "required": ["city_name"], "properties": {
-            "city_name": {"type": "string", "description": "d"},
-            "units": {"type": "string", "description": "d", "enum": ["metric", "imperial"]},
-            "year": {"type": "integer", "description": "d"}}}},
+        {
+            "name": "city_lookup",
+            "description": "d",
+            "parameters": {
+                "type": "object",
+                "required": ["city_name"],
+                "properties": {
+                    "city_name": {"type": "string", "description": "d"},
+                    "units": {"type": "string", "description": "d", "enum": ["metric", "imperial"]},
+                    "year": {"type": "integer", "description": "d"},
+                },
+            },
+        },
         "tool 0",
     )
     assert tool["type"] == "function"

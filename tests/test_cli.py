@@ -18,8 +18,14 @@ runner = CliRunner()
 def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rich tables wrap at the terminal width; a wide console keeps messages on one line for assertions."""
     monkeypatch.setattr(cli.console, "width", 250)
-BARNIER_ARGS = {"country": "France", "event_type": "motion_of_no_confidence", "time_period": "1962-2023",
-                "figure": "Georges Pompidou"}
+
+
+BARNIER_ARGS = {
+    "country": "France",
+    "event_type": "motion_of_no_confidence",
+    "time_period": "1962-2023",
+    "figure": "Georges Pompidou",
+}
 
 
 def _call(name: str, arguments: dict) -> str:
@@ -77,14 +83,36 @@ def test_validate_names_missing_file(tmp_path: Path) -> None:
 
 
 def test_call_prints_the_tool_message(sample_path: Path, taubench_path: Path) -> None:
-    result = runner.invoke(app, ["call", str(sample_path), "--row", "0", "--tool", "political_event_search",
-                                 "--args", json.dumps(BARNIER_ARGS)])
+    result = runner.invoke(
+        app,
+        [
+            "call",
+            str(sample_path),
+            "--row",
+            "0",
+            "--tool",
+            "political_event_search",
+            "--args",
+            json.dumps(BARNIER_ARGS),
+        ],
+    )
     assert result.exit_code == 0
     assert result.output.startswith("Michel Barnier was the first French prime minister")
     result = runner.invoke(app, ["call", str(sample_path), "--tool", "nope"])  # an unknown tool is the user's error
     assert result.exit_code == 2 and "row 0 has no tool 'nope'; its tools: election_result_analyzer" in result.output
-    result = runner.invoke(app, ["call", str(taubench_path), "--row", "0", "--tool", "get_user_details",
-                                 "--args", '{"user_id": "mohamed_silva_9265"}'])
+    result = runner.invoke(
+        app,
+        [
+            "call",
+            str(taubench_path),
+            "--row",
+            "0",
+            "--tool",
+            "get_user_details",
+            "--args",
+            '{"user_id": "mohamed_silva_9265"}',
+        ],
+    )
     assert json.loads(result.output)["dob"] == "1960-11-26"
     assert runner.invoke(app, ["call", str(sample_path), "--row", "99", "--tool", "x"]).exit_code == 2
 
@@ -108,8 +136,9 @@ def test_score_writes_rewards_and_parsed_calls(sample_path: Path, tmp_path: Path
     assert [row["branch"] for row in rows[2:]] == ["empty", "malformed", "answer"]
     # Solve-P of the first response: q/p = 1/1; Solve-R: q = 1
     for kind, expected in (("p", 1.0), ("r", 1.0), ("pr", 1.0)):
-        runner.invoke(app, ["score", str(sample_path), "--responses", str(responses), "--out", str(out),
-                            "--reward", kind])
+        runner.invoke(
+            app, ["score", str(sample_path), "--responses", str(responses), "--out", str(out), "--reward", kind]
+        )
         assert json.loads(out.read_text().splitlines()[0])["reward"] == expected
 
 
@@ -117,7 +146,9 @@ def test_score_rejects_bad_responses_without_touching_output(sample_path: Path, 
     out = tmp_path / "scores.jsonl"
     out.write_text("previous results\n")
     responses = tmp_path / "responses.jsonl"
-    responses.write_text(json.dumps({"row": 0, "response": "hi"}) + "\n" + json.dumps({"row": 42, "response": "x"}) + "\n")
+    responses.write_text(
+        json.dumps({"row": 0, "response": "hi"}) + "\n" + json.dumps({"row": 42, "response": "x"}) + "\n"
+    )
     result = runner.invoke(app, ["score", str(sample_path), "--responses", str(responses), "--out", str(out)])
     assert result.exit_code == 2
     assert f"{responses}:2" in result.output and "'row'" in result.output

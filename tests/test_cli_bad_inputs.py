@@ -70,8 +70,12 @@ COMMANDS = {
 }
 # a valid row whose tool code is broken is still fine to look at or to call (the call reports the error), and an
 # FTRL row (`messages` + `answer`) is also a RoTBench item in FTRL's own conversion
-FINE = {("inspect", "broken-tool-code"), ("stats", "broken-tool-code"), ("call", "broken-tool-code"),
-        ("bench-rotbench", "broken-tool-code")}  # fmt: skip
+FINE = {
+    ("inspect", "broken-tool-code"),
+    ("stats", "broken-tool-code"),
+    ("call", "broken-tool-code"),
+    ("bench-rotbench", "broken-tool-code"),
+}
 
 
 def _bad_file(tmp_path: Path, kind: str) -> Path:
@@ -119,10 +123,22 @@ def test_bad_input_gives_one_clear_error(tmp_path, name, kind):
         (["build", "--n", "-3", "--out", "{o}.jsonl"], "--n"),
         (["build", "--backend", "nope", "--out", "{o}.jsonl", "--n", "2"], "backend"),
         (["score", "{sample}", "--responses", "{sample}", "--out", "{o}.jsonl", "--reward", "zz"], "--reward"),
-        (["eval", "--model", "oracle", "--envs", "{sample}", "--out", "{o}"], "rows 0, 1, 2, 3, 4 and 3 more (0-based)"),
+        (
+            ["eval", "--model", "oracle", "--envs", "{sample}", "--out", "{o}"],
+            "rows 0, 1, 2, 3, 4 and 3 more (0-based)",
+        ),
     ],
-    ids=["huge-timeout", "args-not-object", "args-not-json", "limit-0", "malformed-url", "negative-n", "backend",
-         "reward", "oracle-without-gold"],
+    ids=[
+        "huge-timeout",
+        "args-not-object",
+        "args-not-json",
+        "limit-0",
+        "malformed-url",
+        "negative-n",
+        "backend",
+        "reward",
+        "oracle-without-gold",
+    ],
 )
 def test_bad_options_give_one_clear_error(tmp_path, args, fragment):
     if not SAMPLE.exists():

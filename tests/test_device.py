@@ -67,8 +67,18 @@ def test_hub_ids_resolve_from_the_cache_only(tiny: Path, tmp_path: Path, monkeyp
     assert resolve_model("tiny-org/Tiny-Chat") == snapshot
     with pytest.raises(ModelNotFound, match="not in the Hugging Face cache.*does not download"):
         resolve_model("Qwen/Qwen2.5-7B-Instruct")
-    result = CliRunner().invoke(app, ["train", "--model", "Qwen/Qwen2.5-7B-Instruct", "--data", str(tmp_path / "x.jsonl"),
-                                      "--out", str(tmp_path / "run")])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "Qwen/Qwen2.5-7B-Instruct",
+            "--data",
+            str(tmp_path / "x.jsonl"),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     assert result.exit_code != 0 and "hf download Qwen/Qwen2.5-7B-Instruct" in " ".join(result.output.split())
     assert json.loads((snapshot / "config.json").read_text())["model_type"] == "llama"
 

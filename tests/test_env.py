@@ -32,8 +32,13 @@ def test_jsonl_round_trip_is_byte_exact(sample_path: Path, tmp_path: Path) -> No
 
 def test_parquet_round_trip_keeps_json_values(sample_path: Path, tmp_path: Path) -> None:
     envs = read_envs(sample_path)
-    envs[0].messages.append({"role": "assistant", "content": None, "tool_calls": [
-        {"id": "call_1", "type": "function", "function": {"name": "x", "arguments": "{}"}}]})
+    envs[0].messages.append(
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "x", "arguments": "{}"}}],
+        }
+    )
     write_envs(tmp_path / "envs.parquet", envs)
     back = read_envs(tmp_path / "envs.parquet")
     assert [env.to_row() for env in back] == [env.to_row() for env in envs]
@@ -116,7 +121,10 @@ def _first_tool(env) -> str:
         (lambda e: e.codes.update({_first_tool(e): "def broken(:\n"}), "does not compile"),
         (lambda e: e.codes.update({_first_tool(e): "def other_name(x):\n    return x\n"}), "does not define"),
         (lambda e: e.unsolved_set.update(not_a_tool=["x"]), "is not one of the tools"),
-        (lambda e: e.codes.update({_first_tool(e): f"def {_first_tool(e)}():\n    return 1\n"}), "missing from its signature"),
+        (
+            lambda e: e.codes.update({_first_tool(e): f"def {_first_tool(e)}():\n    return 1\n"}),
+            "missing from its signature",
+        ),
     ],
 )
 def test_validation_names_the_problem(sample_path: Path, mutate, fragment: str) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_rollout_support import ScriptedPolicy, call, calls, make_env, say
 from typer.testing import CliRunner
 
 from ftrl.cli import app
 from ftrl.env import write_envs
 from ftrl.eval import evaluate, report, summarize
+from test_rollout_support import ScriptedPolicy, call, calls, make_env, say
 
 
 @pytest.fixture
@@ -91,8 +91,15 @@ def test_report_puts_runs_side_by_side(envs_file, tmp_path):
     scripts = {make_env(c).question: [say("no idea")] for c in ("France", "Japan")}
     evaluate("base", envs_file, tmp_path / "base", policy=ScriptedPolicy(scripts))
     rows, differences = report([tmp_path / "base", tmp_path / "trained"], tmp_path / "cmp")
-    assert rows[0] == ["scenario", "base Solve-P", "base Solve-R", "base Solve-F1",
-                       "oracle Solve-P", "oracle Solve-R", "oracle Solve-F1"]  # fmt: skip
+    assert rows[0] == [
+        "scenario",
+        "base Solve-P",
+        "base Solve-R",
+        "base Solve-F1",
+        "oracle Solve-P",
+        "oracle Solve-R",
+        "oracle Solve-F1",
+    ]
     assert rows[-1] == ["mean", "100.0", "0.0", "0.0", "100.0", "100.0", "100.0"]
     assert (tmp_path / "cmp" / "report.png").stat().st_size > 1000
     assert differences[1][0] == "oracle - base" and differences[1][1] == "+100.0"
@@ -112,8 +119,14 @@ def test_report_puts_runs_side_by_side(envs_file, tmp_path):
 
 
 def test_summarize_empty_and_unknown_scenarios():
-    row = {"data_source": "tau/airline", "metrics": {"solve_precision": 1.0, "solve_rate": 0.5, "solve_f1": 0.5},
-           "correct": False, "n_calls": 2, "n_errors": 1, "turns": 3}  # fmt: skip
+    row = {
+        "data_source": "tau/airline",
+        "metrics": {"solve_precision": 1.0, "solve_rate": 0.5, "solve_f1": 0.5},
+        "correct": False,
+        "n_calls": 2,
+        "n_errors": 1,
+        "turns": 3,
+    }
     summary = summarize([row])
     assert list(summary["scenarios"]) == ["airline"] and summary["mean"]["error_rate"] == 50.0
     assert summarize([])["mean"]["n"] == 0

@@ -20,8 +20,21 @@ def test_eval_embedded_on_the_shared_sample(sample_path, tmp_path):
     except ModelNotFound as error:
         pytest.skip(str(error))
     out = tmp_path / "run"
-    args = ["eval", "--model", "embedded", "--envs", str(sample_path), "--out", str(out),
-            "--max-turns", "3", "--max-new-tokens", "96", "--threads", "1"]  # fmt: skip
+    args = [
+        "eval",
+        "--model",
+        "embedded",
+        "--envs",
+        str(sample_path),
+        "--out",
+        str(out),
+        "--max-turns",
+        "3",
+        "--max-new-tokens",
+        "96",
+        "--threads",
+        "1",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())

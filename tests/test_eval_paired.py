@@ -12,10 +12,13 @@ def write_run(folder, scores):
     """An evaluation folder whose episodes have these (scenario, Solve-F1) values, ids 0..n-1."""
     folder.mkdir(parents=True)
     rows = [
-        {"episode_id": str(i), "data_source": f"self/{scenario}",
-         "metrics": {"solve_f1": f1, "solve_precision": f1, "solve_rate": f1}}
+        {
+            "episode_id": str(i),
+            "data_source": f"self/{scenario}",
+            "metrics": {"solve_f1": f1, "solve_precision": f1, "solve_rate": f1},
+        }
         for i, (scenario, f1) in enumerate(scores)
-    ]  # fmt: skip
+    ]
     (folder / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return folder
 
@@ -59,7 +62,10 @@ def test_different_environments_are_refused(tmp_path):
 
 
 def test_pairwise_orders_pairs_as_given(tmp_path):
-    runs = {name: write_run(tmp_path / name, [("single_hop", f)] * 2) for name, f in (("base", 0.0), ("sft", 0.5), ("rl", 0.7))}
+    runs = {
+        name: write_run(tmp_path / name, [("single_hop", f)] * 2)
+        for name, f in (("base", 0.0), ("sft", 0.5), ("rl", 0.7))
+    }
     pairs = pairwise(runs)
     assert [(d.a, d.b) for d in pairs] == [("base", "sft"), ("base", "rl"), ("sft", "rl")]
     assert [round(d.mean, 6) for d in pairs] == [50.0, 70.0, 20.0]

@@ -121,11 +121,15 @@ def test_export_rows_and_reward_module_agree_with_score_response(states: Path, t
     module = load_module(out / "ftrl_reward.py")
     expected_first = [1.0, 2 / 3, 0.0, 0.0, -0.5, -0.3, 0.5, 0.0]
     with ToolRuntime(RuntimeConfig(timeout_s=10.0)) as runtime:
-        for row, env in zip(rows, envs):
+        for row, env in zip(rows, envs, strict=False):
             for text in RESPONSES:
                 direct = score_response(
-                    text, codes=env.codes, unsolved_set=env.unsolved_set, solve_rate=env.solve_rate,
-                    answer=env.answer or None, runtime=runtime,
+                    text,
+                    codes=env.codes,
+                    unsolved_set=env.unsolved_set,
+                    solve_rate=env.solve_rate,
+                    answer=env.answer or None,
+                    runtime=runtime,
                 ).reward
                 exported = module.compute_score(
                     row["data_source"], text, row["reward_model"]["ground_truth"], row["extra_info"]
@@ -153,8 +157,9 @@ def test_export_reward_kind_and_scripts(states: Path, tiny: Path, tmp_path: Path
 
 
 @pytest.mark.parametrize("template", ["tiny", "qwen_style"])
-def test_exported_prompt_is_ftrl_trains_for_every_template(template: str, states: Path, tmp_path: Path,
-                                                           request: pytest.FixtureRequest) -> None:  # fmt: skip
+def test_exported_prompt_is_ftrl_trains_for_every_template(
+    template: str, states: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """Rendered by the template without `tools=` (as verl's single-turn loop does), every row is ftrl's prompt:
     tools in the system prompt for a template without tool support, the template's own tools block otherwise,
     also for a state with earlier tool-calling turns."""
@@ -164,12 +169,18 @@ def test_exported_prompt_is_ftrl_trains_for_every_template(template: str, states
     tokenizer = AutoTokenizer.from_pretrained(model)
     env = read_envs(states)[0]
     call = {"id": "c0", "type": "function", "function": {"name": "lookup", "arguments": '{"q": "alpha"}'}}
-    later = dataclasses.replace(env, messages=[*env.messages, {"role": "assistant", "content": "", "tool_calls": [call]},
-                                               {"role": "tool", "content": "{'answer': 'ALPHA', 'n': 2}"}])  # fmt: skip
+    later = dataclasses.replace(
+        env,
+        messages=[
+            *env.messages,
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "content": "{'answer': 'ALPHA', 'n': 2}"},
+        ],
+    )
     write_envs(tmp_path / "two.jsonl", [env, later])
     export_verl(tmp_path / "two.jsonl", tmp_path / "out", model=str(model))
     rows = pq.read_table(tmp_path / "out" / "train.parquet").to_pylist()
-    for row, state in zip(rows, [env, later]):
+    for row, state in zip(rows, [env, later], strict=False):
         assert all(set(m) == {"role", "content"} for m in row["prompt"])
         verl_view = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
         assert verl_view == render_prompt(tokenizer, state)

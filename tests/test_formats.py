@@ -129,15 +129,22 @@ def test_llama31_prose_and_invalid_calls_stay_content():
 def test_llama31_render_round_trips():
     single = parse_llama31('{"name": "a", "parameters": {"x": 1}}')
     assert render_llama31(single) == '{"name": "a", "parameters": {"x": 1}}'
-    several = parse_llama31('Hm<|python_tag|>{"name": "a", "parameters": {}}<|python_tag|>{"name": "b", "parameters": {}}')
+    several = parse_llama31(
+        'Hm<|python_tag|>{"name": "a", "parameters": {}}<|python_tag|>{"name": "b", "parameters": {}}'
+    )
     tag = "<|python_tag|>"
-    assert render_llama31(several) == f'Hm{tag}{{"name": "a", "parameters": {{}}}}{tag}{{"name": "b", "parameters": {{}}}}'
+    assert (
+        render_llama31(several) == f'Hm{tag}{{"name": "a", "parameters": {{}}}}{tag}{{"name": "b", "parameters": {{}}}}'
+    )
     assert parse_llama31(render_llama31(several)) == several
 
 
 def test_registry():
     assert get_format("hermes").parse(call("a", {}))["tool_calls"][0]["function"]["name"] == "a"
-    assert get_format("llama31").render(parse_llama31('{"name": "a", "parameters": {}}')) == '{"name": "a", "parameters": {}}'
+    assert (
+        get_format("llama31").render(parse_llama31('{"name": "a", "parameters": {}}'))
+        == '{"name": "a", "parameters": {}}'
+    )
     with pytest.raises(ValueError, match="unknown tool-call format"):
         get_format("mistral")
 
@@ -202,7 +209,9 @@ def test_system_prompt_lists_tools_and_format_with_one_worked_example():
 def test_llama31_system_prompt_example_parses_with_llama31_parser():
     prompt = render_tool_system_prompt(TOOLS, style="llama31")
     example_call = prompt.split("Assistant:\n", 1)[1].split("\n", 1)[0]
-    assert names_and_args(parse_llama31(example_call)) == [("planet_fact_lookup", '{"planet": "Mars", "fact": "moons"}')]
+    assert names_and_args(parse_llama31(example_call)) == [
+        ("planet_fact_lookup", '{"planet": "Mars", "fact": "moons"}')
+    ]
     with pytest.raises(ValueError, match="unknown tool prompt style"):
         render_tool_system_prompt(TOOLS, style="xml")
 

@@ -45,8 +45,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip(str(error))
     port = _free_port()
     log = tmp_path_factory.mktemp("llamacpp") / "server.log"
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", MODEL,
-               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192", "--n_threads", "1", "--verbose", "False"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf),
+        "--model_alias",
+        MODEL,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "8192",
+        "--n_threads",
+        "1",
+        "--verbose",
+        "False",
+    ]
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"
@@ -92,8 +109,21 @@ def test_ftrl_eval_through_the_server(server: str, tmp_path: Path) -> None:
     envs = tmp_path / "test.jsonl"
     build_environments(BuildConfig(n=4, seed=1, split="test", difficulty=DemoConfig().difficulty), envs)
     out = tmp_path / "eval"
-    args = ["eval", "--model", MODEL, "--base-url", server, "--envs", str(envs), "--out", str(out),
-            "--max-turns", "3", "--max-new-tokens", "64"]  # fmt: skip
+    args = [
+        "eval",
+        "--model",
+        MODEL,
+        "--base-url",
+        server,
+        "--envs",
+        str(envs),
+        "--out",
+        str(out),
+        "--max-turns",
+        "3",
+        "--max-new-tokens",
+        "64",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
@@ -114,8 +144,21 @@ def test_benchmarks_through_the_server(server: str, tmp_path: Path, name: str, d
     from conftest import shared_path
 
     out = tmp_path / name
-    args = ["bench", name, "--model", MODEL, "--base-url", server, "--data", str(shared_path(*data.split("/"))),
-            "--out", str(out), "--max-new-tokens", "48", *extra]  # fmt: skip
+    args = [
+        "bench",
+        name,
+        "--model",
+        MODEL,
+        "--base-url",
+        server,
+        "--data",
+        str(shared_path(*data.split("/"))),
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "48",
+        *extra,
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())

@@ -30,7 +30,13 @@ def test_reference_normalises_case_commas_and_converts_non_strings():
         # echo: the output repeats the call's own argument
         ("Searching. Involving figure: Michel Barnier.", "Michel Barnier", {"figure": "Michel Barnier"}, True, False),
         # the echoed value is cut only where it occurs whole; the tool's own mention still counts
-        ("No 'michel barnier biography'; Michel Barnier was PM", "Michel Barnier", {"q": "Michel Barnier biography"}, True, True),
+        (
+            "No 'michel barnier biography'; Michel Barnier was PM",
+            "Michel Barnier",
+            {"q": "Michel Barnier biography"},
+            True,
+            True,
+        ),
         # numeric arguments are cut only as whole numbers: 15 is not cut out of 150
         ("Area: 150", "150", {"length": 10, "width": 15}, True, True),
         ("Area: 150", "150", {"area": 150, "exact": True}, True, False),

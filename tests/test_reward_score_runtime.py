@@ -10,7 +10,6 @@ import pytest
 from ftrl.env.io import read_envs
 from ftrl.env.record import Environment
 from ftrl.reward import score_response
-
 from ftrl.runtime import RuntimeConfig, ToolRuntime
 
 

@@ -128,7 +128,9 @@ def test_empty_turn(load_row):
 
 def test_malformed_json_call_is_skipped_and_penalised_before_the_answer_check(load_row):
     row = load_row("Michel Barnier")
-    message = parse_hermes('Michel Barnier <tool_call>\n{"name": "political_event_search", "arguments": {\n</tool_call>')
+    message = parse_hermes(
+        'Michel Barnier <tool_call>\n{"name": "political_event_search", "arguments": {\n</tool_call>'
+    )
     assert message["tool_calls"] is None  # the only call is malformed, so the whole text is content
     result = score(row, message, [])
     assert (result.reward, result.branch) == (-0.3, "malformed")  # although the gold answer is in the text
@@ -138,7 +140,9 @@ def test_malformed_json_call_is_skipped_and_penalised_before_the_answer_check(lo
 
 def test_malformed_call_next_to_a_valid_one_only_lowers_the_count(load_row):
     row = load_row("Michel Barnier")
-    text = '<tool_call>\n{"name": "political_event_search", "arguments": {}}\n</tool_call><tool_call>\n{oops\n</tool_call>'
+    text = (
+        '<tool_call>\n{"name": "political_event_search", "arguments": {}}\n</tool_call><tool_call>\n{oops\n</tool_call>'
+    )
     message = parse_hermes(text)
     result = score(row, message, ["Michel Barnier resigned."])
     assert (result.n_calls, result.n_solved, result.reward) == (1, 1, 1.0)  # 2*1/(1+1)

@@ -7,11 +7,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from test_rollout_support import make_env
 
 from ftrl.rollout import RolloutConfig, run_rollouts
 from ftrl.rollout.endpoint import EndpointConfig, EndpointError, EndpointPolicy
 from ftrl.runtime import RuntimeConfig, ToolRuntime
+from test_rollout_support import make_env
 
 
 class ScriptedServer(ThreadingHTTPServer):
@@ -54,15 +54,29 @@ class Handler(BaseHTTPRequestHandler):
         ]
         if turn < len(script):
             name, arguments = script[turn]
-            message = {"role": "assistant", "content": None, "tool_calls": [
-                {"id": f"call_{turn}", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}]}  # fmt: skip
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": f"call_{turn}",
+                        "type": "function",
+                        "function": {"name": name, "arguments": json.dumps(arguments)},
+                    }
+                ],
+            }
         else:
             message = {
                 "role": "assistant",
                 "content": "The population is " + {"Paris": "2,100,000", "Tokyo": "14,000,000"}[city],
             }
-        self._send(200, {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                         "usage": {"prompt_tokens": 10, "completion_tokens": 5}})  # fmt: skip
+        self._send(
+            200,
+            {
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+            },
+        )
 
     def _send(self, status: int, payload: dict) -> None:
         data = json.dumps(payload).encode()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from test_rollout_support import ScriptedPolicy, StreamingScriptedPolicy, call, calls, make_env, say
 
 from ftrl.rollout import OraclePolicy, RolloutConfig, run_rollouts
 from ftrl.runtime import RuntimeConfig, ToolRuntime
+from test_rollout_support import ScriptedPolicy, StreamingScriptedPolicy, call, calls, make_env, say
 
 
 @pytest.fixture(scope="module")
@@ -146,10 +146,14 @@ def test_continuous_batching_lets_each_episode_go_on_at_its_own_pace(runtime):
     envs = [make_env("France"), make_env("Japan"), make_env("France", "single_hop")]
     envs[2].messages = [{"role": "user", "content": "Question: capital of France, then stop."}]
     scripts = {
-        envs[0].question: [calls(call("capital_of", country="France")), calls(call("population_of", city="Paris")), say("2,100,000")],
+        envs[0].question: [
+            calls(call("capital_of", country="France")),
+            calls(call("population_of", city="Paris")),
+            say("2,100,000"),
+        ],
         envs[1].question: [calls(call("capital_of", country="Japan")), say("Tokyo")],
         envs[2].question: [say("Paris")],
-    }  # fmt: skip
+    }
     jobs = [(str(i), e) for i, e in enumerate(envs)]
     # episode 0 is fast (1 step a turn), episode 1 slow (5 steps a turn); 2 waits in the queue for a free slot
     steps = {envs[0].question: 1, envs[1].question: 5, envs[2].question: 1}

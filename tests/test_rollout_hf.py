@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+
 from test_rollout_support import call, calls, make_env
 
 torch = pytest.importorskip("torch")
@@ -46,7 +47,7 @@ def test_cached_batched_decoding_matches_hf_generate(policy):
     first = generate_batch(model, prompts, stop, Sampling(max_new_tokens=8), cache)
     assert first == [_reference(model, p, 8, stop) for p in prompts]
     # next turn: each conversation grows; only the new suffix is prefilled, the result is unchanged
-    grown = [p + out + [7, 8, 9] for p, out in zip(prompts, first)]
+    grown = [p + out + [7, 8, 9] for p, out in zip(prompts, first, strict=False)]
     assert [cache.lookup(g)[0] for g in grown] == [len(p) + 7 for p in prompts]
     second = generate_batch(model, grown, stop, Sampling(max_new_tokens=6), cache)
     assert second == [_reference(model, g, 6, stop) for g in grown]
@@ -90,7 +91,9 @@ def test_prompts_join_within_the_step_token_budget(policy):
 
 def test_samples_of_one_prompt_share_its_prefill(policy):
     model, prompt = policy.model, list(range(10, 90))
-    decoder = Decoder(model, set(), Sampling(max_new_tokens=4, temperature=1.0), generator=torch.Generator().manual_seed(0))
+    decoder = Decoder(
+        model, set(), Sampling(max_new_tokens=4, temperature=1.0), generator=torch.Generator().manual_seed(0)
+    )
     for index in range(4):
         decoder.submit(index, prompt)
     decoder.step()  # the first sample prefills the prompt; the others wait to reuse it

@@ -14,10 +14,16 @@ CODES = {
     "unused_tool": "def unused_tool(x):\n    return 'nothing'\n",
 }
 TOOLS = [
-    {"type": "function", "function": {"name": name, "description": f"{name} tool",
-     "parameters": {"type": "object", "properties": {arg: {"type": "string"}}, "required": [arg]}}}
+    {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": f"{name} tool",
+            "parameters": {"type": "object", "properties": {arg: {"type": "string"}}, "required": [arg]},
+        },
+    }
     for name, arg in (("capital_of", "country"), ("population_of", "city"), ("unused_tool", "x"))
-]  # fmt: skip
+]
 
 
 def call(name: str, index: int = 0, **arguments: Any) -> dict[str, Any]:

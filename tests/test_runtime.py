@@ -130,7 +130,9 @@ def test_episodes_sharing_a_state_key_are_independent(runtime):
     assert first.call_many([("inc", {"key": "a"})] * 3) == ["1", "2", "3"]
     assert second.call("inc", {"key": "a"}) == "1"
     assert first.state() == {"a": 3} and second.state() == {"a": 1}
-    batch = runtime.call_batch([(first, "inc", {"key": "a"}), (second, "inc", {"key": "b"}), (first, "plain", {"x": 1})])
+    batch = runtime.call_batch(
+        [(first, "inc", {"key": "a"}), (second, "inc", {"key": "b"}), (first, "plain", {"x": 1})]
+    )
     assert batch == ["4", "1", "1"]
     assert runtime.episode(INC, state_key="counters").state() == {"a": 0}
     with pytest.raises(ValueError, match="unknown"):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_rollout_support import ScriptedPolicy, call, calls, make_env, say
 
 from ftrl.env import read_envs, write_envs
 from ftrl.rollout import collect
+from test_rollout_support import ScriptedPolicy, call, calls, make_env, say
 
 
 @pytest.fixture

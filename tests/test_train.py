@@ -52,8 +52,17 @@ def states(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_config(tiny: Path, states: Path, out: Path, **overrides: object):
-    values = {"model": str(tiny), "data": str(states), "out": str(out), "n": 4, "max_new_tokens": 8,
-              "batch_states": 2, "mini_batch_states": 2, "lr": 1e-3, "save_every": 2}
+    values = {
+        "model": str(tiny),
+        "data": str(states),
+        "out": str(out),
+        "n": 4,
+        "max_new_tokens": 8,
+        "batch_states": 2,
+        "mini_batch_states": 2,
+        "lr": 1e-3,
+        "save_every": 2,
+    }
     return make_config("cpu", **{**values, **overrides})
 
 
@@ -73,8 +82,9 @@ def test_data_cursor_reshuffles_each_epoch_and_resumes() -> None:
 def test_update_moves_probability_toward_high_reward_responses(tiny: Path, states: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     trainer = Trainer(tiny_config(tiny, states, tmp_path, lr=1e-2, kl_coef=0.0, entropy_coef=0.0), scorer=letter_a)
-    batch = sample(trainer.model, trainer.tokenizer, trainer.prompts[:1], n=4, max_new_tokens=8, temperature=0.7,
-                   top_p=1.0)
+    batch = sample(
+        trainer.model, trainer.tokenizer, trainer.prompts[:1], n=4, max_new_tokens=8, temperature=0.7, top_p=1.0
+    )
     rewards = torch.tensor([1.0, 0.0, 0.0, 0.0])  # response 0 is the only good one
     advantages = grpo_advantages(rewards, batch.response_mask, [0, 0, 0, 0])
     before = (trainer._logprobs(trainer.model, batch) * batch.response_mask).sum(dim=1)
@@ -196,7 +206,7 @@ def test_shared_prompt_log_probs_equal_full_sequences_in_value_and_gradient(tiny
     assert ours.shape == (4, 6)
     assert torch.allclose(ours, expected, atol=1e-5) and torch.allclose(entropy, expected_entropy, atol=1e-5)
     ours.sum().backward()
-    for grad, expected_grad in zip((p.grad for p in model.parameters()), expected_grads):
+    for grad, expected_grad in zip((p.grad for p in model.parameters()), expected_grads, strict=False):
         assert torch.allclose(grad, expected_grad, atol=1e-5, rtol=1e-4)
     # a one-token response needs only the prompt pass
     single, _ = group_logprobs(model, prompt, responses[:, :1], temperature)

@@ -57,12 +57,19 @@ def test_loop_runs_with_the_real_collection_and_evaluation(tiny: Path, tmp_path:
     from ftrl.build.config import BuildConfig, Difficulty
     from ftrl.build.driver import build_environments
 
-    small = Difficulty(min_hops=2, max_hops=2, min_chain_hops=1, max_chain_hops=1, min_params=2, max_params=2,
-                       min_tools=2, max_tools=2)
+    small = Difficulty(
+        min_hops=2, max_hops=2, min_chain_hops=1, max_chain_hops=1, min_params=2, max_params=2, min_tools=2, max_tools=2
+    )
     build_environments(BuildConfig(n=4, seed=5, difficulty=small), tmp_path / "train.jsonl")
     build_environments(BuildConfig(n=4, seed=6, split="test", difficulty=small), tmp_path / "test.jsonl")
-    config = LoopConfig(model=str(tiny), envs=str(tmp_path / "train.jsonl"), eval_envs=str(tmp_path / "test.jsonl"),
-                        out=str(tmp_path / "loop"), rounds=1, steps=1)
+    config = LoopConfig(
+        model=str(tiny),
+        envs=str(tmp_path / "train.jsonl"),
+        eval_envs=str(tmp_path / "test.jsonl"),
+        out=str(tmp_path / "loop"),
+        rounds=1,
+        steps=1,
+    )
     rounds = run_loop(config)
     assert [row["round"] for row in rounds] == [0, 1]
     assert (tmp_path / "loop" / "round_1" / "eval" / "summary.json").exists()
@@ -94,8 +101,15 @@ def test_warm_start_runs_once_is_reported_apart_and_seeds_round_one(tiny: Path, 
             raise RuntimeError("killed during round 1")
         return {"solve_p": value, "solve_r": value, "solve_f1": value}
 
-    config = LoopConfig(model=str(tiny), envs="train", eval_envs="test", out=str(tmp_path / "loop"), rounds=1,
-                        steps=1, warm_start_envs="gold.jsonl")  # fmt: skip
+    config = LoopConfig(
+        model=str(tiny),
+        envs="train",
+        eval_envs="test",
+        out=str(tmp_path / "loop"),
+        rounds=1,
+        steps=1,
+        warm_start_envs="gold.jsonl",
+    )
     with pytest.raises(RuntimeError, match="killed"):
         run_loop(config, collect, evaluate, warm_start=warm_start)
     rows = run_loop(config, collect, evaluate, warm_start=warm_start)
@@ -110,8 +124,9 @@ def test_warm_start_with_real_sft_skips_a_finished_model(tiny: Path, tmp_path: P
     from ftrl.build.config import BuildConfig, Difficulty
     from ftrl.build.driver import build_environments
 
-    small = Difficulty(min_hops=2, max_hops=2, min_chain_hops=1, max_chain_hops=1, min_params=2, max_params=2,
-                       min_tools=2, max_tools=2)
+    small = Difficulty(
+        min_hops=2, max_hops=2, min_chain_hops=1, max_chain_hops=1, min_params=2, max_params=2, min_tools=2, max_tools=2
+    )
     build_environments(BuildConfig(n=2, seed=5, difficulty=small), tmp_path / "gold.jsonl")
     config = LoopConfig(model=str(tiny), warm_start_envs=str(tmp_path / "gold.jsonl"))
     model = Path(config.warm_start(str(tiny), tmp_path / "warm"))

@@ -13,9 +13,15 @@ LOOKUP = {"type": "function", "function": {"name": "lookup", "parameters": {"typ
 
 
 def _state(question: str) -> Environment:
-    return Environment(messages=[{"role": "user", "content": question}], tools=[LOOKUP],
-                       codes={"lookup": "def lookup():\n    return 1\n"}, unsolved_set={"lookup": ["1"]}, answer="1",
-                       data_source="self/single_hop", split="train")  # fmt: skip
+    return Environment(
+        messages=[{"role": "user", "content": question}],
+        tools=[LOOKUP],
+        codes={"lookup": "def lookup():\n    return 1\n"},
+        unsolved_set={"lookup": ["1"]},
+        answer="1",
+        data_source="self/single_hop",
+        split="train",
+    )
 
 
 def test_huge_states_are_skipped_without_tokenizing_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -35,8 +41,16 @@ def test_huge_states_are_skipped_without_tokenizing_them(tmp_path: Path, monkeyp
         return original(self, text, *args, **kwargs)
 
     monkeypatch.setattr(transformers.PreTrainedTokenizerBase, "__call__", counting)
-    config = make_config("cpu", model=str(tiny), data=str(states), out=str(tmp_path / "run"), n=2, batch_states=1,
-                         mini_batch_states=1, max_new_tokens=4)  # fmt: skip
+    config = make_config(
+        "cpu",
+        model=str(tiny),
+        data=str(states),
+        out=str(tmp_path / "run"),
+        n=2,
+        batch_states=1,
+        mini_batch_states=1,
+        max_new_tokens=4,
+    )
     trainer = Trainer(config, scorer=lambda env, text: (0.0, 0))
     assert [env.question for env in trainer.states] == ["What is alpha?", "What is beta?"]
     assert len(read_envs(states)) == 3 and max(seen) < 100_000

@@ -57,7 +57,7 @@ def test_gold_trajectory_solves_everything_and_labels_only_assistant_text(proced
     assert trajectory[-1] == {"role": "assistant", "content": env.answer}
     ids, labels = tokenize_trajectory(tokenizer, env, trajectory)
     assert len(ids) == len(labels)
-    learned = tokenizer.decode([t for t, l in zip(ids, labels) if l != IGNORE])
+    learned = tokenizer.decode([t for t, l in zip(ids, labels, strict=False) if l != IGNORE])
     # two assistant turns are learned: the hermes calls and the final answer, each closed by <|im_end|>\n
     assert learned.count("<tool_call>") == 2 and learned.endswith(env.answer + "<|im_end|>\n")
     assert outputs[0] not in learned and outputs[0] in tokenizer.decode(ids)  # tool outputs are context only
@@ -66,8 +66,15 @@ def test_gold_trajectory_solves_everything_and_labels_only_assistant_text(proced
 def test_sft_lowers_the_loss_and_saves_a_loadable_model(procedural: Path, tiny: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    config = SFTConfig(model=str(tiny), envs=str(procedural), out=str(tmp_path / "sft"), epochs=3, lr=1e-2, batch_size=2,
-                       max_tokens=8000)
+    config = SFTConfig(
+        model=str(tiny),
+        envs=str(procedural),
+        out=str(tmp_path / "sft"),
+        epochs=3,
+        lr=1e-2,
+        batch_size=2,
+        max_tokens=8000,
+    )
     saved = sft(config)
     rows = [json.loads(line) for line in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 3 * 2  # 4 trajectories, 2 per step, 3 epochs
@@ -94,12 +101,22 @@ def test_assistant_loss_equals_the_models_own_labelled_loss(procedural: Path, ti
     assert model.lm_head.weight.grad is not None
 
 
-def test_frozen_bottom_layers_keep_their_weights_and_the_rest_trains(procedural: Path, tiny: Path, tmp_path: Path) -> None:
+def test_frozen_bottom_layers_keep_their_weights_and_the_rest_trains(
+    procedural: Path, tiny: Path, tmp_path: Path
+) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    config = SFTConfig(model=str(tiny), envs=str(procedural), out=str(tmp_path / "sft"), epochs=1, lr=1e-2,
-                       batch_size=2, max_tokens=8000, freeze_layers=1)  # fmt: skip
+    config = SFTConfig(
+        model=str(tiny),
+        envs=str(procedural),
+        out=str(tmp_path / "sft"),
+        epochs=1,
+        lr=1e-2,
+        batch_size=2,
+        max_tokens=8000,
+        freeze_layers=1,
+    )
     before = AutoModelForCausalLM.from_pretrained(tiny).state_dict()
     after = AutoModelForCausalLM.from_pretrained(sft(config)).state_dict()
     changed = {name for name in before if not torch.equal(before[name], after[name])}

@@ -29,7 +29,12 @@ from ftrl.runtime import RuntimeConfig, ToolRuntime
 ROOT = Path(__file__).resolve().parents[1]
 VERL_PYTHON = Path(os.environ.get("FTRL_VERL_PYTHON", ROOT / ".venv-verl" / "bin" / "python"))
 QWEN_TEMPLATE = ROOT / "tests" / "fixtures" / "qwen25_chat_template.jinja"
-JUNK = ["", "<tool_call>{broken json</tool_call>", "I do not know.", "<tool_call>\n{\"name\": \"nope\", \"arguments\": {}}\n</tool_call>"]
+JUNK = [
+    "",
+    "<tool_call>{broken json</tool_call>",
+    "I do not know.",
+    '<tool_call>\n{"name": "nope", "arguments": {}}\n</tool_call>',
+]
 
 
 def _verl_missing() -> str | None:
@@ -101,11 +106,23 @@ def expectations(states: Path, export: Path, tokenizer_path: Path, work: Path) -
                 conversation += [message, *({"role": "tool", "content": text} for text in out)]
             contexts.append(ids_of(tokenizer, conversation, env.tools))
             answer = hermes.render(oracle.generate([conversation], [env.tools])[0])
-            episodes.append({"row": row, "turns": turns, "outputs": outputs, "solve_f1": score.solve_f1,
-                             "prompt_ids": contexts[0], "contexts": contexts, "answer": answer})  # fmt: skip
+            episodes.append(
+                {
+                    "row": row,
+                    "turns": turns,
+                    "outputs": outputs,
+                    "solve_f1": score.solve_f1,
+                    "prompt_ids": contexts[0],
+                    "contexts": contexts,
+                    "answer": answer,
+                }
+            )
     return {
         "prompt_ids": [tokenizer(render_prompt(tokenizer, env), add_special_tokens=False).input_ids for env in envs],
-        "responses": [[{"text": t, "reward": s} for (r, t), s in zip(requests, scores) if r == row] for row in range(len(envs))],
+        "responses": [
+            [{"text": t, "reward": s} for (r, t), s in zip(requests, scores, strict=False) if r == row]
+            for row in range(len(envs))
+        ],
         "gold_calls": [len(oracle.generate([env.messages], [env.tools])[0]["tool_calls"] or []) for env in envs],
         "episodes": episodes,
     }
@@ -120,8 +137,15 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, (path, model_type) in tokenizers(work / "tokenizers").items():
         out = work / name
         invoke("export", "verl", "--data", work / "states.jsonl", "--out", out, "--model", path, "--multi-turn")
-        exports.append({"name": name, "dir": str(out), "tokenizer": str(path), "model_type": model_type,
-                        **expectations(work / "states.jsonl", out, path, work)})  # fmt: skip
+        exports.append(
+            {
+                "name": name,
+                "dir": str(out),
+                "tokenizer": str(path),
+                "model_type": model_type,
+                **expectations(work / "states.jsonl", out, path, work),
+            }
+        )
     (work / "case.json").write_text(json.dumps({"exports": exports}))
     return work / "case.json"
 
@@ -133,7 +157,11 @@ def test_verl_runs_the_export(case: Path) -> None:
     check = ROOT / "tests" / "verl" / "check_verl.py"
     result = subprocess.run(
         [VERL_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT), str(check)],
-        env=env, capture_output=True, text=True, timeout=900, cwd=ROOT,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
     sys.stdout.write(result.stdout[-6000:])
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]

@@ -13,13 +13,12 @@ from rich.panel import Panel
 from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 from rich.text import Text
-
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from ftrl.env.record import Environment, tool_name
 from ftrl.jsonl import DataError, iter_jsonl, write_jsonl_atomic
-from ftrl.provenance import OutputError, claim_output, describe_model
+from ftrl.provenance import claim_output, describe_model
 
 if TYPE_CHECKING:
     from ftrl.env.domains import EnvSource
@@ -102,14 +101,17 @@ def check_tool_code(source: EnvSource, count: int | None = None) -> None:
                 broken.append(f"row {index}, field 'codes', tool {name!r}: {type(error).__name__}: {detail}")
     if broken:
         listed = "; ".join(broken[:3]) + (f"; and {len(broken) - 3} more" if len(broken) > 3 else "")
-        raise _fail(f"{source.path}: tool code that does not compile ({listed}). Fix or drop these rows "
-                    f"(`ftrl validate {source.path}` lists every problem)")  # fmt: skip
+        raise _fail(
+            f"{source.path}: tool code that does not compile ({listed}). Fix or drop these rows "
+            f"(`ftrl validate {source.path}` lists every problem)"
+        )
 
 
 # Options shared by the commands that run a policy (`sample`, `eval`, and in part `bench` and `analyze sweep`), each
 # defined once; a command gives the default as its parameter default where the commands differ (temperature).
-_MODEL_HELP = ("Model folder, cached hub id, 'embedded', 'oracle' (replays gold calls), or a served model name with "
-               "--base-url.")
+_MODEL_HELP = (
+    "Model folder, cached hub id, 'embedded', 'oracle' (replays gold calls), or a served model name with --base-url."
+)
 ModelOption = Annotated[str, typer.Option(help=_MODEL_HELP)]
 EnvsOption = Annotated[Path, typer.Option(help="Environments (JSONL/Parquet file or domain folder).")]
 LimitOption = Annotated[int | None, typer.Option(min=1, help="Only the first K environments.")]
@@ -122,8 +124,13 @@ BatchSizeOption = Annotated[
     int, typer.Option(min=1, help="Episodes in flight (rows per generate call / concurrent requests).")
 ]
 ServerTimeoutOption = Annotated[
-    float, typer.Option("--timeout", min=1.0, max=86400.0, help="Seconds one model-server request may take in all, "
-                        "retries included (--base-url only).")
+    float,
+    typer.Option(
+        "--timeout",
+        min=1.0,
+        max=86400.0,
+        help="Seconds one model-server request may take in all, retries included (--base-url only).",
+    ),
 ]
 BaseUrlOption = Annotated[str | None, typer.Option(help="OpenAI-compatible server (…/v1) serving --model.")]
 ApiKeyOption = Annotated[str | None, typer.Option(help="API key for --base-url (default $OPENAI_API_KEY).")]
@@ -131,11 +138,14 @@ EnableThinkingOption = Annotated[bool, typer.Option("--enable-thinking", help="L
 PromptOption = Annotated[str, typer.Option(help="Tool prompt variant for templates without tool support.")]
 ThreadsOption = Annotated[int | None, typer.Option(min=1, help="Torch CPU threads for local models.")]
 DeviceOption = Annotated[str, typer.Option(help="Local models: auto (CUDA when present), cpu or cuda.")]
-DtypeOption = Annotated[str, typer.Option(help="Local models: auto (bf16 for generation on CUDA, else fp32), fp32, "
-                                               "bf16, fp16.")]
+DtypeOption = Annotated[
+    str, typer.Option(help="Local models: auto (bf16 for generation on CUDA, else fp32), fp32, bf16, fp16.")
+]
 
 
-analyze_app = typer.Typer(help="Where did training change the weights, and which changes carry the gain?", no_args_is_help=True)
+analyze_app = typer.Typer(
+    help="Where did training change the weights, and which changes carry the gain?", no_args_is_help=True
+)
 app.add_typer(analyze_app, name="analyze")
 
 
@@ -230,7 +240,9 @@ def validate(
                 if not report.issues and not show_ok:
                     continue
                 scenario = report.env.scenario if report.env else "-"
-                status = "[green]ok[/]" if not report.issues else "[yellow]warning[/]" if report.ok else "[red]invalid[/]"
+                status = (
+                    "[green]ok[/]" if not report.issues else "[yellow]warning[/]" if report.ok else "[red]invalid[/]"
+                )
                 problems = escape("\n".join(str(issue) for issue in report.issues))
                 table.add_row(str(path), str(report.row), str(report.line or "-"), scenario, status, problems)
     if table.row_count:
@@ -308,16 +320,24 @@ def score(
         raise _fail(f"{responses}: no responses to score (an empty file)")
     check_tool_code(source)
     settings = {"reward": reward, "matcher": matcher, "format": fmt, "timeout": timeout}
-    claim = claim_output(out, "score", {"states": file, "responses": responses}, settings, folder=False,
-                         overwrite=overwrite)  # fmt: skip
+    claim = claim_output(
+        out, "score", {"states": file, "responses": responses}, settings, folder=False, overwrite=overwrite
+    )
     with claim, ToolRuntime(RuntimeConfig(timeout_s=timeout)) as runtime, _progress() as progress:
         task = progress.add_task("scoring", total=len(requests))
         rows = []
         for row, text in requests:
             env = source.envs[row]
             scored = score_response(
-                text, codes=env.codes, unsolved_set=env.unsolved_set, solve_rate=env.solve_rate,
-                answer=env.answer or None, runtime=runtime, kind=reward, fmt=fmt, matcher=matcher,
+                text,
+                codes=env.codes,
+                unsolved_set=env.unsolved_set,
+                solve_rate=env.solve_rate,
+                answer=env.answer or None,
+                runtime=runtime,
+                kind=reward,
+                fmt=fmt,
+                matcher=matcher,
             )
             rows.append({"row": row, **scored.to_row()})
             progress.advance(task)
@@ -381,11 +401,15 @@ def train(
     max_prompt_tokens: int | None = typer.Option(None, help="States with longer prompts are skipped."),
     lr: float | None = typer.Option(None, help="Learning rate (constant)."),
     temperature: float | None = typer.Option(None, help="Sampling temperature of the responses (paper: 0.7)."),
-    filter_groups: bool = typer.Option(False, help="Dynamic sampling (DAPO): train only on states whose responses "
-                                       "score differently, drawn from --gen-batch-states per step."),
+    filter_groups: bool = typer.Option(
+        False,
+        help="Dynamic sampling (DAPO): train only on states whose responses "
+        "score differently, drawn from --gen-batch-states per step.",
+    ),
     gen_batch_states: int | None = typer.Option(None, help="States sampled per step with --filter-groups."),
-    kl_coef: float | None = typer.Option(None, help="Weight of the k3 KL loss to the starting policy (0: no "
-                                         "reference model, no reference pass)."),
+    kl_coef: float | None = typer.Option(
+        None, help="Weight of the k3 KL loss to the starting policy (0: no reference model, no reference pass)."
+    ),
     freeze_layers: int | None = typer.Option(None, help="Keep the embeddings and the lowest K decoder layers frozen."),
     save_every: int | None = typer.Option(None, help="Checkpoint every this many steps."),
     seed: int = typer.Option(0, help="Seed for data order and sampling."),
@@ -403,11 +427,29 @@ def train(
 
     try:
         config = make_config(
-            preset, model=model, data=str(data), out=str(out), algo=algo, reward=reward, lora=lora, steps=steps,
-            n=n, batch_states=batch_states, mini_batch_states=mini_batch_states or batch_states,
-            max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens, lr=lr, temperature=temperature,
-            filter_groups=filter_groups, gen_batch_states=gen_batch_states, kl_coef=kl_coef, save_every=save_every,
-            freeze_layers=freeze_layers, seed=seed, device=device, dtype=dtype,
+            preset,
+            model=model,
+            data=str(data),
+            out=str(out),
+            algo=algo,
+            reward=reward,
+            lora=lora,
+            steps=steps,
+            n=n,
+            batch_states=batch_states,
+            mini_batch_states=mini_batch_states or batch_states,
+            max_new_tokens=max_new_tokens,
+            max_prompt_tokens=max_prompt_tokens,
+            lr=lr,
+            temperature=temperature,
+            filter_groups=filter_groups,
+            gen_batch_states=gen_batch_states,
+            kl_coef=kl_coef,
+            save_every=save_every,
+            freeze_layers=freeze_layers,
+            seed=seed,
+            device=device,
+            dtype=dtype,
         )
         placement(device, dtype)
         resolve_model(model)  # a model missing from the cache, then every row, is reported before the model loads
@@ -453,11 +495,21 @@ def sft(
 ) -> None:
     """Supervised warm start on gold tool-call trajectories (loss on assistant tokens only)."""
     from ftrl.rollout.models import ModelNotFound
-    from ftrl.train.sft import SFTConfig, sft as run_sft
+    from ftrl.train.sft import SFTConfig
+    from ftrl.train.sft import sft as run_sft
 
     _load_envs_checked(envs, None)  # before the model loads
-    config = SFTConfig(model=model, envs=str(envs), out=str(out), epochs=epochs, lr=lr, lora=lora,
-                       freeze_layers=freeze_layers, device=device, dtype=dtype)  # fmt: skip
+    config = SFTConfig(
+        model=model,
+        envs=str(envs),
+        out=str(out),
+        epochs=epochs,
+        lr=lr,
+        lora=lora,
+        freeze_layers=freeze_layers,
+        device=device,
+        dtype=dtype,
+    )
     settings = {**config.to_dict(), "model": describe_model(model), "envs": None, "out": None}
     try:
         with claim_output(out, "sft", {"envs": envs}, settings, folder=True, overwrite=overwrite):
@@ -480,10 +532,14 @@ def loop(
     lora: bool = typer.Option(False, help="Train LoRA adapters."),
     max_new_tokens: int = typer.Option(512, help="Tokens per turn when collecting and evaluating."),
     max_turns: int = typer.Option(20, help="Turns per episode when collecting and evaluating."),
-    train_max_new_tokens: int | None = typer.Option(None, help="Tokens per sampled turn in training (default: preset)."),
+    train_max_new_tokens: int | None = typer.Option(
+        None, help="Tokens per sampled turn in training (default: preset)."
+    ),
     save_every: int | None = typer.Option(None, help="Checkpoint training every N steps (default: preset)."),
-    warm_start_envs: Path | None = typer.Option(None, help="Environments with gold calls: SFT on their gold "
-                                                "trajectories before round 1, reported as its own row."),
+    warm_start_envs: Path | None = typer.Option(
+        None,
+        help="Environments with gold calls: SFT on their gold trajectories before round 1, reported as its own row.",
+    ),
     warm_start_epochs: int = typer.Option(1, help="Warm-start passes over the gold trajectories."),
     warm_start_lr: float = typer.Option(5e-5, help="Warm-start learning rate."),
     overwrite: OverwriteOption = False,
@@ -496,14 +552,34 @@ def loop(
     for path in (envs, eval_envs, *([warm_start_envs] if warm_start_envs else [])):
         _load_envs_checked(path, None)  # before the first model loads
     config = LoopConfig(
-        model, str(envs), str(eval_envs), str(out), rounds, algo, preset, steps, lora,
-        max_new_tokens=max_new_tokens, max_turns=max_turns, max_new_tokens_train=train_max_new_tokens,
-        save_every=save_every, warm_start_envs=str(warm_start_envs) if warm_start_envs else None,
-        warm_start_epochs=warm_start_epochs, warm_start_lr=warm_start_lr,
-    )  # fmt: skip
+        model,
+        str(envs),
+        str(eval_envs),
+        str(out),
+        rounds,
+        algo,
+        preset,
+        steps,
+        lora,
+        max_new_tokens=max_new_tokens,
+        max_turns=max_turns,
+        max_new_tokens_train=train_max_new_tokens,
+        save_every=save_every,
+        warm_start_envs=str(warm_start_envs) if warm_start_envs else None,
+        warm_start_epochs=warm_start_epochs,
+        warm_start_lr=warm_start_lr,
+    )
     # more rounds extend a loop; everything else decides what the rounds already done produced
-    settings = {**asdict(config), "model": describe_model(model), "out": None, "rounds": None, "save_every": None,
-                "envs": None, "eval_envs": None, "warm_start_envs": None}  # fmt: skip
+    settings = {
+        **asdict(config),
+        "model": describe_model(model),
+        "out": None,
+        "rounds": None,
+        "save_every": None,
+        "envs": None,
+        "eval_envs": None,
+        "warm_start_envs": None,
+    }
     inputs = {"envs": envs, "eval_envs": eval_envs, "warm_start_envs": warm_start_envs}
     with claim_output(out, "loop", inputs, settings, folder=True, overwrite=overwrite):
         run_loop(config, console=console)
@@ -517,12 +593,18 @@ app.add_typer(export_app, name="export")
 def export_verl_command(
     data: Path = typer.Option(..., help="Trajectory states (JSONL/Parquet)."),
     out: Path = typer.Option(..., help="Folder for train.parquet, ftrl_reward.py and the launch scripts."),
-    model: str = typer.Option("embedded", help="The model verl will train (folder, hub id or 'embedded'): its "
-                              "chat template renders the prompts, and the scripts train it by default."),
+    model: str = typer.Option(
+        "embedded",
+        help="The model verl will train (folder, hub id or 'embedded'): its "
+        "chat template renders the prompts, and the scripts train it by default.",
+    ),
     reward: str = typer.Option("f1", help="Per-turn reward: f1, p, r or pr."),
     matcher: str = typer.Option("reference", help="Sub-answer matcher: reference or strict."),
-    multi_turn: bool = typer.Option(False, help="Also write episodes.parquet, ftrl_agent_loop.yaml and "
-                                    "train_multiturn_grpo.sh for verl's tool agent loop (whole episodes)."),
+    multi_turn: bool = typer.Option(
+        False,
+        help="Also write episodes.parquet, ftrl_agent_loop.yaml and "
+        "train_multiturn_grpo.sh for verl's tool agent loop (whole episodes).",
+    ),
     overwrite: OverwriteOption = False,
 ) -> None:
     """States as a verl 0.9.1 dataset with a reward module calling ftrl and the paper's launch scripts."""
@@ -542,7 +624,9 @@ def export_verl_command(
 
 @app.command()
 def bench(
-    name: str = typer.Argument(..., help="toolhop, taubench, rotbench, mmlu, bbh, gsm8k, math, humaneval, mbpp, drift."),
+    name: str = typer.Argument(
+        ..., help="toolhop, taubench, rotbench, mmlu, bbh, gsm8k, math, humaneval, mbpp, drift."
+    ),
     model: str = typer.Option(..., help="Model folder, 'embedded', a served model name (with --base-url), or 'gold'."),
     out: Path = typer.Option(..., help="Output folder: results.jsonl, summary.json, summary.md (resumable)."),
     data: Path | None = typer.Option(None, help="Benchmark data file or folder (docs/benchmarks.md)."),
@@ -555,8 +639,11 @@ def bench(
     base_model: str | None = typer.Option(None, help="drift: the model before training."),
     rule: str = typer.Option("ftrl", help="rotbench: matching rule, 'ftrl' (paper) or 'rotbench' (original)."),
     max_new_tokens: MaxNewTokensOption = 512,
-    max_turns: int | None = typer.Option(None, help="toolhop, taubench: agent replies per item (default: the "
-                                         "benchmark's protocol, 9 and 30; fewer deviates from it)."),
+    max_turns: int | None = typer.Option(
+        None,
+        help="toolhop, taubench: agent replies per item (default: the "
+        "benchmark's protocol, 9 and 30; fewer deviates from it).",
+    ),
     batch_size: int = typer.Option(8, min=1, help="Items answered together (multi-turn items play in step)."),
     overwrite: OverwriteOption = False,
 ) -> None:
@@ -566,14 +653,34 @@ def bench(
     from ftrl.eval.benchmarks import BenchOptions, run_benchmark
 
     options = BenchOptions(
-        model=model, out_dir=out, data=data, limit=limit, enable_thinking=enable_thinking, trials=trials,
-        user_model=user_model, base_url=base_url, user_base_url=user_base_url, base_model=base_model, rule=rule,
-        max_new_tokens=max_new_tokens, max_turns=max_turns, batch_size=batch_size,
+        model=model,
+        out_dir=out,
+        data=data,
+        limit=limit,
+        enable_thinking=enable_thinking,
+        trials=trials,
+        user_model=user_model,
+        base_url=base_url,
+        user_base_url=user_base_url,
+        base_model=base_model,
+        rule=rule,
+        max_new_tokens=max_new_tokens,
+        max_turns=max_turns,
+        batch_size=batch_size,
     )
-    settings = {"benchmark": name, "model": describe_model(model), "base_url": base_url, "trials": trials,
-                "user_model": user_model, "user_base_url": user_base_url, "rule": rule, "max_turns": max_turns,
-                "max_new_tokens": max_new_tokens, "enable_thinking": enable_thinking,
-                "base_model": describe_model(base_model) if base_model else None}  # fmt: skip
+    settings = {
+        "benchmark": name,
+        "model": describe_model(model),
+        "base_url": base_url,
+        "trials": trials,
+        "user_model": user_model,
+        "user_base_url": user_base_url,
+        "rule": rule,
+        "max_turns": max_turns,
+        "max_new_tokens": max_new_tokens,
+        "enable_thinking": enable_thinking,
+        "base_model": describe_model(base_model) if base_model else None,
+    }
     if data is not None and not data.exists():
         raise _fail(f"{data}: no such file or folder")
     try:
@@ -612,7 +719,9 @@ def build(
     out: Path = typer.Option(..., help="Output JSONL; an existing partial file from the same config is resumed."),
     backend: str = typer.Option("procedural", help="procedural (offline, default) or llm."),
     n: int = typer.Option(100, "--n", min=1, help="Number of environments to write."),
-    scenarios: str = typer.Option("single_hop,parallel_single_hop,multi_hop,parallel_multi_hop", help="Comma-separated."),
+    scenarios: str = typer.Option(
+        "single_hop,parallel_single_hop,multi_hop,parallel_multi_hop", help="Comma-separated."
+    ),
     seed: int = typer.Option(0, help="Same seed and options give byte-identical files."),
     split: str = typer.Option("train", help="train or test."),
     domains: str = typer.Option("", help="Comma-separated world domains to use (default: all)."),
@@ -636,17 +745,35 @@ def build(
     from ftrl.build.driver import build_environments
 
     try:
-        difficulty = Difficulty(min_hops=min_hops, max_hops=max_hops, min_tools=min_tools, max_tools=max_tools,
-                                min_params=min_params, max_params=max_params)
+        difficulty = Difficulty(
+            min_hops=min_hops,
+            max_hops=max_hops,
+            min_tools=min_tools,
+            max_tools=max_tools,
+            min_params=min_params,
+            max_params=max_params,
+        )
         config = BuildConfig(
-            backend=backend, n=n, scenarios=_csv(scenarios), seed=seed, split=split, domains=_csv(domains) or None,
-            exclude_domains=_csv(exclude_domains), difficulty=difficulty, workers=workers, base_url=base_url,
-            model=model, api_key=api_key, seed_questions=seed_questions, concurrency=concurrency,
+            backend=backend,
+            n=n,
+            scenarios=_csv(scenarios),
+            seed=seed,
+            split=split,
+            domains=_csv(domains) or None,
+            exclude_domains=_csv(exclude_domains),
+            difficulty=difficulty,
+            workers=workers,
+            base_url=base_url,
+            model=model,
+            api_key=api_key,
+            seed_questions=seed_questions,
+            concurrency=concurrency,
         )
         with _progress() as progress:
             task = progress.add_task("building", total=n)
-            report = build_environments(config, out, lambda done, total: progress.update(task, completed=done),
-                                        overwrite=overwrite)  # fmt: skip
+            report = build_environments(
+                config, out, lambda done, total: progress.update(task, completed=done), overwrite=overwrite
+            )
     except ValueError as error:
         raise _fail(str(error)) from None
     console.print(
@@ -654,8 +781,10 @@ def build(
         f"in {report.seconds:.1f} s ({report.envs_per_s:.0f}/s); {report.rejected} rejected {report.rejection_stages or ''}"
     )
     if report.total < n:
-        console.print(f"[bold red]error:[/] only {report.total} of {n} environments were built "
-                      f"(see {out}.rejections.jsonl for why the others were rejected)")  # fmt: skip
+        console.print(
+            f"[bold red]error:[/] only {report.total} of {n} environments were built "
+            f"(see {out}.rejections.jsonl for why the others were rejected)"
+        )
         raise typer.Exit(code=1)
 
 
@@ -692,22 +821,52 @@ def stats(
         console.print(f"figure written to {plot}")
 
 
-def _policy_spec(model: str, base_url: str | None, api_key: str | None, temperature: float, max_new_tokens: int,
-                 batch_size: int, enable_thinking: bool, prompt: str, threads: int | None, device: str = "auto",
-                 dtype: str = "auto", timeout: float = 300.0) -> PolicySpec:  # fmt: skip
+def _policy_spec(
+    model: str,
+    base_url: str | None,
+    api_key: str | None,
+    temperature: float,
+    max_new_tokens: int,
+    batch_size: int,
+    enable_thinking: bool,
+    prompt: str,
+    threads: int | None,
+    device: str = "auto",
+    dtype: str = "auto",
+    timeout: float = 300.0,
+) -> PolicySpec:
     from ftrl.rollout import PolicySpec
 
     key = api_key or (os.environ.get("OPENAI_API_KEY") if base_url else None)
-    return PolicySpec(model, base_url, key, temperature, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                      enable_thinking=enable_thinking, prompt=prompt, threads=threads, device=device,
-                      dtype=dtype, timeout_s=timeout)  # fmt: skip
+    return PolicySpec(
+        model,
+        base_url,
+        key,
+        temperature,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        enable_thinking=enable_thinking,
+        prompt=prompt,
+        threads=threads,
+        device=device,
+        dtype=dtype,
+        timeout_s=timeout,
+    )
 
 
 def _run_settings(spec: PolicySpec, **more: Any) -> dict[str, Any]:
     """The settings of a rollout job that change its results (batch size, threads and the API key do not)."""
-    return {"model": describe_model(spec.model), "base_url": spec.base_url, "temperature": spec.temperature,
-            "max_new_tokens": spec.max_new_tokens, "enable_thinking": spec.enable_thinking, "prompt": spec.prompt,
-            "device": spec.device, "dtype": spec.dtype, **more}  # fmt: skip
+    return {
+        "model": describe_model(spec.model),
+        "base_url": spec.base_url,
+        "temperature": spec.temperature,
+        "max_new_tokens": spec.max_new_tokens,
+        "enable_thinking": spec.enable_thinking,
+        "prompt": spec.prompt,
+        "device": spec.device,
+        "dtype": spec.dtype,
+        **more,
+    }
 
 
 def _load_envs_checked(envs: Path, limit: int | None) -> None:
@@ -745,8 +904,20 @@ def sample_command(
     """Collect training states (history, remaining sub-answers, solve rate) from sampled rollouts."""
     from ftrl.rollout import ModelNotFound, collect
 
-    spec = _policy_spec(model, base_url, api_key, temperature, max_new_tokens, batch_size, enable_thinking, prompt,
-                        threads, device, dtype, timeout)  # fmt: skip
+    spec = _policy_spec(
+        model,
+        base_url,
+        api_key,
+        temperature,
+        max_new_tokens,
+        batch_size,
+        enable_thinking,
+        prompt,
+        threads,
+        device,
+        dtype,
+        timeout,
+    )
     _load_envs_checked(envs, limit)
     settings = _run_settings(spec, n_per_env=n_per_env, max_turns=max_turns)
     try:
@@ -780,8 +951,20 @@ def eval_command(
     from ftrl.eval import evaluate
     from ftrl.rollout import ModelNotFound
 
-    spec = _policy_spec(model, base_url, api_key, temperature, max_new_tokens, batch_size, enable_thinking, prompt,
-                        threads, device, dtype, timeout)  # fmt: skip
+    spec = _policy_spec(
+        model,
+        base_url,
+        api_key,
+        temperature,
+        max_new_tokens,
+        batch_size,
+        enable_thinking,
+        prompt,
+        threads,
+        device,
+        dtype,
+        timeout,
+    )
     _load_envs_checked(envs, limit)
     settings = _run_settings(spec, max_turns=max_turns)
     try:
@@ -813,10 +996,12 @@ def report_command(
 @app.command()
 def demo(
     out: Path | None = typer.Option(None, help="Output folder (default runs/demo, or runs/demo-quick with --quick)."),
-    quick: bool = typer.Option(False, help="A few-minute version on tiny sets (what the end-to-end test runs); "
-                               "the same as --profile quick."),
-    profile: str = typer.Option("default", help="default (30 minutes on 2 CPU cores), quick, or long (more RL, "
-                                "up to 90 minutes)."),
+    quick: bool = typer.Option(
+        False, help="A few-minute version on tiny sets (what the end-to-end test runs); the same as --profile quick."
+    ),
+    profile: str = typer.Option(
+        "default", help="default (30 minutes on 2 CPU cores), quick, or long (more RL, up to 90 minutes)."
+    ),
     model: str = typer.Option("embedded", help="Model to train: `embedded` or a local HF model folder."),
     seed: int = typer.Option(0, help="Seed of everything (environments, data order, sampling); use a fresh --out."),
 ) -> None:

@@ -38,10 +38,17 @@ class DemoConfig:
     #: Small environments keep prompts short enough for a 135M model on a CPU.
     difficulty: Difficulty = field(
         default_factory=lambda: Difficulty(
-            min_hops=2, max_hops=3, min_chain_hops=1, max_chain_hops=2, min_params=2, max_params=3,
-            min_tools=2, max_tools=3, min_distractors=1,
+            min_hops=2,
+            max_hops=3,
+            min_chain_hops=1,
+            max_chain_hops=2,
+            min_params=2,
+            max_params=3,
+            min_tools=2,
+            max_tools=3,
+            min_distractors=1,
         )
-    )  # fmt: skip
+    )
     sft_envs: int = 48
     sft_epochs: int = 1
     sft_lr: float = 5e-5
@@ -77,17 +84,34 @@ class DemoConfig:
     @classmethod
     def profile(cls, name: str, model: str = "embedded") -> DemoConfig:
         """`default` (the 30-minute recipe), `quick` (a few minutes, tiny sets) or `long` (up to 90 minutes)."""
-        makers = {"default": lambda: cls(model=model), "quick": lambda: cls.quick(model=model),
-                  "long": lambda: cls.long(model=model)}  # fmt: skip
+        makers = {
+            "default": lambda: cls(model=model),
+            "quick": lambda: cls.quick(model=model),
+            "long": lambda: cls.long(model=model),
+        }
         if name not in makers:
             raise ValueError(f"unknown demo profile {name!r}; known: {', '.join(makers)}")
         return makers[name]()
 
     @classmethod
     def quick(cls, out: str = "runs/demo-quick", model: str = "embedded") -> DemoConfig:
-        return cls(out=out, model=model, train_envs=16, test_envs=8, sft_envs=12, sft_epochs=1, rl_states_envs=2,
-                   rl_rounds=2, rl_steps=1, rl_n=4, rl_batch_states=2, rl_gen_states=4, rl_freeze_layers=1, max_new_tokens=64,
-                   sft_freeze_layers=1)  # fmt: skip
+        return cls(
+            out=out,
+            model=model,
+            train_envs=16,
+            test_envs=8,
+            sft_envs=12,
+            sft_epochs=1,
+            rl_states_envs=2,
+            rl_rounds=2,
+            rl_steps=1,
+            rl_n=4,
+            rl_batch_states=2,
+            rl_gen_states=4,
+            rl_freeze_layers=1,
+            max_new_tokens=64,
+            sft_freeze_layers=1,
+        )
 
 
 class Demo:
@@ -115,7 +139,10 @@ class Demo:
             ("evaluate base model", lambda: self.evaluate(self.config.model, "base")),
             ("warm start (SFT on gold trajectories)", self.warm_start),
             ("evaluate warm-started model", lambda: self.evaluate(self.sft_model, "sft")),
-            *((f"RL round {k}: collect states, train", lambda k=k: self.rl_round(k)) for k in range(1, self.config.rl_rounds + 1)),
+            *(
+                (f"RL round {k}: collect states, train", lambda k=k: self.rl_round(k))
+                for k in range(1, self.config.rl_rounds + 1)
+            ),
             ("evaluate RL-trained model", lambda: self.evaluate(self.rl_model, "rl")),
         ]
         for number, (title, step) in enumerate(steps, start=1):
@@ -135,7 +162,9 @@ class Demo:
             raise ValueError(f"unknown held-out domains {unknown}; known: {', '.join(DOMAIN_NAMES)}")
         common = {"seed": self.config.seed, "difficulty": self.config.difficulty}
         train = BuildConfig(n=self.config.train_envs, split="train", exclude_domains=held_out, **common)
-        test = BuildConfig(n=self.config.test_envs, split="test", domains=held_out, **{**common, "seed": self.config.seed + 1})
+        test = BuildConfig(
+            n=self.config.test_envs, split="test", domains=held_out, **{**common, "seed": self.config.seed + 1}
+        )
         for config, path in ((train, self.train_file), (test, self.test_file)):
             report = build_environments(config, path)
             self.console.print(f"{path}: {report.written + report.resumed} environments ({report.rejected} rejected)")
@@ -166,9 +195,17 @@ class Demo:
             return
         subset = self.out / "envs" / "sft.jsonl"
         write_envs(subset, read_envs(self.train_file)[: self.config.sft_envs])
-        sft(SFTConfig(model=self.config.model, envs=str(subset), out=str(self.sft_model.parent),
-                      epochs=self.config.sft_epochs, lr=self.config.sft_lr,
-                      freeze_layers=self.config.sft_freeze_layers), console=self.console)  # fmt: skip
+        sft(
+            SFTConfig(
+                model=self.config.model,
+                envs=str(subset),
+                out=str(self.sft_model.parent),
+                epochs=self.config.sft_epochs,
+                lr=self.config.sft_lr,
+                freeze_layers=self.config.sft_freeze_layers,
+            ),
+            console=self.console,
+        )
 
     def rl_round(self, k: int) -> None:
         """Collect states with the current policy on fresh training environments, then train on them."""
@@ -188,17 +225,34 @@ class Demo:
             raise ValueError(f"round {k} needs training environments {first}..; raise train_envs")
         folder.mkdir(parents=True, exist_ok=True)
         write_envs(folder / "envs.jsonl", envs)
-        spec = PolicySpec(str(policy), temperature=config.rl_collect_temperature,
-                          max_new_tokens=config.max_new_tokens, batch_size=config.eval_batch, seed=config.seed + k)  # fmt: skip
+        spec = PolicySpec(
+            str(policy),
+            temperature=config.rl_collect_temperature,
+            max_new_tokens=config.max_new_tokens,
+            batch_size=config.eval_batch,
+            seed=config.seed + k,
+        )
         collect(spec, folder / "envs.jsonl", folder / "states.jsonl", max_turns=8, console=self.console)
         train_config = make_config(
-            "cpu", model=str(policy), data=str(folder / "states.jsonl"), out=str(folder), algo=config.rl_algo,
-            steps=config.rl_steps, n=config.rl_n, lr=config.rl_lr, temperature=config.rl_temperature,
-            batch_states=config.rl_batch_states, mini_batch_states=config.rl_batch_states,
-            filter_groups=config.rl_gen_states > config.rl_batch_states, gen_batch_states=config.rl_gen_states,
-            kl_coef=config.rl_kl_coef, freeze_layers=config.rl_freeze_layers,
-            max_new_tokens=config.max_new_tokens, max_prompt_tokens=config.max_prompt_tokens, seed=config.seed + k,
-        )  # fmt: skip
+            "cpu",
+            model=str(policy),
+            data=str(folder / "states.jsonl"),
+            out=str(folder),
+            algo=config.rl_algo,
+            steps=config.rl_steps,
+            n=config.rl_n,
+            lr=config.rl_lr,
+            temperature=config.rl_temperature,
+            batch_states=config.rl_batch_states,
+            mini_batch_states=config.rl_batch_states,
+            filter_groups=config.rl_gen_states > config.rl_batch_states,
+            gen_batch_states=config.rl_gen_states,
+            kl_coef=config.rl_kl_coef,
+            freeze_layers=config.rl_freeze_layers,
+            max_new_tokens=config.max_new_tokens,
+            max_prompt_tokens=config.max_prompt_tokens,
+            seed=config.seed + k,
+        )
         train(train_config, console=self.console)
 
     def report(self) -> dict[str, Any]:
@@ -216,7 +270,9 @@ class Demo:
         settings = {"config": asdict(self.config), "seconds": self.timings}
         (folder / "settings.json").write_text(json.dumps(settings, indent=2, default=list))
         (folder / "differences.json").write_text(json.dumps([d.to_dict() for d in differences], indent=2))
-        (folder / "report.md").write_text(report_markdown(rows, difference_rows(differences), settings), encoding="utf-8")
+        (folder / "report.md").write_text(
+            report_markdown(rows, difference_rows(differences), settings), encoding="utf-8"
+        )
         table = Table(*rows[0], title="held-out Solve-F1 (x100): base -> warm start -> RL")
         for row in rows[1:]:
             table.add_row(*row)
@@ -236,10 +292,15 @@ def before_after_rows(summaries: dict[str, dict[str, Any]]) -> list[list[str]]:
         stats = [s["mean"] if scenario == "mean" else s["scenarios"].get(scenario, {}) for s in summaries.values()]
         f1 = [stat.get("solve_f1", 0.0) for stat in stats]
         last = stats[-1]
-        rows.append([
-            scenario, *(f"{value:.1f}" for value in f1), f"{f1[-1] - f1[0]:+.1f}",
-            f"{last.get('solve_p', 0.0):.1f} / {last.get('solve_r', 0.0):.1f}", f"{last.get('accuracy', 0.0):.1f}",
-        ])  # fmt: skip
+        rows.append(
+            [
+                scenario,
+                *(f"{value:.1f}" for value in f1),
+                f"{f1[-1] - f1[0]:+.1f}",
+                f"{last.get('solve_p', 0.0):.1f} / {last.get('solve_r', 0.0):.1f}",
+                f"{last.get('accuracy', 0.0):.1f}",
+            ]
+        )
     return rows
 
 

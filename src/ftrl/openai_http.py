@@ -122,11 +122,11 @@ async def post_json(
         if attempt < retries:
             delay = backoff_delay(attempt, retry_after, backoff_s, max_backoff_s, rng)
             if deadline is not None and time.monotonic() + delay >= deadline:
-                raise LLMUnavailable(f"{url} gave no reply within {total_timeout_s:g} s ({attempt + 1} attempts); "
-                                     f"last: {problem}")  # fmt: skip
+                raise LLMUnavailable(
+                    f"{url} gave no reply within {total_timeout_s:g} s ({attempt + 1} attempts); last: {problem}"
+                )
             await asyncio.sleep(delay)
     raise LLMUnavailable(f"{url} failed {retries + 1} times; last: {problem}")
-
 
 
 def _retry_after(response: httpx.Response) -> float | None:

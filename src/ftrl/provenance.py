@@ -76,8 +76,11 @@ def claim_output(
     its `sidecars` (files the job keeps beside a file output).
     """
     out = Path(out)
-    record = {"job": job, "inputs": {k: fingerprint(v) if v is not None else None for k, v in inputs.items()},
-              "settings": dict(settings)}  # fmt: skip
+    record = {
+        "job": job,
+        "inputs": {k: fingerprint(v) if v is not None else None for k, v in inputs.items()},
+        "settings": dict(settings),
+    }
     record = json.loads(json.dumps(record))  # tuples become lists, as they will when read back
     stored_at = record_path(out, folder)
     with lock_output(out, folder=folder) as lock_path:
@@ -140,8 +143,11 @@ def _differences(stored: Any, record: dict[str, Any]) -> str:
         old, new = stored.get(part) or {}, record[part]
         for key in sorted(set(old) | set(new)):
             if old.get(key) != new.get(key):
-                changed.append(f"{key}: {_short(old.get(key))} -> {_short(new.get(key))}" if part == "settings"
-                               else f"{key} has other content")  # fmt: skip
+                changed.append(
+                    f"{key}: {_short(old.get(key))} -> {_short(new.get(key))}"
+                    if part == "settings"
+                    else f"{key} has other content"
+                )
     return "; ".join(changed) or "different record"
 
 

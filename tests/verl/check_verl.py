@@ -19,11 +19,9 @@ import hydra
 import numpy as np
 import pytest
 import torch
+import verl.trainer.main_ppo
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-
-import verl.trainer.main_ppo
-from verl import DataProto
 from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap
 from verl.trainer.ppo.reward import get_custom_reward_fn, load_reward_manager
 from verl.trainer.ppo.utils import need_critic, need_reference_policy
@@ -32,6 +30,8 @@ from verl.utils.config import validate_config
 from verl.utils.dataset.rl_dataset import RLHFDataset
 from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 from verl.workers.rollout.replica import TokenOutput
+
+from verl import DataProto
 
 CASE = json.loads(Path(os.environ["FTRL_VERL_CASE"]).read_text())
 EXPORTS = {export["name"]: export for export in CASE["exports"]}
@@ -114,7 +114,9 @@ def test_reward_manager_scores_like_ftrl_score(name: str) -> None:
     cases = [(data[i], case) for i in range(len(data)) for case in export["responses"][i]]
 
     async def score_all() -> list[float]:
-        results = await asyncio.gather(*(manager.run_single(response_batch(tokenizer, c["text"], row)) for row, c in cases))
+        results = await asyncio.gather(
+            *(manager.run_single(response_batch(tokenizer, c["text"], row)) for row, c in cases)
+        )
         return [r["reward_score"] for r in results]
 
     got = manager.loop.run_until_complete(score_all())  # the manager runs its executor calls on its own loop
@@ -130,7 +132,9 @@ class ReplayServer:
     turn and records the prompt tokens verl sent. Everything around it is verl's own `ToolAgentLoop`."""
 
     def __init__(self, tokenizer, texts: list[str]):
-        self.replies = [tokenizer(text, add_special_tokens=False).input_ids + [tokenizer.eos_token_id] for text in texts]
+        self.replies = [
+            tokenizer(text, add_special_tokens=False).input_ids + [tokenizer.eos_token_id] for text in texts
+        ]
         self.prompts: list[list[int]] = []
 
     async def generate(self, *, prompt_ids: list[int], **kwargs) -> TokenOutput:
@@ -152,16 +156,26 @@ def test_ftrl_agent_loop_plays_gold_episodes(name: str) -> None:
 
     async def play(row: dict, server: ReplayServer):
         loop = hydra.utils.instantiate(
-            config=agent_config, trainer_config=DictConfigWrap(config), server_manager=server, tokenizer=tokenizer,
-            processor=None, hf_model_type=export["model_type"], dataset_cls=RLHFDataset,
-            data_config=DictConfigWrap(config.data), tools=ToolListWrap([]),
-        )  # fmt: skip
+            config=agent_config,
+            trainer_config=DictConfigWrap(config),
+            server_manager=server,
+            tokenizer=tokenizer,
+            processor=None,
+            hf_model_type=export["model_type"],
+            dataset_cls=RLHFDataset,
+            data_config=DictConfigWrap(config.data),
+            tools=ToolListWrap([]),
+        )
         output = await loop.run({}, **row)
         batch = DataProto.from_dict(
-            tensors={"responses": torch.tensor([output.response_ids]),
-                     "attention_mask": torch.ones(1, len(output.response_ids), dtype=torch.long)},
-            non_tensors={key: np.array([row[key]], dtype=object) for key in ("data_source", "reward_model", "extra_info")},
-        )  # fmt: skip
+            tensors={
+                "responses": torch.tensor([output.response_ids]),
+                "attention_mask": torch.ones(1, len(output.response_ids), dtype=torch.long),
+            },
+            non_tensors={
+                key: np.array([row[key]], dtype=object) for key in ("data_source", "reward_model", "extra_info")
+            },
+        )
         batch.non_tensor_batch["tool_extra_fields"] = np.array([output.extra_fields], dtype=object)
         return output, (await manager.run_single(batch))["reward_score"]
 

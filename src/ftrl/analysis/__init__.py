@@ -13,6 +13,19 @@ from ftrl.analysis.spec import Spec, SpecError, parse_spec
 from ftrl.analysis.sweep import run_sweep
 
 __all__ = [
-    "ChangeRow", "Checkpoint", "CheckpointError", "ParamKey", "ParamReport", "RestoreResult", "Spec", "SpecError",
-    "analyze_params", "compare", "open_pair", "parse_name", "parse_spec", "restore", "run_sweep",
+    "ChangeRow",
+    "Checkpoint",
+    "CheckpointError",
+    "ParamKey",
+    "ParamReport",
+    "RestoreResult",
+    "Spec",
+    "SpecError",
+    "analyze_params",
+    "compare",
+    "open_pair",
+    "parse_name",
+    "parse_spec",
+    "restore",
+    "run_sweep",
 ]

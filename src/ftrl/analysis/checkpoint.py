@@ -20,8 +20,18 @@ if TYPE_CHECKING:
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
-_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
-           "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+_DTYPES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
+}
 
 
 class CheckpointError(ValueError):
@@ -144,21 +154,32 @@ class Pair:
 def open_pair(base: str | Path, tuned: str | Path) -> Pair:
     """Open both checkpoints and check they are comparable; raise `CheckpointError` saying what differs."""
     pair = Pair(Checkpoint.open(base), Checkpoint.open(tuned))
-    for label, names in (("model_type", ("model_type",)), ("layer count", ("num_hidden_layers", "n_layer", "num_layers")),
-                         ("hidden size", ("hidden_size", "n_embd", "d_model"))):
+    for label, names in (
+        ("model_type", ("model_type",)),
+        ("layer count", ("num_hidden_layers", "n_layer", "num_layers")),
+        ("hidden size", ("hidden_size", "n_embd", "d_model")),
+    ):
         left, right = pair.base.setting(*names), pair.tuned.setting(*names)
         if left != right:
             raise CheckpointError(f"different architectures: {label} is {left!r} in base, {right!r} in tuned")
     missing = sorted(set(pair.base.files) - set(pair.tuned.files))
     extra = sorted(set(pair.tuned.files) - set(pair.base.files))
     if missing or extra:
-        parts = [f"{what} {_few(names)}" for what, names in (("missing in tuned:", missing), ("extra in tuned:", extra)) if names]
-        hint = " (unmerged LoRA weights? merge the adapter into the base first)" if any("lora" in n for n in extra) else ""
+        parts = [
+            f"{what} {_few(names)}"
+            for what, names in (("missing in tuned:", missing), ("extra in tuned:", extra))
+            if names
+        ]
+        hint = (
+            " (unmerged LoRA weights? merge the adapter into the base first)" if any("lora" in n for n in extra) else ""
+        )
         raise CheckpointError("different tensor names: " + "; ".join(parts) + hint)
     with TensorReader(pair.base) as left, TensorReader(pair.tuned) as right:
         for name in pair.names:
             if left.shape(name) != right.shape(name):
-                raise CheckpointError(f"tensor {name!r} has shape {left.shape(name)} in base, {right.shape(name)} in tuned")
+                raise CheckpointError(
+                    f"tensor {name!r} has shape {left.shape(name)} in base, {right.shape(name)} in tuned"
+                )
     return pair
 
 

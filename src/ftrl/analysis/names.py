@@ -14,11 +14,26 @@ from dataclasses import dataclass
 
 # Fine module kinds in display order; the part before the dot is the coarse kind (attn, mlp, norm, ...).
 KINDS = (
-    "embed", "embed.pos",
-    "attn.q", "attn.k", "attn.v", "attn.qkv", "attn.o", "attn.other",
-    "mlp.gate", "mlp.up", "mlp.gate_up", "mlp.down", "mlp.router", "mlp.other",
-    "norm.input", "norm.post_attention", "norm.other", "norm.final",
-    "head", "other",
+    "embed",
+    "embed.pos",
+    "attn.q",
+    "attn.k",
+    "attn.v",
+    "attn.qkv",
+    "attn.o",
+    "attn.other",
+    "mlp.gate",
+    "mlp.up",
+    "mlp.gate_up",
+    "mlp.down",
+    "mlp.router",
+    "mlp.other",
+    "norm.input",
+    "norm.post_attention",
+    "norm.other",
+    "norm.final",
+    "head",
+    "other",
 )
 GLOBAL_KINDS = ("embed", "embed.pos", "norm.final", "head")  # never inside a decoder layer
 COARSE_KINDS = tuple(dict.fromkeys(kind.split(".")[0] for kind in KINDS))

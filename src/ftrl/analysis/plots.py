@@ -41,14 +41,23 @@ def heatmap(rows: Sequence[ChangeRow], n_layers: int, path: Path) -> Path:
 def layer_lines(coarse: Sequence[ChangeRow], fine: Sequence[ChangeRow], path: Path) -> Path:
     """Relative change vs layer: per module family (left) and per fine kind (right)."""
     figure = Figure(figsize=(12, 4.5), layout="constrained")
-    for axes, rows, title in zip(figure.subplots(1, 2), (coarse, fine), ("module family", "module kind")):
+    for axes, rows, title in zip(figure.subplots(1, 2), (coarse, fine), ("module family", "module kind"), strict=False):
         kinds = list(dict.fromkeys(row.module for row in rows if row.layer is not None))
         for kind in kinds:
-            points = sorted((row.layer, row.relative_change) for row in rows if row.module == kind and row.layer is not None)
+            points = sorted(
+                (row.layer, row.relative_change) for row in rows if row.module == kind and row.layer is not None
+            )
             family = kind.split(".")[0]
             siblings = [other for other in kinds if other.split(".")[0] == family]
             style = _LINE_STYLES[siblings.index(kind) % len(_LINE_STYLES)]
-            axes.plot(*zip(*points), style, marker="o", markersize=3, label=kind, color=_FAMILY_COLOURS.get(family))
+            axes.plot(
+                *zip(*points, strict=False),
+                style,
+                marker="o",
+                markersize=3,
+                label=kind,
+                color=_FAMILY_COLOURS.get(family),
+            )
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_xlabel("layer")
         axes.set_title(f"relative change by {title}")

@@ -31,11 +31,13 @@ def write_param_report(report: ParamReport, out: Path, title: str = "Parameter c
         "relative = ||Δ||/||θ_base|| (Frobenius over the group), mean |Δ| = average absolute change per element,",
         "share = ||Δ_group||² / Σ ||Δ||² (the group's part of the whole update; shares add up to 100%).",
         "",
-        f"Total update norm ||Δ|| = {report.total_delta_sq ** 0.5:.6g}.",
+        f"Total update norm ||Δ|| = {report.total_delta_sq**0.5:.6g}.",
         "",
         "## Largest shares",
         "",
-        *markdown_table(["layer", "family", "share"], [[_layer(row), row.module, f"{100 * row.share:.2f}%"] for row in ranked]),
+        *markdown_table(
+            ["layer", "family", "share"], [[_layer(row), row.module, f"{100 * row.share:.2f}%"] for row in ranked]
+        ),
         "",
         "## By module family",
         "",
@@ -48,7 +50,9 @@ def write_param_report(report: ParamReport, out: Path, title: str = "Parameter c
     (out / "params.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return [
         write_csv(out / "params.csv", [field.name for field in fields(ChangeRow)], [asdict(row) for row in fine]),
-        write_csv(out / "params_by_family.csv", [field.name for field in fields(ChangeRow)], [asdict(row) for row in coarse]),
+        write_csv(
+            out / "params_by_family.csv", [field.name for field in fields(ChangeRow)], [asdict(row) for row in coarse]
+        ),
         out / "params.md",
         heatmap(fine, report.n_layers, out / "heatmap.png"),
         layer_lines(coarse, fine, out / "layers.png"),
@@ -74,7 +78,14 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list
 def _change_table(rows: Sequence[ChangeRow]) -> tuple[list[str], list[list[str]]]:
     header = ["layer", "module", "params", "relative", "mean abs", "share"]
     body = [
-        [_layer(row), row.module, f"{row.numel:,}", f"{row.relative_change:.3e}", f"{row.mean_abs_change:.3e}", f"{100 * row.share:.2f}%"]
+        [
+            _layer(row),
+            row.module,
+            f"{row.numel:,}",
+            f"{row.relative_change:.3e}",
+            f"{row.mean_abs_change:.3e}",
+            f"{100 * row.share:.2f}%",
+        ]
         for row in rows
     ]
     return header, body

@@ -35,7 +35,9 @@ class RestoreResult:
     from_base: list[str]
 
 
-def restore(base: str | Path, tuned: str | Path, spec: str | Spec, out: str | Path, *, revert: bool = False) -> RestoreResult:
+def restore(
+    base: str | Path, tuned: str | Path, spec: str | Spec, out: str | Path, *, revert: bool = False
+) -> RestoreResult:
     """Write a model directory taking tuned tensors inside SPEC (`revert=False`) or outside it (`revert=True`)."""
     pair = open_pair(base, tuned)
     spec = parse_spec(spec) if isinstance(spec, str) else spec
@@ -54,7 +56,11 @@ def restore(base: str | Path, tuned: str | Path, spec: str | Spec, out: str | Pa
     _copy_side_files(pair.tuned.path, partial)
     _write_shards(pair, take_tuned, partial)
     result = RestoreResult(
-        base=str(base), tuned=str(tuned), spec=spec.text, mode="revert" if revert else "keep", out=str(target),
+        base=str(base),
+        tuned=str(tuned),
+        spec=spec.text,
+        mode="revert" if revert else "keep",
+        out=str(target),
         from_tuned=[name for name in pair.names if name in take_tuned],
         from_base=[name for name in pair.names if name not in take_tuned],
     )

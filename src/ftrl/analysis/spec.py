@@ -58,7 +58,9 @@ class Spec:
         for selector in self.selectors:
             beyond = sorted(layer for layer in selector.layers or () if layer >= n_layers)
             if beyond:
-                raise SpecError(f"SPEC {self.text!r}: layer {beyond[0]} out of range; the model has layers 0-{n_layers - 1}")
+                raise SpecError(
+                    f"SPEC {self.text!r}: layer {beyond[0]} out of range; the model has layers 0-{n_layers - 1}"
+                )
 
     def __str__(self) -> str:
         return self.text

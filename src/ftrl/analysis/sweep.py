@@ -49,12 +49,12 @@ def thirds(n_layers: int) -> list[tuple[int, int]]:
         raise ValueError(f"the sweep needs at least 3 layers to form thirds; the model has {n_layers}")
     sizes = [n_layers // 3 + (index < n_layers % 3) for index in range(3)]
     starts = [sum(sizes[:index]) for index in range(3)]
-    return [(start, start + size - 1) for start, size in zip(starts, sizes)]
+    return [(start, start + size - 1) for start, size in zip(starts, sizes, strict=False)]
 
 
 def sweep_points(n_layers: int) -> list[SweepPoint]:
     points = [SweepPoint("base", "-", None), SweepPoint("tuned", "-", None)]
-    for region, (first, last) in zip(REGIONS, thirds(n_layers)):
+    for region, (first, last) in zip(REGIONS, thirds(n_layers), strict=False):
         layers = str(first) if first == last else f"{first}-{last}"
         points += [SweepPoint(f"{family}@{layers}", region, f"{family}@{layers}") for family in FAMILIES]
     return points

@@ -36,8 +36,13 @@ class Difficulty:
     merge_probability: float = 0.6
 
     def __post_init__(self) -> None:
-        for low, high in (("min_hops", "max_hops"), ("min_width", "max_width"), ("min_chain_hops", "max_chain_hops"),
-                          ("min_params", "max_params"), ("min_tools", "max_tools")):
+        for low, high in (
+            ("min_hops", "max_hops"),
+            ("min_width", "max_width"),
+            ("min_chain_hops", "max_chain_hops"),
+            ("min_params", "max_params"),
+            ("min_tools", "max_tools"),
+        ):
             if not 1 <= getattr(self, low) <= getattr(self, high):
                 raise ValueError(f"need 1 <= {low} <= {high}, got {getattr(self, low)} and {getattr(self, high)}")
 

@@ -100,7 +100,11 @@ def _check_code(name: str, source: str, parameters: dict[str, Any], state_kwarg:
     except (ValueError, RecursionError, MemoryError) as error:
         return [Issue("codes", f"code of {name!r} cannot be parsed: {error}")]
     function = next(
-        (node for node in module.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name),
+        (
+            node
+            for node in module.body
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name
+        ),
         None,
     )
     if function is None:
@@ -158,6 +162,7 @@ def validate_path(path: str | Path, checker: CodeChecker | None = None) -> list[
             issues = validate_environment(env, state_kwarg=domain.state_kwarg if domain else None)
             reports.append(RowReport(str(path), index, None, issues, env))
     else:
+
         def record_error(error: DataError) -> None:
             reports.append(RowReport(str(path), len(reports), error.line, [Issue(error.field or "-", error.message)]))
 

@@ -21,7 +21,7 @@ def load_runs(dirs: list[str | Path]) -> dict[str, dict[str, Any]]:
     summaries = [(Path(d), json.loads((Path(d) / "summary.json").read_text(encoding="utf-8"))) for d in dirs]
     models = [s.get("model", "") for _, s in summaries]
     runs = {}
-    for (folder, summary), model in zip(summaries, models):
+    for (folder, summary), model in zip(summaries, models, strict=False):
         label = model if model and models.count(model) == 1 else folder.name
         runs[label] = summary
     return runs
@@ -55,7 +55,7 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> None:
         panels[:-1] += [s for s in summary["scenarios"] if s not in panels]
     figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), sharey=True, squeeze=False)
     width = 0.8 / len(runs)
-    for axis, panel in zip(axes[0], panels):
+    for axis, panel in zip(axes[0], panels, strict=False):
         for offset, (label, summary) in enumerate(runs.items()):
             stats = summary["mean"] if panel == "mean" else summary["scenarios"].get(panel, {})
             values = [stats.get(key, 0.0) for key, _ in METRICS]
@@ -88,7 +88,7 @@ def report(dirs: list[str | Path], out: str | Path) -> tuple[list[list[str]], li
     text = to_markdown(rows, "Runs side by side")
     differences: list[list[str]] = []
     if len(dirs) > 1 and all((Path(d) / EPISODES_FILE).is_file() for d in dirs):
-        differences = difference_rows(pairwise(dict(zip(runs, dirs))))
+        differences = difference_rows(pairwise(dict(zip(runs, dirs, strict=False))))
         text += "\n" + to_markdown(differences, "Paired differences of mean Solve-F1 (x100)")
     (folder / "report.md").write_text(text + "\n![runs](report.png)\n", encoding="utf-8")
     plot(runs, folder / "report.png")

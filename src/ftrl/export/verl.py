@@ -163,8 +163,10 @@ def flat_prompt(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict
         flat = [{"role": str(m["role"]), "content": str(m.get("content") or "")} for m in plain]
     rendered = tokenizer.apply_chat_template(flat, tokenize=False, add_generation_prompt=True, **kwargs)
     if rendered != target:
-        raise ExportError("the chat template cannot render this state's prompt from plain messages (tools may sit "
-                          "outside the system message); use --multi-turn, whose tool agent loop passes tools=")
+        raise ExportError(
+            "the chat template cannot render this state's prompt from plain messages (tools may sit "
+            "outside the system message); use --multi-turn, whose tool agent loop passes tools="
+        )
     return flat
 
 
@@ -186,7 +188,7 @@ def _fill_slots(tokenizer: Any, messages: list[dict[str, Any]], target: str, kwa
     if not target.startswith(pieces[0]):
         return skeleton  # caught by the caller's comparison
     values, position = {}, len(pieces[0])
-    for slot, literal in zip(slots, pieces[1:]):
+    for slot, literal in zip(slots, pieces[1:], strict=False):
         end = target.find(literal, position) if literal else len(target)
         if end < 0:
             return skeleton
@@ -234,8 +236,13 @@ def episode_row(env: Environment, index: int, tokenizer: Any, kind: str, timeout
     from ftrl.rollout.hf import template_supports_tools, tool_prompt_messages
 
     row = env.to_row()
-    state = {"codes": env.codes, "unsolved_set": env.unsolved_set, "answer": env.answer, "kind": kind,
-             "timeout_s": timeout_s}  # fmt: skip
+    state = {
+        "codes": env.codes,
+        "unsolved_set": env.unsolved_set,
+        "answer": env.answer,
+        "kind": kind,
+        "timeout_s": timeout_s,
+    }
     plain = env.messages if template_supports_tools(tokenizer) else tool_prompt_messages(env.messages, env.tools)
     return {
         "data_source": env.data_source,
@@ -271,7 +278,11 @@ def launch_script(algo: str, model: str, multi_turn: bool = False, chat_kwargs: 
         '    trainer.logger="${LOGGER:-[console]}"',
         '    trainer.n_gpus_per_node="${N_GPUS:-8}"',
         f"    trainer.experiment_name={name}",
-        *(['    actor_rollout_ref.rollout.agent.agent_loop_config_path="$HERE/ftrl_agent_loop.yaml"'] if multi_turn else []),
+        *(
+            ['    actor_rollout_ref.rollout.agent.agent_loop_config_path="$HERE/ftrl_agent_loop.yaml"']
+            if multi_turn
+            else []
+        ),
         *(f"    {item}" for item in overrides),
     ]
     body = " \\\n".join(["python3 -m verl.trainer.main_ppo", *lines, '    "$@"'])
@@ -330,7 +341,9 @@ def export_verl(
     default_model = model if path.is_relative_to(hub_cache()) else str(path.resolve())
     scripts = {name: launch_script(algo, default_model, chat_kwargs=chat_kwargs) for name, algo in SCRIPTS.items()}
     if multi_turn:
-        starts = [(i, env) for i, env in enumerate(envs) if all(m.get("role") in ("system", "user") for m in env.messages)]
+        starts = [
+            (i, env) for i, env in enumerate(envs) if all(m.get("role") in ("system", "user") for m in env.messages)
+        ]
         if not starts:
             raise ExportError(f"{data}: no episode start (a state with only system/user messages) for --multi-turn")
         episodes = [episode_row(env, i, tokenizer, reward, float(timeout_s)) for i, env in starts]

@@ -112,7 +112,9 @@ class FtrlTool(BaseTool):
         self._rewards[instance_id] = 0.0
         return instance_id, ToolResponse()
 
-    async def execute(self, instance_id: str, parameters: dict[str, Any], **kwargs: Any) -> tuple[ToolResponse, float, dict]:
+    async def execute(
+        self, instance_id: str, parameters: dict[str, Any], **kwargs: Any
+    ) -> tuple[ToolResponse, float, dict]:
         """This call's output from its turn (run and scored once per turn); the turn's reward on its first call."""
         agent_data = kwargs["agent_data"]
         turns, key = self.episode.turns, agent_data.assistant_turns
@@ -127,7 +129,11 @@ class FtrlTool(BaseTool):
         result = await turns[key]
         index = _claim(result, self.name, parameters)
         self._rewards[instance_id] = result["reward"] if first else 0.0
-        return ToolResponse(text=result["outputs"][index]), self._rewards[instance_id], {"turn_reward": result["reward"]}
+        return (
+            ToolResponse(text=result["outputs"][index]),
+            self._rewards[instance_id],
+            {"turn_reward": result["reward"]},
+        )
 
     async def calc_reward(self, instance_id: str, **kwargs: Any) -> float:
         """The step reward `execute` gave this instance: its turn's reward if it ran the turn, else 0."""
@@ -139,8 +145,10 @@ class FtrlTool(BaseTool):
     def _run_turn(self, agent_data: Any) -> dict[str, Any]:
         """Run every call of the last assistant message and score the turn; updates the episode's counts."""
         episode, message = self.episode, agent_data.messages[-1]
-        calls = [{"function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}}
-                 for c in message.get("tool_calls") or []]  # fmt: skip
+        calls = [
+            {"function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}}
+            for c in message.get("tool_calls") or []
+        ]
         counts = agent_data.extra_fields.setdefault(
             "ftrl", {"remaining": episode.unsolved_set, "n_calls": 0, "n_solved": 0, "turn_rewards": []}
         )
@@ -148,10 +156,19 @@ class FtrlTool(BaseTool):
             outputs = runtime.call_many([(c["function"]["name"], c["function"]["arguments"]) for c in calls])
         n_gold = pending_count(episode.unsolved_set)
         solve_rate = 1 - pending_count(counts["remaining"]) / n_gold if n_gold else 1.0
-        turn = turn_reward({"content": message.get("content"), "tool_calls": calls}, outputs, counts["remaining"],
-                           solve_rate, episode.answer, kind=episode.kind)  # fmt: skip
-        counts.update(remaining=turn.remaining, n_calls=counts["n_calls"] + turn.n_calls,
-                      n_solved=counts["n_solved"] + turn.n_solved)  # fmt: skip
+        turn = turn_reward(
+            {"content": message.get("content"), "tool_calls": calls},
+            outputs,
+            counts["remaining"],
+            solve_rate,
+            episode.answer,
+            kind=episode.kind,
+        )
+        counts.update(
+            remaining=turn.remaining,
+            n_calls=counts["n_calls"] + turn.n_calls,
+            n_solved=counts["n_solved"] + turn.n_solved,
+        )
         counts["turn_rewards"].append(turn.reward)
         return {"calls": calls, "outputs": outputs, "reward": turn.reward, "claimed": set()}
 
@@ -174,8 +191,13 @@ def _claim(result: dict[str, Any], name: str, parameters: dict[str, Any]) -> int
 def episode_tools(extra_info: dict[str, Any]) -> list[FtrlTool]:
     """The tools of one `episodes.parquet` row (`extra_info` as `ftrl export verl` writes it)."""
     state = json.loads(extra_info["state"])
-    episode = EpisodeTools(state["codes"], state["unsolved_set"], state["answer"] or None,
-                           kind=state.get("kind", "f1"), timeout_s=float(state.get("timeout_s", 10.0)))  # fmt: skip
+    episode = EpisodeTools(
+        state["codes"],
+        state["unsolved_set"],
+        state["answer"] or None,
+        kind=state.get("kind", "f1"),
+        timeout_s=float(state.get("timeout_s", 10.0)),
+    )
     return [FtrlTool(episode, ExactToolSchema.of(schema)) for schema in json.loads(extra_info["tools"])]
 
 

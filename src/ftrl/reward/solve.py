@@ -30,7 +30,7 @@ def solve_calls(
         raise ValueError(f"{len(tool_calls)} tool calls but {len(tool_outputs)} tool outputs")
     remaining = {tool: list(answers) for tool, answers in unsolved_set.items()}
     solved: list[tuple[str, str]] = []
-    for call, output in zip(tool_calls, tool_outputs):
+    for call, output in zip(tool_calls, tool_outputs, strict=False):
         name = call["function"]["name"]
         pending = remaining.get(name, []) if isinstance(name, str) else []  # a parsed name may be any JSON
         arguments = _parsed_arguments(call["function"].get("arguments"))

@@ -85,7 +85,12 @@ class EndpointPolicy:
     async def _request(self, client: httpx.AsyncClient, body: dict[str, Any]) -> Message:
         config = self.config
         data = await post_json(
-            client, self.url, body, retries=config.retries, backoff_s=config.backoff_s, stats=self.transport,
+            client,
+            self.url,
+            body,
+            retries=config.retries,
+            backoff_s=config.backoff_s,
+            stats=self.transport,
             total_timeout_s=config.total_timeout_s,
         )
         return self._reply(data)

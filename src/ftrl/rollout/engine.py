@@ -121,7 +121,7 @@ def run_rollouts(
     def after_turn(items: list[_Active], replies: list[Message]) -> Iterator[_Active | EpisodeResult]:
         """Run the turn's tools; yields each item that goes on and the result of each that ended."""
         _run_tools(items, replies, runtime)
-        for item, reply in zip(items, replies):
+        for item, reply in zip(items, replies, strict=False):
             if reply.get("tool_calls") and item.score.n_turns < config.max_turns:
                 yield item
                 continue
@@ -189,15 +189,15 @@ def _start(key: str, env: Environment, episode: Any) -> _Active:
 def _run_tools(active: list[_Active], replies: list[Message], runtime: ToolRuntime) -> None:
     """Append each reply, run all replies' calls in one batch, append tool messages and update the scores."""
     requests = []
-    for item, reply in zip(active, replies):
+    for item, reply in zip(active, replies, strict=False):
         item.messages.append(reply)
         for call in reply.get("tool_calls") or []:
             requests.append((item.episode, call["function"]["name"], call["function"]["arguments"]))
     outputs = iter(runtime.call_batch(requests))
-    for item, reply in zip(active, replies):
+    for item, reply in zip(active, replies, strict=False):
         calls = reply.get("tool_calls") or []
         contents = [next(outputs) for _ in calls]
-        for call, content in zip(calls, contents):
+        for call, content in zip(calls, contents, strict=False):
             item.messages.append({"role": "tool", "content": content, "tool_call_id": call["id"]})
             item.n_errors += content.startswith(f"{ERROR_PREFIX}{call['function']['name']}:")
         item.score.add_turn(reply, contents)

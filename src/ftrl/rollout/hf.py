@@ -124,9 +124,14 @@ class HFPolicy:
     def render(self, messages: list[Message], tools: list[dict] | None) -> str:
         """The prompt text of one conversation, ending with the assistant generation prompt."""
         return render_prompt(
-            self.tokenizer, messages, tools, prompt=self.config.prompt, tool_format=self.format.name,
-            native=self.native_tools, template_kwargs=self._template_kwargs,
-        )  # fmt: skip
+            self.tokenizer,
+            messages,
+            tools,
+            prompt=self.config.prompt,
+            tool_format=self.format.name,
+            native=self.native_tools,
+            template_kwargs=self._template_kwargs,
+        )
 
     def generate(self, conversations: list[list[Message]], tools: list[list[dict]] | None = None) -> list[Message]:
         prompts = [self._tokens(c, tools[i] if tools else None) for i, c in enumerate(conversations)]
@@ -193,7 +198,10 @@ def render_prompt(
     if tools:
         messages = tool_prompt_messages(messages, tools, prompt=prompt, tool_format=tool_format)
     return tokenizer.apply_chat_template(
-        [{**m, "content": m.get("content") or ""} for m in messages], tokenize=False, add_generation_prompt=True, **kwargs
+        [{**m, "content": m.get("content") or ""} for m in messages],
+        tokenize=False,
+        add_generation_prompt=True,
+        **kwargs,
     )
 
 

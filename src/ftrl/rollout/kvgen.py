@@ -153,7 +153,7 @@ class Decoder:
         if self.rows:
             tokens = _sample(torch.stack([row.logits for row in self.rows]), self.sampling, self.generator)
             alive = []
-            for row, token in zip(self.rows, tokens.tolist()):
+            for row, token in zip(self.rows, tokens.tolist(), strict=False):
                 row.output.append(token)
                 if token in self.stop_ids or len(row.output) == self.sampling.max_new_tokens:
                     finished.append((row.key, row.output))
@@ -188,8 +188,9 @@ class Decoder:
                 # off its fused causal kernel, which costs more on a long new segment than recomputing the prefix
                 reused, source = 0, None
             capacity = len(prompt) + self.sampling.max_new_tokens
-            buffer = torch.empty(*self._shape[:3], capacity, self._shape[3], dtype=self.model.dtype,
-                                 device=self.model.device)  # fmt: skip
+            buffer = torch.empty(
+                *self._shape[:3], capacity, self._shape[3], dtype=self.model.dtype, device=self.model.device
+            )
             if source is not None:
                 buffer[:, :, :, :reused] = source.buffer[:, :, :, :reused]
             row = _Row(key, _Sequence(prompt[:reused], buffer))
@@ -206,13 +207,14 @@ class Decoder:
         with _attention(self.model, _RAGGED):
             out = self.model(
                 input_ids=torch.tensor([[t for s in segments for t in s.tokens]], device=device),
-                position_ids=torch.cat([torch.arange(s.start, s.start + len(s.tokens), device=device)
-                                        for s in segments])[None],  # fmt: skip
+                position_ids=torch.cat(
+                    [torch.arange(s.start, s.start + len(s.tokens), device=device) for s in segments]
+                )[None],
                 use_cache=False,
                 logits_to_keep=ends - 1,
                 ragged_segments=segments,
             )
-        for segment, logits in zip(segments, out.logits[0].float()):
+        for segment, logits in zip(segments, out.logits[0].float(), strict=False):
             segment.row.sequence.tokens.extend(segment.tokens)
             segment.row.logits = logits
 

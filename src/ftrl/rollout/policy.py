@@ -133,18 +133,32 @@ def load_policy(spec: PolicySpec, envs: Sequence[Environment] = ()) -> Policy:
 
         return EndpointPolicy(
             EndpointConfig(
-                spec.base_url, spec.model, spec.api_key, spec.temperature, spec.top_p, spec.max_new_tokens,
-                spec.enable_thinking, concurrency=spec.batch_size, timeout_s=min(120.0, spec.timeout_s),
+                spec.base_url,
+                spec.model,
+                spec.api_key,
+                spec.temperature,
+                spec.top_p,
+                spec.max_new_tokens,
+                spec.enable_thinking,
+                concurrency=spec.batch_size,
+                timeout_s=min(120.0, spec.timeout_s),
                 total_timeout_s=spec.timeout_s,
             )
-        )  # fmt: skip
+        )
     from ftrl.rollout.hf import HFConfig, HFPolicy
 
     config = HFConfig(
-        max_new_tokens=spec.max_new_tokens, temperature=spec.temperature, top_p=spec.top_p, max_batch=spec.batch_size,
-        enable_thinking=spec.enable_thinking, prompt=spec.prompt, seed=spec.seed, threads=spec.threads,
-        device=spec.device, dtype=spec.dtype,
-    )  # fmt: skip
+        max_new_tokens=spec.max_new_tokens,
+        temperature=spec.temperature,
+        top_p=spec.top_p,
+        max_batch=spec.batch_size,
+        enable_thinking=spec.enable_thinking,
+        prompt=spec.prompt,
+        seed=spec.seed,
+        threads=spec.threads,
+        device=spec.device,
+        dtype=spec.dtype,
+    )
     return HFPolicy.load(spec.model, config)
 
 

@@ -93,9 +93,26 @@ class _Sink(io.TextIOBase):
 
 # Preloaded by the server so that children (which may no longer read every path) find them warm and import nothing.
 _PRELOAD = (
-    "collections", "copy", "dataclasses", "datetime", "decimal", "enum", "functools", "inspect", "itertools", "marshal",
-    "math", "operator", "random", "re", "resource", "statistics", "string", "time", "typing",
-)  # fmt: skip
+    "collections",
+    "copy",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "enum",
+    "functools",
+    "inspect",
+    "itertools",
+    "marshal",
+    "math",
+    "operator",
+    "random",
+    "re",
+    "resource",
+    "statistics",
+    "string",
+    "time",
+    "typing",
+)
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 _SECRETS = ("/etc/shadow", "/etc/gshadow")
 # never covered: the OS itself and what the runtime needs (a covered ancestor would hide them)
@@ -216,12 +233,31 @@ def _read_only(libc: Any, scratch: str) -> None:
 
 _BLOCKED_EVENTS = frozenset(
     {
-        "os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spawn", "os.system", "os.kill", "os.killpg",
-        "os.chdir", "os.symlink", "os.link", "signal.pthread_kill", "subprocess.Popen", "pty.spawn",
-        "sys.addaudithook", "resource.setrlimit", "resource.prlimit", "gc.get_objects", "gc.get_referrers",
-        "gc.get_referents", "sqlite3.enable_load_extension", "sqlite3.load_extension", "webbrowser.open",
+        "os.fork",
+        "os.forkpty",
+        "os.posix_spawn",
+        "os.exec",
+        "os.spawn",
+        "os.system",
+        "os.kill",
+        "os.killpg",
+        "os.chdir",
+        "os.symlink",
+        "os.link",
+        "signal.pthread_kill",
+        "subprocess.Popen",
+        "pty.spawn",
+        "sys.addaudithook",
+        "resource.setrlimit",
+        "resource.prlimit",
+        "gc.get_objects",
+        "gc.get_referrers",
+        "gc.get_referents",
+        "sqlite3.enable_load_extension",
+        "sqlite3.load_extension",
+        "webbrowser.open",
     }
-)  # fmt: skip
+)
 _BLOCKED_PREFIXES = ("ctypes.", "socket.", "_posixsubprocess.")
 # event -> (indices of path arguments that must lie in scratch, indices of dir_fd arguments that must be unset)
 _PATH_EVENTS = {
@@ -548,8 +584,12 @@ class _Server:
                 try:
                     if op == "open":
                         self._end(self.children.pop(episode, None))
-                        self.episodes[episode] = {"k": item.get("k"), "s": item.get("s"), "kw": item["kw"],
-                                                  "journal": list(item["r"])}  # fmt: skip
+                        self.episodes[episode] = {
+                            "k": item.get("k"),
+                            "s": item.get("s"),
+                            "kw": item["kw"],
+                            "journal": list(item["r"]),
+                        }
                         response = self._open(episode)
                     elif episode in self.episodes:
                         response = self._stateful(episode, op, item)

@@ -269,9 +269,15 @@ class _Slot:
                     self._add_source(episode, name, sources)
                 replay = [list(entry) for entry in episode._journal]
                 items.append(
-                    {"op": "open", "e": episode.id, "k": episode._key, "s": episode._state_json,
-                     "kw": episode._state_kwarg, "r": replay}
-                )  # fmt: skip
+                    {
+                        "op": "open",
+                        "e": episode.id,
+                        "k": episode._key,
+                        "s": episode._state_json,
+                        "kw": episode._state_kwarg,
+                        "r": replay,
+                    }
+                )
                 setup = self.config.setup_timeout_s + len(replay) * call_timeout
                 expected.append((index, "open", setup))
                 episode._generation = self.generation

@@ -65,8 +65,15 @@ class LoopConfig:
 
         if (out / FINAL_MODEL / "config.json").exists():  # finished before a crash: keep it
             return str(out / FINAL_MODEL)
-        config = SFTConfig(model=model, envs=str(self.warm_start_envs), out=str(out), epochs=self.warm_start_epochs,
-                           lr=self.warm_start_lr, lora=self.lora, seed=self.seed)  # fmt: skip
+        config = SFTConfig(
+            model=model,
+            envs=str(self.warm_start_envs),
+            out=str(out),
+            epochs=self.warm_start_epochs,
+            lr=self.warm_start_lr,
+            lora=self.lora,
+            seed=self.seed,
+        )
         return str(sft(config))
 
     def sample_states(self, model: str, envs: str, out: Path) -> None:
@@ -130,8 +137,15 @@ def run_loop(
                 collect(current, config.envs, temporary)
         console.print(f"[bold]round {number}[/]: training on {states}")
         train_config = make_config(
-            config.preset, model=current, data=str(states), out=str(folder / "train"), algo=config.algo,
-            steps=config.steps, lora=config.lora, seed=config.seed + number, max_new_tokens=config.max_new_tokens_train,
+            config.preset,
+            model=current,
+            data=str(states),
+            out=str(folder / "train"),
+            algo=config.algo,
+            steps=config.steps,
+            lora=config.lora,
+            seed=config.seed + number,
+            max_new_tokens=config.max_new_tokens_train,
             save_every=config.save_every,
         )
         model = str(train(train_config, console=console))
@@ -163,7 +177,7 @@ def plot_rounds(rows: list[dict[str, Any]], out: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     positions = range(len(rows))
-    for key, label in zip(METRICS, ("Solve-P", "Solve-R", "Solve-F1")):
+    for key, label in zip(METRICS, ("Solve-P", "Solve-R", "Solve-F1"), strict=False):
         ax.plot(positions, [row[key] for row in rows], marker="o", label=label)
     ax.set_xticks(list(positions), [_label(row) for row in rows])
     ax.set_ylabel("held-out score (x100)")

@@ -30,10 +30,10 @@ def plot_runs(runs: list[str | Path], out: str | Path) -> Path:
     fig, axes = plt.subplots(2, 3, figsize=(13, 7), constrained_layout=True)
     for run in runs:
         rows = read_metrics(run)
-        for ax, (key, title) in zip(axes.flat, PANELS):
+        for ax, (key, title) in zip(axes.flat, PANELS, strict=False):
             points = [(row["step"], row[key]) for row in rows if row.get(key) is not None]
             if points:
-                ax.plot(*zip(*points), marker=".", label=Path(run).name)
+                ax.plot(*zip(*points, strict=False), marker=".", label=Path(run).name)
             ax.set_title(title)
             ax.set_xlabel("step")
     axes.flat[0].legend()

@@ -98,8 +98,13 @@ class RolloutBatch:
 
     def select(self, rows: list[int]) -> RolloutBatch:
         """The batch of just these rows, in this order."""
-        return RolloutBatch(self.input_ids[rows], self.attention_mask[rows], self.response_mask[rows],
-                            self.prompt_width, [self.texts[row] for row in rows])  # fmt: skip
+        return RolloutBatch(
+            self.input_ids[rows],
+            self.attention_mask[rows],
+            self.response_mask[rows],
+            self.prompt_width,
+            [self.texts[row] for row in rows],
+        )
 
 
 @torch.no_grad()
@@ -178,8 +183,12 @@ def _group_logprobs(
     out = model(input_ids=prompt.unsqueeze(0), use_cache=True, logits_to_keep=1)
     logits = out.logits[:, -1:].expand(n, -1, -1)  # predicts each response's first token
     if width > 1:
-        shared = DynamicCache([(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1))
-                               for layer in out.past_key_values.layers])  # fmt: skip
+        shared = DynamicCache(
+            [
+                (layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1))
+                for layer in out.past_key_values.layers
+            ]
+        )
         start = prompt.shape[0]
         rest = model(
             input_ids=responses[:, :-1],

@@ -62,7 +62,7 @@ def call_waves(env: Environment) -> list[list[dict[str, Any]]]:
     for i in range(len(calls)):
         needs = subs[i].get("depends_on", []) if i < len(subs) else list(range(i))
         wave.append(1 + max((wave[j] for j in needs if j < i), default=-1))
-    return [[call for call, w in zip(calls, wave) if w == k] for k in range(max(wave, default=-1) + 1)]
+    return [[call for call, w in zip(calls, wave, strict=False) if w == k] for k in range(max(wave, default=-1) + 1)]
 
 
 def gold_trajectory(env: Environment, runtime: Any) -> list[dict[str, Any]]:
@@ -72,7 +72,7 @@ def gold_trajectory(env: Environment, runtime: Any) -> list[dict[str, Any]]:
         for calls in call_waves(env):
             outputs = episode.call_many([(c["function"]["name"], c["function"]["arguments"]) for c in calls])
             messages.append({"role": "assistant", "content": "", "tool_calls": calls})
-            for call, output in zip(calls, outputs):
+            for call, output in zip(calls, outputs, strict=False):
                 messages.append({"role": "tool", "tool_call_id": call["id"], "content": output})
     messages.append({"role": "assistant", "content": env.answer})
     return messages
@@ -90,7 +90,10 @@ def tokenize_trajectory(
         if message["role"] != "assistant":
             continue
         prefix = tokenizer.apply_chat_template(folded[:k], add_generation_prompt=True, tokenize=False)
-        turn = {"role": "assistant", "content": render_hermes(message) if message.get("tool_calls") else message["content"]}
+        turn = {
+            "role": "assistant",
+            "content": render_hermes(message) if message.get("tool_calls") else message["content"],
+        }
         full = tokenizer.apply_chat_template([*folded[:k], turn], tokenize=False)
         context = tokenizer(prefix[len(done) :], add_special_tokens=False).input_ids
         answer = tokenizer(full[len(prefix) :], add_special_tokens=False).input_ids
@@ -123,7 +126,9 @@ def sft(config: SFTConfig, console: Console | None = None) -> Path:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    model, tokenizer = load_policy(resolve_model(config.model), lora=config.lora, device=config.device, dtype=config.dtype)
+    model, tokenizer = load_policy(
+        resolve_model(config.model), lora=config.lora, device=config.device, dtype=config.dtype
+    )
     if config.freeze_layers:
         freeze_bottom(model, config.freeze_layers)
     envs = [env for env in read_envs(config.envs) if env.gold_calls and not env.domain]

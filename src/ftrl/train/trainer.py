@@ -269,7 +269,12 @@ class Trainer:
         mask = batch.response_mask[rows, :width]
         old_log_prob = log_prob.detach() if old is None else old[rows, :width]
         pg_loss, clip_frac = policy_loss(
-            log_prob, old_log_prob, advantages[rows, :width], mask, config.clip_ratio, config.clip_ratio_c,
+            log_prob,
+            old_log_prob,
+            advantages[rows, :width],
+            mask,
+            config.clip_ratio,
+            config.clip_ratio_c,
             config.loss_agg_mode,
         )
         entropy_loss = agg_loss(entropy, mask, config.loss_agg_mode)
@@ -322,9 +327,11 @@ class Trainer:
         self.resume()
         runtime, bind = (nullcontext(), None) if self.scorer else runtime_scorer(self.config)
         columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with runtime as handle, Progress(*columns, console=self.console) as progress, JsonlAppender(
-            self.out / METRICS_FILE
-        ) as log:
+        with (
+            runtime as handle,
+            Progress(*columns, console=self.console) as progress,
+            JsonlAppender(self.out / METRICS_FILE) as log,
+        ):
             score = self.scorer or bind(handle)
             task = progress.add_task("train", total=self.total_steps, completed=self.step)
             while self.step < self.total_steps:

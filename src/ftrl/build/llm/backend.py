@@ -108,7 +108,11 @@ def read_seed_questions(path: str | Path) -> list[SeedQuestion]:
             if scenario and scenario not in SCENARIOS:
                 raise Invalid(f"unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}")
             subs = parse_sub_questions(row["sub_questions"]) if row.get("sub_questions") else None
-            seeds.append(SeedQuestion(as_text(row.get("question"), "'question'"), as_text(row.get("answer"), "'answer'"), scenario, subs))
+            seeds.append(
+                SeedQuestion(
+                    as_text(row.get("question"), "'question'"), as_text(row.get("answer"), "'answer'"), scenario, subs
+                )
+            )
         except Invalid as error:
             raise DataError(path, line, None, str(error)) from None
     return seeds
@@ -150,7 +154,9 @@ class LLMBackend:
     def draft(self, index: int) -> Draft:
         """Item `index` before any stage: its seed question, or just a scenario for generation."""
         scenarios = self.config.scenarios
-        draft = Draft("", scenarios[index % len(scenarios)], index=index, seed=self.config.seed, split=self.config.split)
+        draft = Draft(
+            "", scenarios[index % len(scenarios)], index=index, seed=self.config.seed, split=self.config.split
+        )
         if self.seeds is not None:
             seed = self.seeds[index]
             draft.question, draft.answer, draft.scenario = seed.question, seed.answer, seed.scenario
@@ -159,7 +165,9 @@ class LLMBackend:
 
     def stages(self, context: LLMContext) -> list[LLMStage]:
         stages: list[LLMStage] = [] if self.seeds is not None else [GenerateStage(context)]
-        return stages + [stage(context) for stage in (DecomposeStage, DocumentStage, IntegrateStage, ScaleStage, DeployStage)]
+        return stages + [
+            stage(context) for stage in (DecomposeStage, DocumentStage, IntegrateStage, ScaleStage, DeployStage)
+        ]
 
     def build(self, config: BuildConfig, start: int = 0) -> Iterator[Environment | Rejection]:
         llm = self.llm

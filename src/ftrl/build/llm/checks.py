@@ -46,7 +46,9 @@ def parse_sub_questions(items: Any) -> list[SubQuestion]:
         if not isinstance(depends, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in depends):
             raise Invalid(f"sub-question {number} 'depends_on' must be a list of sub-question indices")
         if any(not 0 <= d < number for d in depends):
-            raise Invalid(f"sub-question {number} depends on {depends}; only earlier sub-questions (0..{number - 1}) may be used")
+            raise Invalid(
+                f"sub-question {number} depends on {depends}; only earlier sub-questions (0..{number - 1}) may be used"
+            )
         subs.append(SubQuestion(text, answer, sorted(set(depends))))
     seen: dict[str, int] = {}
     for number, sub in enumerate(subs):
@@ -93,7 +95,10 @@ def check_tool_schema(tool: Any, what: str) -> dict[str, Any]:
         raise Invalid(f"{what} ({name}): 'required' must list names from 'properties', got {required!r}")
     if not required:
         raise Invalid(f"{what} ({name}) has no required parameter; require at least the one that says what to look up")
-    return {"type": "function", "function": {**function, "parameters": {**parameters, "type": "object", "required": required}}}
+    return {
+        "type": "function",
+        "function": {**function, "parameters": {**parameters, "type": "object", "required": required}},
+    }
 
 
 def _check_parameter(what: str, name: str, spec: Any) -> None:

@@ -119,16 +119,24 @@ class ChatClient:
             body = await self._post(request)
         completion = _parse_reply(body)
         if self.cache is not None:
-            self.cache.put(key, {"request": request, "text": completion.text, "finish_reason": completion.finish_reason})
+            self.cache.put(
+                key, {"request": request, "text": completion.text, "finish_reason": completion.finish_reason}
+            )
         return completion
 
     async def _post(self, request: dict[str, Any]) -> dict[str, Any]:
         config = self.config
         return await post_json(
-            self._http, config.url, request, retries=config.max_retries, backoff_s=config.backoff_s,
-            max_backoff_s=config.max_backoff_s, stats=self.stats, rng=self._rng,
+            self._http,
+            config.url,
+            request,
+            retries=config.max_retries,
+            backoff_s=config.backoff_s,
+            max_backoff_s=config.max_backoff_s,
+            stats=self.stats,
+            rng=self._rng,
             total_timeout_s=config.total_timeout_s,
-        )  # fmt: skip
+        )
 
 
 def _parse_reply(body: dict[str, Any]) -> Completion:

@@ -47,9 +47,26 @@ SYSTEM = (
 REPAIR = "Your reply was rejected: {reason}\nReply again in the requested format, with the problem fixed."
 #: Themes drawn for generated questions, so a build covers many topics.
 THEMES = (
-    "corporate history", "astronomy", "football clubs", "classical music", "railways", "zoology", "film studios",
-    "architecture", "chemistry", "aviation", "literature prizes", "city geography", "universities", "cuisine",
-    "video games", "mountaineering", "shipping companies", "elections", "museums", "medicine",
+    "corporate history",
+    "astronomy",
+    "football clubs",
+    "classical music",
+    "railways",
+    "zoology",
+    "film studios",
+    "architecture",
+    "chemistry",
+    "aviation",
+    "literature prizes",
+    "city geography",
+    "universities",
+    "cuisine",
+    "video games",
+    "mountaineering",
+    "shipping companies",
+    "elections",
+    "museums",
+    "medicine",
 )
 
 
@@ -150,7 +167,11 @@ def _tools_and_uses(draft: Draft) -> str:
     blocks = []
     for tool in draft.tools:
         name = tool["function"]["name"]
-        uses = [f"  - [{i}] {sub.text} -> {sub.answer}" for i, sub in enumerate(draft.sub_questions) if draft.tool_of[i] == name]
+        uses = [
+            f"  - [{i}] {sub.text} -> {sub.answer}"
+            for i, sub in enumerate(draft.sub_questions)
+            if draft.tool_of[i] == name
+        ]
         blocks.append(json.dumps(tool, ensure_ascii=False) + "\n" + "\n".join(uses))
     return "\n\n".join(blocks)
 
@@ -205,7 +226,9 @@ class DecomposeStage(LLMStage):
     def _accept(self, draft: Draft, subs: list[SubQuestion], aggregation: Any) -> Draft:
         shape = scenario_of(subs)
         if draft.scenario and shape != draft.scenario:
-            raise Invalid(f"the dependencies make a {shape} question, but a {draft.scenario} decomposition was asked for")
+            raise Invalid(
+                f"the dependencies make a {shape} question, but a {draft.scenario} decomposition was asked for"
+            )
         if shape not in self.context.scenarios:
             raise Invalid(f"scenario {shape} is not among the requested scenarios {', '.join(self.context.scenarios)}")
         if shape in ("single_hop", "multi_hop") and not (
@@ -301,7 +324,9 @@ class ScaleStage(LLMStage):
                 if lost:
                     raise Invalid(f"{name} lost its parameter(s) {', '.join(lost)}; keep every existing parameter")
                 if len(properties_of(tool)) < difficulty.min_params:
-                    raise Invalid(f"{name} has {len(properties_of(tool))} parameters; give it {difficulty.min_params} to {difficulty.max_params}")
+                    raise Invalid(
+                        f"{name} has {len(properties_of(tool))} parameters; give it {difficulty.min_params} to {difficulty.max_params}"
+                    )
             distractors = check_tools(data.get("distractors"), "distractor")
             if len(distractors) < difficulty.min_distractors:
                 raise Invalid(f"{len(distractors)} distractor tools; add {wanted}")
@@ -377,7 +402,10 @@ class DeployStage(LLMStage):
             lines = [f"This tool answers these sub-questions of the question {draft.question!r}:"]
             for i in served:
                 lines.append(f"- [{i}] {subs[i].text} -> gold answer: {subs[i].answer}")
-                lines += [f"    (needs the earlier answer {subs[j].answer!r}: put it verbatim into the arguments)" for j in subs[i].depends_on]
+                lines += [
+                    f"    (needs the earlier answer {subs[j].answer!r}: put it verbatim into the arguments)"
+                    for j in subs[i].depends_on
+                ]
             others = [repr(sub.answer) for i, sub in enumerate(subs) if i not in served]
             if others:
                 lines.append(f"No output may contain the other answers of the question: {', '.join(others)}.")
@@ -439,7 +467,9 @@ def _parse_implementation(draft: Draft, name: str, text: str) -> tuple[str, dict
     """The tool's code (statically checked) and, for an answering tool, valid gold arguments per sub-question."""
     tool = _tool(draft, name)
     code = extract_code(text)
-    probe = Environment(messages=[{"role": "user", "content": draft.question}], tools=[tool], codes={name: code}, unsolved_set={})
+    probe = Environment(
+        messages=[{"role": "user", "content": draft.question}], tools=[tool], codes={name: code}, unsolved_set={}
+    )
     issues = [issue.message for issue in validate_environment(probe) if issue.field == "codes"]
     if issues:
         raise Invalid("; ".join(issues))
@@ -458,7 +488,9 @@ def _parse_implementation(draft: Draft, name: str, text: str) -> tuple[str, dict
         for needed in draft.sub_questions[index].depends_on:
             earlier = draft.sub_questions[needed].answer
             if earlier not in json.dumps(arguments[index], ensure_ascii=False):
-                raise Invalid(f"the gold arguments of sub-question {index} must contain the earlier answer {earlier!r} verbatim")
+                raise Invalid(
+                    f"the gold arguments of sub-question {index} must contain the earlier answer {earlier!r} verbatim"
+                )
     missing = [i for i in served if i not in arguments]
     if missing:
         raise Invalid(f"no gold call for sub-question(s) {missing}")

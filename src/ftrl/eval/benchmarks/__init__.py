@@ -57,9 +57,15 @@ def load_policy(
 
     key = api_key or os.environ.get("OPENAI_API_KEY") if base_url else None
     return load_rollout_policy(
-        PolicySpec(spec, base_url=base_url, api_key=key, enable_thinking=enable_thinking,
-                   max_new_tokens=max_new_tokens, batch_size=batch_size)
-    )  # fmt: skip
+        PolicySpec(
+            spec,
+            base_url=base_url,
+            api_key=key,
+            enable_thinking=enable_thinking,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+        )
+    )
 
 
 def _require_data(options: BenchOptions, name: str) -> Path:
@@ -75,8 +81,14 @@ def _runtime(options: BenchOptions) -> Any:
 
 
 def _model(options: BenchOptions) -> Policy:
-    return load_policy(options.model, options.base_url, options.enable_thinking, options.api_key,
-                       options.max_new_tokens, options.batch_size)  # fmt: skip
+    return load_policy(
+        options.model,
+        options.base_url,
+        options.enable_thinking,
+        options.api_key,
+        options.max_new_tokens,
+        options.batch_size,
+    )
 
 
 def _multi_turn(options: BenchOptions) -> dict[str, int]:
@@ -100,8 +112,9 @@ def run_taubench_bench(options: BenchOptions) -> dict[str, Any]:
     source, tasks = load_taubench(_require_data(options, "taubench"), options.limit)
     if options.user_model:
         user_url = options.user_base_url or options.base_url
-        user = load_policy(options.user_model, user_url, False, options.api_key, options.max_new_tokens,
-                           options.batch_size)  # fmt: skip
+        user = load_policy(
+            options.user_model, user_url, False, options.api_key, options.max_new_tokens, options.batch_size
+        )
     elif options.model == GOLD:
         user = ScriptedUser()
     else:
@@ -156,8 +169,10 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("toolhop", "multi-hop tool use: Direct / Mandatory / Free answer correctness", run_toolhop_bench),
         Benchmark("taubench", "stateful customer-service agent with a simulated user: pass^k", run_taubench_bench),
         Benchmark("rotbench", "tool calling under noisy tool docs: TS / PI / CF per noise level", run_rotbench_bench),
-        *[Benchmark(task, f"general capability: {task}", _general(task))
-          for task in ("mmlu", "bbh", "gsm8k", "math", "humaneval", "mbpp")],
+        *[
+            Benchmark(task, f"general capability: {task}", _general(task))
+            for task in ("mmlu", "bbh", "gsm8k", "math", "humaneval", "mbpp")
+        ],
         Benchmark("drift", "perplexity and KL(tuned||base) on a bundled text sample", run_drift_bench),
     )
 }

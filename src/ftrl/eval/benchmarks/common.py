@@ -85,7 +85,7 @@ def play_together(
             replies = policy.generate([request[1] for _, request in members], tools)
             if len(replies) != len(members):
                 raise RuntimeError(f"{type(policy).__name__} answered {len(replies)} of {len(members)} conversations")
-            for (conversation, _), reply in zip(members, replies):
+            for (conversation, _), reply in zip(members, replies, strict=False):
                 advance(conversation, reply)
 
 

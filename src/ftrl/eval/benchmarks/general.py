@@ -156,7 +156,7 @@ def _mmlu_gold(row: dict[str, Any]) -> str:
 def _mmlu_prompt(row: dict[str, Any]) -> str:
     subject = str(row.get("subject", "")).replace("_", " ")
     about = f" about {subject}" if subject else ""
-    options = "\n".join(f"{letter}. {choice}" for letter, choice in zip(LETTERS, row["choices"]))
+    options = "\n".join(f"{letter}. {choice}" for letter, choice in zip(LETTERS, row["choices"], strict=False))
     return (
         f"The following is a multiple choice question{about}.\n\n{row['question']}\n{options}\n\n"
         "Answer with the letter of the correct option, in the form 'The answer is (X)'."
@@ -222,8 +222,10 @@ TASKS: dict[str, GeneralTask] = {
     "humaneval": GeneralTask(
         "humaneval",
         ("prompt", "test", "entry_point"),
-        lambda row: f"Complete the following Python function. Reply with the whole function in a ```python block.\n\n"
-        f"```python\n{row['prompt']}```",
+        lambda row: (
+            f"Complete the following Python function. Reply with the whole function in a ```python block.\n\n"
+            f"```python\n{row['prompt']}```"
+        ),
         lambda row: f"```python\n{row['prompt']}{row['canonical_solution']}```",
         lambda row, text, runtime: run_program(runtime, _humaneval_program(row, text)),
         needs_runtime=True,
@@ -286,13 +288,15 @@ def run_general(
         log.expect(len(pending), task_name)
         for batch in batched(pending, batch_size):
             replies = policy.generate([conversation(task, row) for _, row in batch], None)
-            for (key, row), reply in zip(batch, replies):
+            for (key, row), reply in zip(batch, replies, strict=False):
                 text = text_of(reply)
                 log.add({"key": key, "task": task_name, "response": text, "correct": task.score(row, text, runtime)})
         rows_done = [log.rows[key] for key, _ in keyed if key in log.rows]
     summary = {"benchmark": task_name, "items": len(rows_done), "score": 100 * mean(r["correct"] for r in rows_done)}
     metric = "pass@1 (%)" if task.needs_runtime else "accuracy (%)"
-    write_summary(out_dir, summary, [["task", "items", metric], [task_name, summary["items"], summary["score"]]], task_name)
+    write_summary(
+        out_dir, summary, [["task", "items", metric], [task_name, summary["items"], summary["score"]]], task_name
+    )
     return summary
 
 
@@ -325,9 +329,17 @@ def lm_eval_available() -> bool:
 def lm_eval_command(model_path: str, tasks: Sequence[str], out_dir: str | Path, batch_size: int = 8) -> list[str]:
     """The `lm_eval` command line for our task names (code tasks add the harness's unsafe-code confirmation)."""
     command = [
-        "lm_eval", "--model", "hf", "--model_args", f"pretrained={model_path}",
-        "--tasks", ",".join(LM_EVAL_TASKS[name] for name in tasks),
-        "--batch_size", str(batch_size), "--output_path", str(out_dir),
+        "lm_eval",
+        "--model",
+        "hf",
+        "--model_args",
+        f"pretrained={model_path}",
+        "--tasks",
+        ",".join(LM_EVAL_TASKS[name] for name in tasks),
+        "--batch_size",
+        str(batch_size),
+        "--output_path",
+        str(out_dir),
     ]
     if any(name in CODE_TASKS for name in tasks):
         command.append("--confirm_run_unsafe_code")
@@ -406,7 +418,11 @@ def run_drift(tuned_spec: str, base_spec: str, out_dir: str | Path) -> dict[str,
     if tuned.config.vocab_size != base.config.vocab_size:
         raise ValueError("tuned and base models have different vocabularies; drift needs a shared tokenizer")
     summary = {"benchmark": "drift", "tuned": tuned_spec, "base": base_spec, **drift(tuned, base, tokenizer)}
-    table = [["model", "perplexity"], ["base", summary["ppl_base"]], ["tuned", summary["ppl_tuned"]],
-             ["KL(tuned ‖ base) per token, nats", f"{summary['kl_tuned_base']:.5f}"]]
+    table = [
+        ["model", "perplexity"],
+        ["base", summary["ppl_base"]],
+        ["tuned", summary["ppl_tuned"]],
+        ["KL(tuned ‖ base) per token, nats", f"{summary['kl_tuned_base']:.5f}"],
+    ]
     write_summary(out_dir, summary, table, "Regression drift")
     return summary

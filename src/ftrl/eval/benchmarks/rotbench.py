@@ -88,9 +88,11 @@ def find_level_file(folder: Path, level: str) -> Path | None:
 def load_rotbench(path: str | Path, levels: Sequence[str] = LEVELS, limit: int | None = None) -> list[RoTItem]:
     """Items of every level found in a folder (a single file is read as the level its name says)."""
     source = Path(path)
-    files = {level: find_level_file(source, level) for level in levels} if source.is_dir() else {
-        next((level for level in levels if level in source.stem.lower()), source.stem): source
-    }
+    files = (
+        {level: find_level_file(source, level) for level in levels}
+        if source.is_dir()
+        else {next((level for level in levels if level in source.stem.lower()), source.stem): source}
+    )
     items = []
     for level, file in files.items():
         if file is None:
@@ -100,8 +102,13 @@ def load_rotbench(path: str | Path, levels: Sequence[str] = LEVELS, limit: int |
             try:
                 items.append(item_from_row(row, level, index))
             except (KeyError, TypeError, ValueError, AttributeError) as error:
-                raise DataError(file, line, None, f"not a RoTBench row ({type(error).__name__}: {error}); expected "
-                                "`conversations` of from/value turns, or `messages` and `answer`") from None  # fmt: skip
+                raise DataError(
+                    file,
+                    line,
+                    None,
+                    f"not a RoTBench row ({type(error).__name__}: {error}); expected "
+                    "`conversations` of from/value turns, or `messages` and `answer`",
+                ) from None
     if not items:
         raise DataError(source, None, None, f"no RoTBench level files ({', '.join(levels)}) found or none has rows")
     return items
@@ -202,10 +209,17 @@ def run_rotbench(
         log.expect(len(pending), "rotbench")
         for batch in batched(pending, batch_size):
             replies = policy.generate([item.messages for item in batch], None)
-            for item, reply in zip(batch, replies):
+            for item, reply in zip(batch, replies, strict=False):
                 text = text_of(reply).strip()
-                log.add({"key": item.key, "level": item.level, "scenario": item.scenario, "response": text,
-                         **score(text, item, rule)})
+                log.add(
+                    {
+                        "key": item.key,
+                        "level": item.level,
+                        "scenario": item.scenario,
+                        "response": text,
+                        **score(text, item, rule),
+                    }
+                )
         keys = {item.key for item in items}
         rows = [row for key, row in log.rows.items() if key in keys]
     summary = summarize(rows, rule)

@@ -91,14 +91,23 @@ def load_taubench(path: str | Path, limit: int | None = None) -> tuple[EnvSource
     path = Path(path)
     if path.is_file():
         if not is_domain_folder(path.parent):
-            raise DataError(path, None, None, "a tau-bench tasks file needs its domain folders (such as airline/ and "
-                            "retail/, each with codes.json, tools.json, wiki.md and the tables) beside it")  # fmt: skip
+            raise DataError(
+                path,
+                None,
+                None,
+                "a tau-bench tasks file needs its domain folders (such as airline/ and "
+                "retail/, each with codes.json, tools.json, wiki.md and the tables) beside it",
+            )
         source = load_domain_folder(path.parent, [path])
         if not source.envs:
             raise DataError(path, None, None, "no tasks in it (an empty file)")
     elif path.is_dir() and not is_domain_folder(path):
-        raise DataError(path, None, None, "not a tau-bench folder: it needs domain sub-folders with codes.json "
-                        "and tasks*.jsonl files")  # fmt: skip
+        raise DataError(
+            path,
+            None,
+            None,
+            "not a tau-bench folder: it needs domain sub-folders with codes.json and tasks*.jsonl files",
+        )
     else:
         source = load_source(path)
     tasks = [TauTask(index, env) for index, env in enumerate(source.envs)]
@@ -108,7 +117,9 @@ def load_taubench(path: str | Path, limit: int | None = None) -> tuple[EnvSource
 def outputs_said(outputs: Sequence[str], messages: Sequence[Message]) -> dict[str, bool]:
     """For each required output: did an agent text reply contain it (tau-bench's normalisation)?"""
     replies = [
-        text_of(m).lower().replace(",", "") for m in messages if m.get("role") == "assistant" and not m.get("tool_calls")
+        text_of(m).lower().replace(",", "")
+        for m in messages
+        if m.get("role") == "assistant" and not m.get("tool_calls")
     ]
     return {output: any(output.lower() in reply for reply in replies) for output in outputs}
 

@@ -120,8 +120,11 @@ def _gold_call(call: Any, index: int, codes: dict[str, str]) -> dict[str, Any]:
             raise ValueError(f"field 'gold_calls': call {index} needs a tool name and an arguments object")
     else:
         raise ValueError(f"field 'gold_calls': call {index} is a {type(call).__name__}, not a call string or object")
-    return {"id": f"call_{index}", "type": "function",
-            "function": {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)}}  # fmt: skip
+    return {
+        "id": f"call_{index}",
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)},
+    }
 
 
 def _parse_call_string(text: str, codes: dict[str, str]) -> tuple[str, dict[str, Any]]:
@@ -139,7 +142,7 @@ def _parse_call_string(text: str, codes: dict[str, str]) -> tuple[str, dict[str,
             names = _parameter_names(codes.get(node.func.id, ""), node.func.id)
             if len(node.args) > len(names):
                 raise ValueError("more positional arguments than the tool's signature has")
-            arguments.update(zip(names, (ast.literal_eval(arg) for arg in node.args)))
+            arguments.update(zip(names, (ast.literal_eval(arg) for arg in node.args), strict=False))
     except (SyntaxError, ValueError, TypeError, RecursionError) as error:
         raise ValueError(f"field 'gold_calls': cannot read the call {text[:120]!r}: {error}") from None
     return node.func.id, arguments
@@ -193,7 +196,9 @@ def answer_correct(messages: Sequence[Message], answer: str) -> bool:
     return len(messages) > 1 and messages[-2].get("role") == "tool" and answer_verify(messages[-2]["content"], answer)
 
 
-def play_item(item: ToolHopItem, scenario: str, agent: AgentSpec, runtime: Any, max_turns: int = MAX_TURNS) -> Conversation:
+def play_item(
+    item: ToolHopItem, scenario: str, agent: AgentSpec, runtime: Any, max_turns: int = MAX_TURNS
+) -> Conversation:
     """Play one item in one scenario (a `Conversation`); its result row holds the messages and correctness."""
     policy = agent_for(agent, item)
     messages = first_messages(item, scenario)
@@ -210,7 +215,7 @@ def play_item(item: ToolHopItem, scenario: str, agent: AgentSpec, runtime: Any, 
                 outputs = episode.call_many([(c["function"]["name"], c["function"]["arguments"]) for c in calls])
                 messages += [
                     {"role": "tool", "content": output, "tool_call_id": call["id"]}
-                    for call, output in zip(calls, outputs)
+                    for call, output in zip(calls, outputs, strict=False)
                 ]
     correct = answer_correct(messages, item.answer)
     return {
@@ -280,6 +285,7 @@ class ToolHopOracle:
             if tools is not None and tools[index] and done < len(self.item.gold_calls):
                 replies.append({"role": "assistant", "content": "", "tool_calls": [self.item.gold_calls[done]]})
             else:
-                replies.append({"role": "assistant", "content": f"<answer>{self.item.answer}</answer>", "tool_calls": None})
+                replies.append(
+                    {"role": "assistant", "content": f"<answer>{self.item.answer}</answer>", "tool_calls": None}
+                )
         return replies
-
