@@ -96,7 +96,8 @@ def _fmt(value: float) -> str:
 
 def scenario_table(built, sample) -> list[str]:
     lines = [
-        "| scenario | built: sub-answers | sample: sub-answers | built: tools | sample: tools | built: distractor share | sample: distractor share |",
+        "| scenario | built: sub-answers | sample: sub-answers | built: tools | sample: tools "
+        "| built: distractor share | sample: distractor share |",
         "|---|---|---|---|---|---|---|",
     ]
     for name in ("single_hop", "parallel_single_hop", "multi_hop", "parallel_multi_hop"):
@@ -154,23 +155,26 @@ def main() -> None:
         "## Construction",
         "",
         f"Command: `{COMMAND}` (pinned to one core: generation, code writing and runtime verification of every",
-        "environment share it). Every environment is executed in the isolated runtime: each gold call must return",
-        "its sub-answer, the gold replay must score Solve-F1 = 1, and every tool must answer bad arguments with an error.",
+        "environment share it). Every environment is executed in the isolated runtime: each gold call must",
+        "return its sub-answer, the gold replay must score Solve-F1 = 1, and every tool must answer bad arguments",
+        "with an error.",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, load average",
-        f"{os.getloadavg()[0]:.1f} while measuring: other jobs shared the core, so the wall rate understates an idle core and",
+        f"{os.getloadavg()[0]:.1f} while measuring: other jobs shared the core, so the wall rate understates an idle",
+        "core and",
         "the CPU-time rate (this process plus its runtime worker) is the steadier number.",
         "",
         "| verification mode | envs/s (wall) | envs per CPU-second | CPU cost vs batched |",
         "|---|---|---|---|",
         *rows,
         "",
-        "Batching environments into one runtime round trip saves round trips but hardly any CPU: most of the cost is in",
-        "the worker, compiling every tool of every environment (the code embeds its facts, so it differs per environment;",
-        "the facts travel as one JSON string literal, which compiles markedly faster than the same data as a Python dict",
-        "literal) and running the gold and probe calls. The warm worker is what matters.",
+        "Batching environments into one runtime round trip saves round trips but hardly any CPU: most of the cost",
+        "is in the worker, compiling every tool of every environment (the code embeds its facts, so it differs per",
+        "environment; the facts travel as one JSON string literal, which compiles markedly faster than the same data",
+        "as a Python dict literal) and running the gold and probe calls. The warm worker is what matters.",
         "",
-        f"A 1000-environment build (`ftrl build --n 1000 --seed 0`, {report.rejected} rejected, {row_kb:.1f} kB per row on",
-        f"average, {report.envs_per_s:.0f} envs/s through the driver with JSONL writing) beside the paper's 8-row test sample:",
+        f"A 1000-environment build (`ftrl build --n 1000 --seed 0`, {report.rejected} rejected, {row_kb:.1f} kB per",
+        f"row on average, {report.envs_per_s:.0f} envs/s through the driver with JSONL writing) beside the paper's",
+        "8-row test sample:",
         "",
         *stats_table(
             {"built (1000)": built.groups["all"], **({"paper sample (8)": sample.groups["all"]} if sample else {})}
@@ -178,8 +182,8 @@ def main() -> None:
         "",
         *scenario_table(built, sample),
         "",
-        "The paper's test set averages 1 / 2.0 / 5.7 / 7.7 sub-answers per scenario, about 7 parameters per tool and 58%",
-        "distractor tools.",
+        "The paper's test set averages 1 / 2.0 / 5.7 / 7.7 sub-answers per scenario, about 7 parameters per tool",
+        "and 58% distractor tools.",
         "",
     ]
     text = "\n".join(lines)

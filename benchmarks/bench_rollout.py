@@ -150,7 +150,8 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for name, row in rows:
         print(
-            f"| {name} | {row['tokens']} | {row['turns']} | {row['seconds']:.1f} | {row['tok_s']:.1f} | {row['tok_s'] / base:.1f}x |"
+            f"| {name} | {row['tokens']} | {row['turns']} | {row['seconds']:.1f} | {row['tok_s']:.1f} "
+            f"| {row['tok_s'] / base:.1f}x |"
         )
 
 

@@ -91,7 +91,8 @@ def main() -> None:
     for label, (quiet, busy, load) in rows.items():
         slowdown = quiet["rate"] / busy["rate"] if busy["rate"] else float("inf")
         print(
-            f"| {label} | {quiet['threads']} | {quiet['rate']:.2f} | {busy['rate']:.2f} | {slowdown:.1f}x | {load:.1f} |"
+            f"| {label} | {quiet['threads']} | {quiet['rate']:.2f} | {busy['rate']:.2f} | {slowdown:.1f}x "
+            f"| {load:.1f} |"
         )
 
 

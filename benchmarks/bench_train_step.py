@@ -4,7 +4,8 @@ one prompt pass, `ftrl.train.policy.group_logprobs`) vs one response per micro-b
 Same model, states, seed and settings on both sides; sampling is identical, so the difference is the reference
 and update passes. Needs states and a model that calls tools, e.g. the demo's (`ftrl demo` writes both).
 
-    python benchmarks/bench_train_step.py [--model runs/demo/sft/model] [--data runs/demo/rl/round_1/states.jsonl] [--threads 1]
+    python benchmarks/bench_train_step.py [--model runs/demo/sft/model] \
+        [--data runs/demo/rl/round_1/states.jsonl] [--threads 1]
 """
 
 from __future__ import annotations

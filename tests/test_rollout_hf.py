@@ -146,7 +146,8 @@ def test_prompt_folds_tools_for_templates_without_tool_support(policy):
 def test_native_tool_templates_get_tools_and_object_arguments(policy):
     template = (
         "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}{% if m.tool_calls %}"
-        "{% for c in m.tool_calls %}CALL {{ c.function.name }} {{ c.function.arguments.country }}{% endfor %}{% endif %}"
+        "{% for c in m.tool_calls %}CALL {{ c.function.name }} {{ c.function.arguments.country }}{% endfor %}"
+        "{% endif %}"
         "<|im_end|>\n{% endfor %}{% if tools %}TOOLS {{ tools | length }}{% endif %}"
     )
     tokenizer = type(policy.tokenizer).from_pretrained(policy.tokenizer.name_or_path)

@@ -10,7 +10,10 @@ from ftrl.formats.calls import assistant_message, make_tool_call
 
 CODES = {
     "capital_of": "def capital_of(country):\n    return {'France': 'Paris', 'Japan': 'Tokyo'}[country]\n",
-    "population_of": "def population_of(city):\n    return {'city': city, 'population': {'Paris': '2,100,000', 'Tokyo': '14,000,000'}[city]}\n",
+    "population_of": (
+        "def population_of(city):\n"
+        "    return {'city': city, 'population': {'Paris': '2,100,000', 'Tokyo': '14,000,000'}[city]}\n"
+    ),
     "unused_tool": "def unused_tool(x):\n    return 'nothing'\n",
 }
 TOOLS = [

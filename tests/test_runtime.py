@@ -167,7 +167,7 @@ def _load_tau() -> tuple[dict[str, dict[str, str]], dict[str, dict[str, Any]], l
 
 def test_tau_bench_gold_actions_match_reference(runtime):
     codes, dbs, tasks = _load_tau()
-    for domain, source in codes.items():
+    for source in codes.values():
         assert all("data" in code.split("):")[0] for code in source.values()), "tools take the DB as `data`"
     episodes, expected_outputs, expected_hashes, requests = [], [], [], []
     for task in tasks:

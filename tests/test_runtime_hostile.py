@@ -36,7 +36,8 @@ def run_hostile(runtime: ToolRuntime, body: str) -> str:
         "while True:\n    pass",
         "return re.match(r'(a+)+$', 'a' * 40 + 'b')",
         "return 10 ** 10 ** 8",
-        "while True:\n    try:\n        n = 0\n        while True:\n            n += 1\n    except BaseException:\n        pass",
+        "while True:\n    try:\n        n = 0\n        while True:\n            n += 1\n"
+        "    except BaseException:\n        pass",
     ],
     ids=["python-loop", "catastrophic-regex", "huge-pow", "swallows-timeout"],
 )
@@ -85,7 +86,10 @@ def test_no_writes_outside_scratch(runtime, template):
 
 
 def test_scratch_is_cwd_and_cleaned_between_calls(runtime):
-    code = "import os\ndef scribble():\n    before = os.listdir('.')\n    open('note.txt', 'w').write('x')\n    return before"
+    code = (
+        "import os\ndef scribble():\n    before = os.listdir('.')\n    open('note.txt', 'w').write('x')\n"
+        "    return before"
+    )
     episode = runtime.episode({"scribble": code})
     assert [episode.call("scribble", "{}") for _ in range(4)] == ["[]"] * 4
 

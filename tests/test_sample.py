@@ -110,7 +110,10 @@ def test_kill_and_rerun_loses_and_duplicates_nothing(envs_file, tmp_path):
         handle.write(json.dumps({**_rows(reference)[0], "episode_id": "1-1"}) + "\n")
         handle.write('{"messages": [{"role": "us')
     collect("scripted", envs_file, out, n_per_env=2, policy=ScriptedPolicy(_scripts()))
-    key = lambda row: (row["episode_id"], row["state"])
+
+    def key(row: dict) -> tuple:
+        return row["episode_id"], row["state"]
+
     assert sorted(map(key, _rows(out))) == sorted(map(key, _rows(reference)))
     assert len(read_envs(out)) == 10
     # a third run finds everything done and writes nothing

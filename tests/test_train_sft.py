@@ -57,7 +57,7 @@ def test_gold_trajectory_solves_everything_and_labels_only_assistant_text(proced
     assert trajectory[-1] == {"role": "assistant", "content": env.answer}
     ids, labels = tokenize_trajectory(tokenizer, env, trajectory)
     assert len(ids) == len(labels)
-    learned = tokenizer.decode([t for t, l in zip(ids, labels, strict=False) if l != IGNORE])
+    learned = tokenizer.decode([token for token, label in zip(ids, labels, strict=True) if label != IGNORE])
     # two assistant turns are learned: the hermes calls and the final answer, each closed by <|im_end|>\n
     assert learned.count("<tool_call>") == 2 and learned.endswith(env.answer + "<|im_end|>\n")
     assert outputs[0] not in learned and outputs[0] in tokenizer.decode(ids)  # tool outputs are context only

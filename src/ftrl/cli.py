@@ -778,7 +778,8 @@ def build(
         raise _fail(str(error)) from None
     console.print(
         f"wrote {report.written} environments to {out} ({report.resumed} kept from before) "
-        f"in {report.seconds:.1f} s ({report.envs_per_s:.0f}/s); {report.rejected} rejected {report.rejection_stages or ''}"
+        f"in {report.seconds:.1f} s ({report.envs_per_s:.0f}/s); "
+        f"{report.rejected} rejected {report.rejection_stages or ''}"
     )
     if report.total < n:
         console.print(

@@ -5,7 +5,8 @@ process occupies one of the cores, the peer it waits for is descheduled and the 
 slice the peer needed: evaluation with 2 threads ran several times slower than with 1 on a 2-core machine whose
 other core was busy (benchmarks/RESULTS.md, "Torch threads under contention"). So every ftrl command, before torch
 is imported, uses only the cores that the load average says are free and, when some are busy, makes waiting
-threads sleep instead (`OMP_WAIT_POLICY=PASSIVE`). Settings the user made (`OMP_WAIT_POLICY`, `OMP_NUM_THREADS`, `--threads`) win.
+threads sleep instead (`OMP_WAIT_POLICY=PASSIVE`). Settings the user made (`OMP_WAIT_POLICY`, `OMP_NUM_THREADS`,
+`--threads`) win.
 """
 
 from __future__ import annotations

@@ -50,7 +50,13 @@ _BODY = """    arguments = dict(locals())
     label, unit = spec["labels"][field]
     if spec["style"] == "sentence":
         return "According to the %s, %s of %s is %s%s." % (spec["registry"], label, display, facts[field], unit)
-    return {"status": "ok", spec["noun"]: display, field: facts[field], "unit": unit.strip() or None, "source": spec["registry"]}
+    return {
+        "status": "ok",
+        spec["noun"]: display,
+        field: facts[field],
+        "unit": unit.strip() or None,
+        "source": spec["registry"],
+    }
 """
 #: Python type names a JSON-schema type accepts (`bool` is not an integer here, unlike `isinstance`).
 PYTHON_TYPES = {

@@ -38,7 +38,9 @@ def fact_tool(world: World, domain: str, field: str) -> tuple[dict[str, Any], di
         "type": "function",
         "function": {
             "name": f"get_{noun}_{field}",
-            "description": f"Returns {field_phrase(world, domain, field)} of a {noun.replace('_', ' ')}, given its exact name.",
+            "description": (
+                f"Returns {field_phrase(world, domain, field)} of a {noun.replace('_', ' ')}, given its exact name."
+            ),
             "parameters": {
                 "type": "object",
                 "properties": {key: {"type": "string", "description": f"The full name of the {noun}."}},
@@ -82,7 +84,9 @@ def lookup_tool(world: World, domain: str, name: str, field_parameter: str) -> t
         "type": "function",
         "function": {
             "name": name,
-            "description": f"Looks up one recorded fact about a {noun} ({', '.join(f.replace('_', ' ') for f in fields)}).",
+            "description": (
+                f"Looks up one recorded fact about a {noun} ({', '.join(f.replace('_', ' ') for f in fields)})."
+            ),
             "parameters": {
                 "type": "object",
                 "properties": {

@@ -325,7 +325,8 @@ class ScaleStage(LLMStage):
                     raise Invalid(f"{name} lost its parameter(s) {', '.join(lost)}; keep every existing parameter")
                 if len(properties_of(tool)) < difficulty.min_params:
                     raise Invalid(
-                        f"{name} has {len(properties_of(tool))} parameters; give it {difficulty.min_params} to {difficulty.max_params}"
+                        f"{name} has {len(properties_of(tool))} parameters; "
+                        f"give it {difficulty.min_params} to {difficulty.max_params}"
                     )
             distractors = check_tools(data.get("distractors"), "distractor")
             if len(distractors) < difficulty.min_distractors:

@@ -240,7 +240,13 @@ TASKS: dict[str, GeneralTask] = {
     ),
 }
 
-_RUNNER = "def run_program():\n    namespace = {{'__name__': '__ftrl_program__'}}\n    exec(compile(PROGRAM, '<program>', 'exec'), namespace)\n    return 'passed'\n\nPROGRAM = {program!r}\n"
+_RUNNER = (
+    "def run_program():\n"
+    "    namespace = {{'__name__': '__ftrl_program__'}}\n"
+    "    exec(compile(PROGRAM, '<program>', 'exec'), namespace)\n"
+    "    return 'passed'\n\n"
+    "PROGRAM = {program!r}\n"
+)
 PASSED = "passed"
 
 
