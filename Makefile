@@ -13,7 +13,7 @@ TORCH ?= torch==2.13.0
 # created once (~3 min, ~2 GB) and reused; when it cannot be installed those tests are skipped, saying why.
 VERL_VENV ?= .venv-verl
 
-.PHONY: install install-serve verl-env demo test test-slow bench
+.PHONY: install install-serve verl-env demo check test test-slow bench
 
 install:
 	$(PYTHON) -m pip install --quiet "$(TORCH)"
@@ -32,7 +32,13 @@ $(VERL_VENV)/.ready: pyproject.toml
 demo: install
 	ftrl demo
 
-test: install verl-env
+# lint, format and types (the same as .pre-commit-config.yaml)
+check: install
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m mypy
+
+test: install verl-env check
 	$(PYTHON) -m pytest -q
 
 install-serve: install
