@@ -147,7 +147,7 @@ class ProceduralDecompose:
             domain = rng.choice(self.domains)
             attribute = rng.choice(self._spec(domain).attributes)
             entities = rng.sample(self.world.names(domain), width)
-            chains = [[self._attribute_step(domain, e, attribute)] for e in entities]
+            chains: list[list[_Step] | None] = [[self._attribute_step(domain, e, attribute)] for e in entities]
         else:
             chains = [self._chain(rng, 0, True) for _ in range(width)]
         return self._aggregate(draft, rng, chains)
@@ -158,7 +158,7 @@ class ProceduralDecompose:
         first = self._chain(rng, rng.randint(d.min_chain_hops, d.max_chain_hops) - 1, True)
         if first is None:
             return False
-        chains = [first]
+        chains: list[list[_Step] | None] = [first]
         for _ in range(width - 1):
             chains.append(self._chain_ending_like(rng, first[-1]))
         return self._aggregate(draft, rng, chains)
@@ -173,9 +173,10 @@ class ProceduralDecompose:
                 return [*chain, self._attribute_step(end.domain, chain[-1].answer, attribute)]
         return self._chain(rng, max(1, d.min_chain_hops - 1), True)
 
-    def _aggregate(self, draft: Draft, rng: random.Random, chains: list[list[_Step] | None]) -> bool:
+    def _aggregate(self, draft: Draft, rng: random.Random, maybe_chains: list[list[_Step] | None]) -> bool:
         """Pick an aggregation the operands allow, write the question and remember the operands."""
-        if any(chain is None for chain in chains):
+        chains = [chain for chain in maybe_chains if chain is not None]
+        if len(chains) < len(maybe_chains):
             return False
         ends = [chain[-1] for chain in chains]
         labels = [_subject(chain) for chain in chains]

@@ -128,7 +128,7 @@ class ProceduralDeploy:
         names += rng.sample(self.world.names(domain), 4)
         spec = self.world.spec(domain)
         labels = {}
-        for item in (*spec.attributes, *spec.relations):
+        for item in spec.fields:
             if item.name in tool_meta["fields"]:
                 unit = getattr(item, "unit", "")
                 labels[item.name] = (item.phrase, f" {unit}" if unit else "")
@@ -221,11 +221,11 @@ def verify_outputs(draft: Draft, gold_outputs: Sequence[str], probe_outputs: Seq
     expected = final_answer(draft)
     if draft.aggregation != "last" and expected is not None and expected != draft.answer:
         raise Rejected("deploy", f"final answer {draft.answer!r} does not follow from the sub-answers ({expected!r})")
-    for (tool, arguments), output in zip(probe_calls(draft), probe_outputs, strict=True):
+    for (tool, bad_arguments), output in zip(probe_calls(draft), probe_outputs, strict=True):
         if output.startswith(CRASH_PREFIX):
-            raise Rejected("deploy", f"{tool} crashes on bad arguments {arguments}: {output[:200]}")
+            raise Rejected("deploy", f"{tool} crashes on bad arguments {bad_arguments}: {output[:200]}")
         lowered = output.lower()
         if not any(word in lowered for word in ("error", "not found", "not_found", "invalid", "missing", "no ")):
-            raise Rejected("deploy", f"{tool} accepts bad arguments {arguments} without an error: {output[:200]}")
+            raise Rejected("deploy", f"{tool} accepts bad arguments {bad_arguments} without an error: {output[:200]}")
         if any(answer_verify(output, answer) for answer in draft.unsolved_set().get(tool, [])):
-            raise Rejected("deploy", f"{tool} reveals a gold sub-answer for bad arguments {arguments}")
+            raise Rejected("deploy", f"{tool} reveals a gold sub-answer for bad arguments {bad_arguments}")

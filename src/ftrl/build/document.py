@@ -20,7 +20,7 @@ def key_parameter(noun: str) -> str:
 
 def field_phrase(world: World, domain: str, field: str) -> str:
     spec = world.spec(domain)
-    for item in (*spec.attributes, *spec.relations):
+    for item in spec.fields:
         if item.name == field:
             return item.phrase
     raise KeyError(f"{domain} has no field {field!r}")
@@ -77,7 +77,7 @@ class ProceduralDocument:
 def lookup_tool(world: World, domain: str, name: str, field_parameter: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """A tool over a parameter: returns any field of the domain, chosen by an enum `field_parameter`."""
     spec = world.spec(domain)
-    fields = [item.name for item in (*spec.attributes, *spec.relations)]
+    fields = [item.name for item in spec.fields]
     key = key_parameter(spec.noun)
     noun = spec.noun.replace("_", " ")
     schema = {

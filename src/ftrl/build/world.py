@@ -43,6 +43,11 @@ class DomainSpec:
     attributes: tuple[Attribute, ...]
     relations: tuple[Relation, ...]
 
+    @property
+    def fields(self) -> tuple[Attribute | Relation, ...]:
+        """Every field a tool can return: attributes first, then relations."""
+        return (*self.attributes, *self.relations)
+
 
 def _count(name: str, phrase: str, low: int, high: int, unit: str = "") -> Attribute:
     return Attribute(name, phrase, "count", low, high, unit=unit)

@@ -27,7 +27,7 @@ def parse_llama31(text: str, one_tool_only: bool = False) -> dict[str, Any]:
     raw_calls = [item for payload in payloads for item in _as_list(_loads_tolerant(payload.strip()))]
     if one_tool_only:
         raw_calls = raw_calls[:1]
-    calls = []
+    calls: list[dict[str, Any]] = []
     for raw in raw_calls:
         call = _to_call(raw, len(calls))
         if call is not None:

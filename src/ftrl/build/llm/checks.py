@@ -16,7 +16,12 @@ from ftrl.reward.match import normalize
 
 JSON_TYPES = frozenset({"string", "integer", "number", "boolean", "array", "object"})
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_ENUM_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool}
+_ENUM_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+}
 
 
 class Invalid(ValueError):

@@ -371,7 +371,8 @@ class DeployStage(LLMStage):
         conversations = {name: self._conversation(draft, name) for name in names}
         replies: dict[str, str] = {}
         results: dict[str, tuple[str, dict[int, dict[str, Any]]]] = {}
-        pending, attempts, problems = list(names), 0, {}
+        pending, attempts = list(names), 0
+        problems: dict[str, str] = {}
         while attempts <= self.context.repairs:
             attempts += 1
             outcomes = await asyncio.gather(*(self._implement(draft, name, conversations[name]) for name in pending))

@@ -246,13 +246,14 @@ def summarize(rows: Sequence[dict[str, Any]], trials: int) -> dict[str, Any]:
     for row in rows:
         per_domain = successes.setdefault(row["domain"], {})
         per_domain[row["task"]] = per_domain.get(row["task"], 0) + int(row["reward"] == 1.0)
-    successes["overall"] = {(d, t): c for d, tasks in successes.items() for t, c in tasks.items()}
+    overall = {(d, t): c for d, tasks in successes.items() for t, c in tasks.items()}
+    groups: dict[str, dict[Any, int]] = {**successes, "overall": overall}
     return {
         "benchmark": "tau-bench",
         "trials": trials,
-        "tasks": {domain: len(tasks) for domain, tasks in successes.items()},
+        "tasks": {group: len(tasks) for group, tasks in groups.items()},
         "pass_hat_k": {
-            str(k): {domain: 100 * pass_hat_k(list(c.values()), trials, k) for domain, c in successes.items()}
+            str(k): {group: 100 * pass_hat_k(list(c.values()), trials, k) for group, c in groups.items()}
             for k in range(1, trials + 1)
         },
         "failed_outputs": sorted({row["task"] for row in rows if not all(row["outputs"].values())}),
@@ -275,7 +276,7 @@ class GoldAgent:
         return cls(task)
 
     def generate(self, conversations: list[list[Message]], tools: list[list[dict]] | None = None) -> list[Message]:
-        replies = []
+        replies: list[Message] = []
         for conversation in conversations:
             done = sum(m.get("role") == "tool" for m in conversation)
             if done < len(self.task.actions):

@@ -105,6 +105,8 @@ class ToolHopItem:
 def _gold_call(call: Any, index: int, codes: dict[str, str]) -> dict[str, Any]:
     """One gold call as an OpenAI tool call. The public conversions carry either such dicts, `{name, arguments}`
     dicts, or Python call strings (`f(a='x', b=2)`), which are parsed with `ast` (literals only, never run)."""
+    name: Any
+    arguments: Any
     if isinstance(call, str):
         name, arguments = _parse_call_string(call, codes)
     elif isinstance(call, dict):
@@ -174,7 +176,7 @@ def load_toolhop(path: str | Path, limit: int | None = None) -> list[ToolHopItem
     """Items of ToolHop's original JSON list or of a JSONL conversion (told apart by content, not by suffix);
     anything else is a `DataError` naming the file, the line (the item for a JSON list) and the field."""
     file = Path(path)
-    items = []
+    items: list[ToolHopItem] = []
     for line, row in read_records(file, "ToolHop"):
         try:
             items.append(ToolHopItem.from_row(row, len(items)))
@@ -279,7 +281,7 @@ class ToolHopOracle:
         return cls(item)
 
     def generate(self, conversations: list[list[Message]], tools: list[list[dict]] | None = None) -> list[Message]:
-        replies = []
+        replies: list[Message] = []
         for index, conversation in enumerate(conversations):
             done = sum(m.get("role") == "assistant" and bool(m.get("tool_calls")) for m in conversation)
             if tools is not None and tools[index] and done < len(self.item.gold_calls):
