@@ -112,6 +112,48 @@ def test_bad_input_gives_one_clear_error(tmp_path, name, kind):
     assert seconds < 20, "rejected only after slow work (a model load?)"
 
 
+# a bad --config file (content, or None for a missing file or a folder) and what the message must say besides its name
+BAD_CONFIGS = {
+    "unknown-key": (b"lrate = 0.1\n", "unknown key 'lrate'"),
+    "unknown-table": (b"[nope]\nx = 1\n", "unknown key 'nope'"),
+    "wrong-type": (b'seed = "zero"\n', "key 'seed': input should be a valid integer"),
+    "bool-for-int": (b"seed = true\n", "key 'seed'"),
+    "table-for-value": (b"[seed]\nx = 1\n", "key 'seed'"),
+    "not-toml": (b"seed = \n", "not valid TOML"),
+    "binary": (b"\x00\xff\xfe\x80 not text\n", "not a text file"),
+    "missing": (None, "No such file"),
+    "folder": (None, "Is a directory"),
+}
+# {c}: the config file, {o}: a fresh output path; everything else the commands need is valid
+CONFIG_COMMANDS = {
+    "train": ["train", "--config", "{c}", "--data", str(SAMPLE), "--out", "{o}"],
+    "sft": ["sft", "--config", "{c}", "--envs", str(SAMPLE), "--out", "{o}"],
+    "loop": ["loop", "--config", "{c}", "--envs", str(SAMPLE), "--eval-envs", str(SAMPLE), "--out", "{o}"],
+    "demo": ["demo", "--config", "{c}", "--out", "{o}"],
+}
+
+
+@pytest.mark.parametrize("kind", BAD_CONFIGS)
+@pytest.mark.parametrize("name", CONFIG_COMMANDS)
+def test_bad_config_file_gives_one_clear_error(tmp_path, monkeypatch, name, kind):
+    if not SAMPLE.exists():
+        pytest.skip(f"shared sample not found at {SAMPLE}")
+    monkeypatch.setattr("ftrl.demo.run_demo", lambda *args: pytest.fail("the demo ran with a bad config"))
+    content, fragment = BAD_CONFIGS[kind]
+    bad = tmp_path / f"{kind}.toml"
+    if kind == "folder":
+        bad.mkdir()
+    elif content is not None:
+        bad.write_bytes(content)
+    began = time.monotonic()
+    result = runner.invoke(app, [a.format(c=bad, o=tmp_path / "out") for a in CONFIG_COMMANDS[name]])
+    assert isinstance(result.exception, SystemExit) and result.exit_code != 0, (result.exception, result.output)
+    assert "Traceback" not in result.output
+    assert "error" in result.output and bad.name in result.output and fragment in result.output, result.output
+    assert time.monotonic() - began < 20, "rejected only after slow work (a model load?)"
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [

@@ -16,9 +16,13 @@ from rich.text import Text
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
+from ftrl.cli_config import ConfigArgs, apply_config, config_options
+from ftrl.demo import DemoConfig
 from ftrl.env.record import Environment, tool_name
 from ftrl.jsonl import DataError, iter_jsonl, write_jsonl_atomic
 from ftrl.provenance import claim_output, describe_model
+from ftrl.train.config import SFTConfig, TrainConfig, make_config
+from ftrl.train.loop import LoopConfig
 
 if TYPE_CHECKING:
     from ftrl.env.domains import EnvSource
@@ -79,6 +83,9 @@ def _fail(message: str) -> typer.Exit:
 
 
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out instead of resuming it.")]
+
+#: Config fields whose flag is not derived from their name (`ftrl.cli_config`): names users already type.
+FLAG_NAMES = {"max_new_tokens_train": "--train-max-new-tokens"}
 
 
 def check_tool_code(source: EnvSource, count: int | None = None) -> None:
@@ -385,84 +392,41 @@ def inspect(
 
 
 @app.command()
+@config_options(TrainConfig, defaults=make_config("cpu"), required=("data", "out"), flag_names=FLAG_NAMES)
 def train(
-    model: str = typer.Option("embedded", help="`embedded`, a local HF model directory or a cached hub id."),
-    data: Path = typer.Option(..., help="Trajectory states (JSONL/Parquet) written by `ftrl sample`."),
-    out: Path = typer.Option(..., help="Run directory: metrics.jsonl, checkpoints/, model/."),
-    algo: str = typer.Option("grpo", help="grpo | reinforce_pp | reinforce_pp_baseline (verl definitions)."),
-    reward: str = typer.Option("f1", help="Per-turn reward: f1 (paper default), p, r or pr."),
-    preset: str = typer.Option("cpu", help="paper (the reference verl settings) or cpu (small model, 2 cores)."),
-    lora: bool = typer.Option(False, help="Train a LoRA adapter (merged into the saved model)."),
-    steps: int | None = typer.Option(None, help="Optimizer steps (default: one pass over the data)."),
-    n: int | None = typer.Option(None, help="Responses sampled per state."),
-    batch_states: int | None = typer.Option(None, help="States per step."),
-    mini_batch_states: int | None = typer.Option(None, help="States per optimizer update (default: --batch-states)."),
-    max_new_tokens: int | None = typer.Option(None, help="Longest response in tokens."),
-    max_prompt_tokens: int | None = typer.Option(None, help="States with longer prompts are skipped."),
-    lr: float | None = typer.Option(None, help="Learning rate (constant)."),
-    temperature: float | None = typer.Option(None, help="Sampling temperature of the responses (paper: 0.7)."),
-    filter_groups: bool = typer.Option(
-        False,
-        help="Dynamic sampling (DAPO): train only on states whose responses "
-        "score differently, drawn from --gen-batch-states per step.",
+    preset: str = typer.Option(
+        "cpu",
+        help="The defaults: paper (the reference verl settings) or cpu (small model, 2 cores; the defaults shown). "
+        "A --config file, then the flags given, apply on top.",
     ),
-    gen_batch_states: int | None = typer.Option(None, help="States sampled per step with --filter-groups."),
-    kl_coef: float | None = typer.Option(
-        None, help="Weight of the k3 KL loss to the starting policy (0: no reference model, no reference pass)."
-    ),
-    freeze_layers: int | None = typer.Option(None, help="Keep the embeddings and the lowest K decoder layers frozen."),
-    save_every: int | None = typer.Option(None, help="Checkpoint every this many steps."),
-    seed: int = typer.Option(0, help="Seed for data order and sampling."),
-    device: DeviceOption = "auto",
-    dtype: DtypeOption = "auto",
     overwrite: OverwriteOption = False,
+    *,
+    config_args: ConfigArgs,
 ) -> None:
     """RL on trajectory states with the per-turn verifiable reward; resumes from DIR/checkpoints when present."""
     from dataclasses import asdict
 
     from ftrl.env.domains import load_source
     from ftrl.rollout.models import ModelNotFound, placement, resolve_model
-    from ftrl.train.config import make_config
     from ftrl.train.trainer import train as run_training
 
     try:
-        config = make_config(
-            preset,
-            model=model,
-            data=str(data),
-            out=str(out),
-            algo=algo,
-            reward=reward,
-            lora=lora,
-            steps=steps,
-            n=n,
-            batch_states=batch_states,
-            mini_batch_states=mini_batch_states or batch_states,
-            max_new_tokens=max_new_tokens,
-            max_prompt_tokens=max_prompt_tokens,
-            lr=lr,
-            temperature=temperature,
-            filter_groups=filter_groups,
-            gen_batch_states=gen_batch_states,
-            kl_coef=kl_coef,
-            save_every=save_every,
-            freeze_layers=freeze_layers,
-            seed=seed,
-            device=device,
-            dtype=dtype,
-        )
-        placement(device, dtype)
-        resolve_model(model)  # a model missing from the cache, then every row, is reported before the model loads
-        source = load_source(data)
+        values = config_args.values()
+        if "batch_states" in values and "mini_batch_states" not in values:
+            values["mini_batch_states"] = values["batch_states"]  # one update a step unless told otherwise
+        config = apply_config(make_config(preset), values)
+        placement(config.device, config.dtype)
+        resolve_model(config.model)  # a model missing from the cache, then every row, is reported before it loads
+        source = load_source(config.data)
     except (ValueError, ModelNotFound) as error:
         raise _fail(str(error)) from None
     check_tool_code(source)
     del source
     # what decides the weights; run length, checkpointing and memory knobs may change on a resume
     ignored = ("out", "data", "steps", "save_every", "keep_checkpoints", "micro_batch_size", "tool_workers")
-    settings = {**{k: v for k, v in asdict(config).items() if k not in ignored}, "model": describe_model(model)}
+    settings = {**{k: v for k, v in asdict(config).items() if k not in ignored}, "model": describe_model(config.model)}
     try:
-        with claim_output(out, "train", {"data": data}, settings, folder=True, overwrite=overwrite):
+        with claim_output(config.out, "train", {"data": config.data}, settings, folder=True, overwrite=overwrite):
             saved = run_training(config, console=console)
     except (ValueError, ModelNotFound) as error:
         raise _fail(str(error)) from None
@@ -481,38 +445,17 @@ def plot(
 
 
 @app.command()
-def sft(
-    model: str = typer.Option("embedded", help="`embedded`, a local HF model directory or a cached hub id."),
-    envs: Path = typer.Option(..., help="Procedural environments with gold calls (extra.gold_calls)."),
-    out: Path = typer.Option(..., help="Run directory: metrics.jsonl, model/."),
-    epochs: int = typer.Option(2, help="Passes over the gold trajectories."),
-    lr: float = typer.Option(1e-5, help="Learning rate."),
-    lora: bool = typer.Option(False, help="Train a LoRA adapter (merged into the saved model)."),
-    freeze_layers: int = typer.Option(0, help="Keep the embeddings and the lowest K decoder layers frozen."),
-    device: DeviceOption = "auto",
-    dtype: DtypeOption = "auto",
-    overwrite: OverwriteOption = False,
-) -> None:
+@config_options(SFTConfig, required=("envs", "out"), flag_names=FLAG_NAMES)
+def sft(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
     """Supervised warm start on gold tool-call trajectories (loss on assistant tokens only)."""
     from ftrl.rollout.models import ModelNotFound
-    from ftrl.train.sft import SFTConfig
     from ftrl.train.sft import sft as run_sft
 
-    _load_envs_checked(envs, None)  # before the model loads
-    config = SFTConfig(
-        model=model,
-        envs=str(envs),
-        out=str(out),
-        epochs=epochs,
-        lr=lr,
-        lora=lora,
-        freeze_layers=freeze_layers,
-        device=device,
-        dtype=dtype,
-    )
-    settings = {**config.to_dict(), "model": describe_model(model), "envs": None, "out": None}
+    config = config_args.load(SFTConfig())
+    _load_envs_checked(Path(config.envs), None)  # before the model loads
+    settings = {**config.to_dict(), "model": describe_model(config.model), "envs": None, "out": None}
     try:
-        with claim_output(out, "sft", {"envs": envs}, settings, folder=True, overwrite=overwrite):
+        with claim_output(config.out, "sft", {"envs": config.envs}, settings, folder=True, overwrite=overwrite):
             saved = run_sft(config, console=console)
     except (ValueError, ModelNotFound) as error:
         raise _fail(str(error)) from None
@@ -520,59 +463,21 @@ def sft(
 
 
 @app.command()
-def loop(
-    model: str = typer.Option("embedded", help="Starting model."),
-    envs: Path = typer.Option(..., help="Training environments to collect states from."),
-    eval_envs: Path = typer.Option(..., help="Held-out environments for Solve-P/R/F1."),
-    out: Path = typer.Option(..., help="Loop directory (resumable: loop_state.json)."),
-    rounds: int = typer.Option(3, help="Collect -> train -> evaluate rounds."),
-    algo: str = typer.Option("grpo", help="grpo | reinforce_pp | reinforce_pp_baseline."),
-    preset: str = typer.Option("cpu", help="Training preset: paper or cpu."),
-    steps: int | None = typer.Option(None, help="Training steps per round (default: one pass)."),
-    lora: bool = typer.Option(False, help="Train LoRA adapters."),
-    max_new_tokens: int = typer.Option(512, help="Tokens per turn when collecting and evaluating."),
-    max_turns: int = typer.Option(20, help="Turns per episode when collecting and evaluating."),
-    train_max_new_tokens: int | None = typer.Option(
-        None, help="Tokens per sampled turn in training (default: preset)."
-    ),
-    save_every: int | None = typer.Option(None, help="Checkpoint training every N steps (default: preset)."),
-    warm_start_envs: Path | None = typer.Option(
-        None,
-        help="Environments with gold calls: SFT on their gold trajectories before round 1, reported as its own row.",
-    ),
-    warm_start_epochs: int = typer.Option(1, help="Warm-start passes over the gold trajectories."),
-    warm_start_lr: float = typer.Option(5e-5, help="Warm-start learning rate."),
-    overwrite: OverwriteOption = False,
-) -> None:
+@config_options(LoopConfig, required=("envs", "eval_envs", "out"), flag_names=FLAG_NAMES)
+def loop(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
     """The iterative recipe: per round collect states with the current policy, train on them, evaluate."""
     from dataclasses import asdict
 
-    from ftrl.train.loop import LoopConfig, run_loop
+    from ftrl.train.loop import run_loop
 
-    for path in (envs, eval_envs, *([warm_start_envs] if warm_start_envs else [])):
-        _load_envs_checked(path, None)  # before the first model loads
-    config = LoopConfig(
-        model,
-        str(envs),
-        str(eval_envs),
-        str(out),
-        rounds,
-        algo,
-        preset,
-        steps,
-        lora,
-        max_new_tokens=max_new_tokens,
-        max_turns=max_turns,
-        max_new_tokens_train=train_max_new_tokens,
-        save_every=save_every,
-        warm_start_envs=str(warm_start_envs) if warm_start_envs else None,
-        warm_start_epochs=warm_start_epochs,
-        warm_start_lr=warm_start_lr,
-    )
+    config = config_args.load(LoopConfig())
+    inputs = {"envs": config.envs, "eval_envs": config.eval_envs, "warm_start_envs": config.warm_start_envs}
+    for path in filter(None, inputs.values()):
+        _load_envs_checked(Path(path), None)  # before the first model loads
     # more rounds extend a loop; everything else decides what the rounds already done produced
     settings = {
         **asdict(config),
-        "model": describe_model(model),
+        "model": describe_model(config.model),
         "out": None,
         "rounds": None,
         "save_every": None,
@@ -580,8 +485,7 @@ def loop(
         "eval_envs": None,
         "warm_start_envs": None,
     }
-    inputs = {"envs": envs, "eval_envs": eval_envs, "warm_start_envs": warm_start_envs}
-    with claim_output(out, "loop", inputs, settings, folder=True, overwrite=overwrite):
+    with claim_output(config.out, "loop", inputs, settings, folder=True, overwrite=overwrite):
         run_loop(config, console=console)
 
 
@@ -995,27 +899,27 @@ def report_command(
 
 
 @app.command()
+@config_options(DemoConfig, flag_names=FLAG_NAMES)
 def demo(
-    out: Path | None = typer.Option(None, help="Output folder (default runs/demo, or runs/demo-quick with --quick)."),
     quick: bool = typer.Option(
         False, help="A few-minute version on tiny sets (what the end-to-end test runs); the same as --profile quick."
     ),
     profile: str = typer.Option(
-        "default", help="default (30 minutes on 2 CPU cores), quick, or long (more RL, up to 90 minutes)."
+        "default",
+        help="The recipe: default (30 minutes on 2 CPU cores; the defaults shown), quick, or long (more RL, up to "
+        "90 minutes). A --config file, then the flags given, apply on top.",
     ),
-    model: str = typer.Option("embedded", help="Model to train: `embedded` or a local HF model folder."),
-    seed: int = typer.Option(0, help="Seed of everything (environments, data order, sampling); use a fresh --out."),
+    *,
+    config_args: ConfigArgs,
 ) -> None:
     """The whole loop on one machine: build, evaluate, warm-start, RL-train, evaluate again, report. Resumable."""
-    from ftrl.demo import DemoConfig, run_demo
+    from ftrl.demo import run_demo
 
     try:
-        config = DemoConfig.profile("quick" if quick else profile, model=model)
+        values = config_args.values()
+        config = apply_config(DemoConfig.profile("quick" if quick else profile), values)
     except ValueError as error:
         raise _fail(str(error)) from None
-    config.seed = seed
-    if out is not None:
-        config.out = str(out)
-    elif seed:
-        config.out += f"-seed{seed}"
+    if config.seed and "out" not in values:
+        config.out += f"-seed{config.seed}"
     run_demo(config, console)

@@ -27,13 +27,21 @@ HELD_OUT_DOMAINS = ("river", "mountain", "sports_club")
 
 @dataclass
 class DemoConfig:
-    """The demo recipe; `quick()` shrinks it to a few minutes for the end-to-end test, `long()` gives RL more time."""
+    """The demo recipe; `quick()` shrinks it to a few minutes for the end-to-end test, `long()` gives RL more time.
+    The `#:` comments are the help of `ftrl demo`'s flags."""
 
+    #: Output folder (by profile: runs/demo, runs/demo-quick, runs/demo-long; a seed other than 0 adds -seed<N>
+    #: unless --out or the config file names the folder).
     out: str = "runs/demo"
+    #: Model to train: `embedded` or a local HF model folder.
     model: str = "embedded"
+    #: Seed of everything (environments, data order, sampling); use a fresh --out.
     seed: int = 0
+    #: Training environments built (SFT and every RL round draw from them, never the same ones twice).
     train_envs: int = 160
+    #: Test environments built, all from the held-out domains.
     test_envs: int = 48
+    #: World domains kept out of training; the test set uses only these.
     held_out: tuple[str, ...] = HELD_OUT_DOMAINS
     #: Small environments keep prompts short enough for a 135M model on a CPU.
     difficulty: Difficulty = field(
@@ -49,28 +57,43 @@ class DemoConfig:
             min_distractors=1,
         )
     )
+    #: Training environments whose gold trajectories the warm start (SFT) learns from.
     sft_envs: int = 48
+    #: Warm-start passes over the gold trajectories.
     sft_epochs: int = 1
+    #: Warm-start learning rate.
     sft_lr: float = 5e-5
+    #: Warm start: keep the embeddings and the lowest K decoder layers frozen.
     sft_freeze_layers: int = 10
-    #: RL runs in rounds, as the paper's iterations: each round collects states with the current policy from
-    #: `rl_states_envs` training environments not used before (none of them in SFT), then trains `rl_steps`.
+    #: RL rounds, as the paper's iterations: each collects states with the current policy from --rl-states-envs
+    #: training environments not used before (none of them in SFT), then trains --rl-steps.
     rl_rounds: int = 1
+    #: Training environments each RL round collects states from.
     rl_states_envs: int = 24
+    #: Sampling temperature when collecting states.
     rl_collect_temperature: float = 1.0
+    #: Optimizer steps per RL round.
     rl_steps: int = 5
+    #: grpo | reinforce_pp | reinforce_pp_baseline.
     rl_algo: str = "grpo"
+    #: Responses sampled per state.
     rl_n: int = 8
-    #: States trained on per step; with `rl_gen_states` > `rl_batch_states`, dynamic sampling: that many states
-    #: are sampled and the update uses those whose responses scored differently (equal rewards give GRPO nothing).
+    #: States trained on per step; with --rl-gen-states above it, dynamic sampling: that many states are sampled
+    #: and the update uses those whose responses scored differently (equal rewards give GRPO nothing).
     rl_batch_states: int = 4
+    #: States sampled per step (dynamic sampling when above --rl-batch-states).
     rl_gen_states: int = 8
+    #: RL learning rate.
     rl_lr: float = 1e-5
+    #: Sampling temperature of the responses trained on.
     rl_temperature: float = 1.0
-    #: 0: no reference model and no reference pass (a quarter of the step's compute on this CPU).
+    #: Weight of the KL loss; 0: no reference model and no reference pass (a quarter of a step's compute here).
     rl_kl_coef: float = 0.0
+    #: RL: keep the embeddings and the lowest K decoder layers frozen.
     rl_freeze_layers: int = 10
+    #: Tokens per assistant turn (evaluation, collection and training).
     max_new_tokens: int = 96
+    #: States with longer prompts are skipped in training.
     max_prompt_tokens: int = 4096
     #: Episodes decoded together; all 48 test episodes at once (short prompts keep their caches small).
     eval_batch: int = 48

@@ -10,25 +10,32 @@ from ftrl.env.record import SCENARIOS
 
 @dataclass
 class Difficulty:
-    """Knobs for how hard environments are; defaults aim at the paper's test-set statistics."""
+    """Knobs for how hard environments are; defaults aim at the paper's test-set statistics. Ranges are inclusive;
+    the `#:` comments are the help of the flags derived from them (`ftrl demo`)."""
 
-    #: Hops of a multi-hop chain (inclusive range); the paper averages 5.7 sub-answers for multi-hop.
+    #: Fewest hops of a multi-hop chain (the paper averages 5.7 sub-answers for multi-hop).
     min_hops: int = 2
+    #: Most hops of a multi-hop chain.
     max_hops: int = 9
-    #: Independent branches of a parallel question (inclusive range).
+    #: Fewest independent branches of a parallel question.
     min_width: int = 2
+    #: Most independent branches of a parallel question.
     max_width: int = 2
-    #: Hops per chain in parallel multi-hop (the paper averages 7.7 sub-answers overall).
+    #: Fewest hops per chain in parallel multi-hop (the paper averages 7.7 sub-answers overall).
     min_chain_hops: int = 2
+    #: Most hops per chain in parallel multi-hop.
     max_chain_hops: int = 6
-    #: Parameters per tool after scaling (inclusive range; the paper averages about 7).
+    #: Fewest parameters per tool after scaling (the paper averages about 7).
     min_params: int = 5
+    #: Most parameters per tool after scaling.
     max_params: int = 9
-    #: Tools per environment (inclusive range), distractors filling up to it and at least `min_distractors`;
-    #: like the paper's test set, this makes most tools of a single-hop environment distractors and few of a
-    #: parallel multi-hop one (58% overall there).
+    #: Fewest tools per environment; distractors fill up to a drawn count between this and --max-tools, at least
+    #: --min-distractors. Like the paper's test set, this makes most tools of a single-hop environment
+    #: distractors and few of a parallel multi-hop one (58% overall there).
     min_tools: int = 4
+    #: Most tools per environment.
     max_tools: int = 10
+    #: Fewest distractor tools per environment.
     min_distractors: int = 1
     #: Target share of distractor tools, for backends that size distractors by share (the LLM backend).
     distractor_share: float = 0.58

@@ -20,9 +20,10 @@ from collections.abc import Hashable, Sequence
 
 import torch
 
+from ftrl.train.config import ALGOS
+
 GRPO_EPS = 1e-6
 WHITEN_EPS = 1e-8
-ALGOS = ("grpo", "reinforce_pp", "reinforce_pp_baseline")
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:

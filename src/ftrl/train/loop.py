@@ -23,7 +23,6 @@ from rich.table import Table
 
 from ftrl.jsonl import atomic_path
 from ftrl.train.config import make_config
-from ftrl.train.trainer import train
 
 #: `(model, environments, states file to write) -> None`.
 Collect = Callable[[str, str, Path], None]
@@ -38,24 +37,42 @@ METRICS = ("solve_p", "solve_r", "solve_f1")
 
 @dataclass
 class LoopConfig:
+    """Every knob of `ftrl loop`; the `#:` comments are the flags' help."""
+
+    #: Starting model.
     model: str = "embedded"
+    #: Training environments to collect states from.
     envs: str = ""
+    #: Held-out environments for Solve-P/R/F1.
     eval_envs: str = ""
+    #: Loop directory (resumable: loop_state.json).
     out: str = "runs/loop"
+    #: Collect -> train -> evaluate rounds.
     rounds: int = 3
+    #: grpo | reinforce_pp | reinforce_pp_baseline.
     algo: str = "grpo"
+    #: Training preset: paper or cpu.
     preset: str = "cpu"
-    steps: int | None = None  # training steps per round (default: one pass over the round's states)
+    #: Training steps per round (default: one pass over the round's states).
+    steps: int | None = None
+    #: Train LoRA adapters.
     lora: bool = False
+    #: Seed of round k's training is this plus k; also the warm start's.
     seed: int = 0
-    #: Generation budget of collection and evaluation; training uses the preset's (or `max_new_tokens` if set).
+    #: Tokens per turn when collecting and evaluating (training uses --train-max-new-tokens or the preset's).
     max_new_tokens: int = 512
+    #: Turns per episode when collecting and evaluating.
     max_turns: int = 20
+    #: Tokens per sampled turn in training (default: the preset's).
     max_new_tokens_train: int | None = None
-    save_every: int | None = None  # training checkpoint interval in steps (default: the preset's)
-    #: Environments whose gold trajectories warm-start the model with SFT before round 1 (None: no warm start).
+    #: Checkpoint training every N steps (default: the preset's).
+    save_every: int | None = None
+    #: Environments with gold calls: SFT on their gold trajectories before round 1, reported as its own row
+    #: (default: no warm start).
     warm_start_envs: str | None = None
+    #: Warm-start passes over the gold trajectories.
     warm_start_epochs: int = 1
+    #: Warm-start learning rate.
     warm_start_lr: float = 5e-5
 
     def warm_start(self, model: str, out: Path) -> str:
@@ -107,6 +124,8 @@ def run_loop(
 ) -> list[dict[str, Any]]:
     """Run (or resume) the rounds; returns one row per evaluated model: the start model (round 0), the warm start
     if configured (labelled "warm start"), then each round."""
+    from ftrl.train.trainer import train  # torch: not needed to read a LoopConfig
+
     console = console or Console(stderr=True)
     collect = collect or config.sample_states
     evaluate = evaluate or config.evaluate_model

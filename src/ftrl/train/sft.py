@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ftrl.env import Environment, read_envs
 from ftrl.formats import render_hermes
 from ftrl.jsonl import JsonlAppender
+from ftrl.train.config import SFTConfig
 from ftrl.train.policy import freeze_bottom, load_policy, save_hf
 from ftrl.train.trainer import FINAL_MODEL, METRICS_FILE, prompt_messages
 
@@ -31,27 +31,6 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 IGNORE = -100
-
-
-@dataclass
-class SFTConfig:
-    model: str = "embedded"
-    envs: str = ""
-    out: str = "runs/sft"
-    epochs: int = 2
-    lr: float = 1e-5
-    batch_size: int = 4  # trajectories per optimizer step (one forward each, gradients accumulated)
-    max_tokens: int = 4096  # longer trajectories are skipped
-    lora: bool = False
-    #: Keep the embeddings (tied to the LM head) and the lowest k decoder layers frozen: nothing below layer k
-    #: needs a backward pass: k=10 of SmolLM2's 30 made a step 1.25x faster (benchmarks/RESULTS.md).
-    freeze_layers: int = 0
-    seed: int = 0
-    device: str = "auto"  # `ftrl.rollout.models.placement`
-    dtype: str = "auto"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def call_waves(env: Environment) -> list[list[dict[str, Any]]]:
