@@ -12,8 +12,9 @@ from test_rollout_support import call, calls, make_env
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from ftrl.formats.render import template_supports_tools
 from ftrl.rollout import RolloutConfig, models, run_rollouts
-from ftrl.rollout.hf import HFConfig, HFPolicy, template_supports_tools
+from ftrl.rollout.hf import HFConfig, HFPolicy
 from ftrl.rollout.kvgen import Decoder, PrefixCache, Sampling, generate_batch
 from ftrl.runtime import RuntimeConfig, ToolRuntime
 from ftrl.train.tiny import build_tiny_model

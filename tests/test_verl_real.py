@@ -69,7 +69,7 @@ def tokenizers(folder: Path) -> dict[str, tuple[Path, str]]:
 
 def ids_of(tokenizer, messages: list[dict], tools: list[dict]) -> list[int]:
     """The token ids of ftrl's prompt for a conversation (what `ftrl eval` feeds the model at that turn)."""
-    from ftrl.rollout.hf import render_prompt
+    from ftrl.formats.render import render_prompt
 
     return tokenizer(render_prompt(tokenizer, messages, tools), add_special_tokens=False).input_ids
 

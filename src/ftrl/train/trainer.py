@@ -26,6 +26,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ftrl.env import Environment, read_envs
+from ftrl.formats.render import render_prompt as render_messages
+from ftrl.formats.render import template_supports_tools, tool_prompt_messages
 from ftrl.jsonl import JsonlAppender, iter_jsonl, write_jsonl_atomic
 from ftrl.train.algos import agg_loss, compute_advantages, kl_k3, policy_loss
 from ftrl.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
@@ -43,17 +45,13 @@ FINAL_MODEL = "model"
 
 
 def prompt_messages(env: Environment) -> list[dict[str, Any]]:
-    """The chat messages a template without tool support sees for a state (the rollout layer's rendering)."""
-    from ftrl.rollout.hf import tool_prompt_messages
-
+    """The chat messages a template without tool support sees for a state (`ftrl.formats.render`)."""
     return tool_prompt_messages(env.messages, env.tools)
 
 
 def render_prompt(tokenizer: PreTrainedTokenizerBase, env: Environment, native: bool | None = None) -> str:
-    """The generation prompt text for a state, exactly as evaluation renders it (`ftrl.rollout.hf.render_prompt`)."""
-    from ftrl.rollout.hf import render_prompt as render
-
-    return render(tokenizer, env.messages, env.tools, native=native)
+    """The generation prompt text for a state, exactly as evaluation renders it (`ftrl.formats.render`)."""
+    return render_messages(tokenizer, env.messages, env.tools, native=native)
 
 
 def runtime_scorer(config: TrainConfig) -> tuple[AbstractContextManager[Any], Callable[[Any], Scorer]]:
@@ -138,8 +136,6 @@ class Trainer:
 
     def _load_states(self) -> tuple[list[Environment], list[list[int]]]:
         """States whose prompt fits `max_prompt_tokens` (verl's filter_overlong_prompts), with their token ids."""
-        from ftrl.rollout.hf import template_supports_tools
-
         states, prompts, native = [], [], template_supports_tools(self.tokenizer)
         # no token spans more characters than the longest vocabulary entry: longer prompts cannot fit, and a
         # multi-megabyte row is skipped without tokenizing it
