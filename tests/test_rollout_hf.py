@@ -1,8 +1,13 @@
-"""Local-model policy: cached batched decoding equals HF generate, prompt rendering, model resolution."""
+"""Local-model policy: cached batched decoding equals HF generate, the two engines agree, prompt rendering, model
+resolution."""
 
 from __future__ import annotations
 
 import importlib.util
+import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +18,9 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from ftrl.formats.render import template_supports_tools
-from ftrl.rollout import RolloutConfig, models, run_rollouts
-from ftrl.rollout.hf import HFConfig, HFPolicy
-from ftrl.rollout.kvgen import Decoder, PrefixCache, Sampling, generate_batch
+from ftrl.rollout import RolloutConfig, hf, models, run_rollouts
+from ftrl.rollout.hf import HFConfig, HFPolicy, hf_generate
+from ftrl.rollout.kvgen import Decoder, PrefixCache, Sampling, generate_batch, unsupported_reason
 from ftrl.runtime import RuntimeConfig, ToolRuntime
 from ftrl.train.tiny import build_tiny_model
 
@@ -28,6 +33,30 @@ def tiny(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def policy(tiny) -> HFPolicy:
     return HFPolicy.load(str(tiny), HFConfig(max_new_tokens=12))
+
+
+@pytest.fixture(scope="module")
+def mixer(policy):
+    """A random Llama for the tiny tokenizer whose tokens depend on the whole context (untied embeddings,
+    grouped-query attention), where the tiny model mostly repeats its last input token: engine differences in
+    padding, positions or stopping show in its output."""
+    config = transformers.LlamaConfig(
+        vocab_size=len(policy.tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+def _random_prompts(*lengths: int) -> list[list[int]]:
+    generator = torch.Generator().manual_seed(1)
+    return [torch.randint(3, 259, (n,), generator=generator).tolist() for n in lengths]
 
 
 def _reference(model, prompt: list[int], n: int, stop: set[int]) -> list[int]:
@@ -117,6 +146,79 @@ def test_sampling_is_seeded_and_respects_max_new_tokens(policy):
         for _ in range(2)
     ]
     assert runs[0] == runs[1] and all(len(out) == 5 for out in runs[0])
+
+
+def test_hf_generate_decodes_the_greedy_tokens_of_kvgen(mixer):
+    sampling, prompts = Sampling(max_new_tokens=10), _random_prompts(50, 15, 95)
+    unstopped = generate_batch(mixer, prompts, {999}, sampling)
+    stop = {unstopped[0][3]}  # a token the first row emits: it ends there, the others wherever they meet it
+    expected = generate_batch(mixer, prompts, stop, sampling)
+    assert len(expected[0]) <= 4 and len({tuple(out) for out in expected}) == 3
+    # two rows per generate call: the first call left-pads the shorter prompt
+    assert hf_generate(mixer, prompts, stop, sampling, pad_id=0, max_rows=2) == expected
+
+
+def test_hf_generate_sampling_is_seeded_by_the_generator_only(mixer):
+    prompts, sampling = _random_prompts(30, 30, 30), Sampling(6, temperature=1.0, top_p=0.9)
+    before = torch.get_rng_state()
+    runs = [hf_generate(mixer, prompts, {999}, sampling, 0, torch.Generator().manual_seed(s)) for s in (3, 3, 4)]
+    assert torch.equal(torch.get_rng_state(), before)
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+def test_engines_give_the_same_greedy_episodes(policy, mixer):
+    envs = [make_env("France"), make_env("Japan")]
+    episodes = {}
+    for engine in ("kvgen", "hf"):
+        local = HFPolicy(mixer, policy.tokenizer, HFConfig(max_new_tokens=12, engine=engine))
+        assert local.engine == engine
+        with ToolRuntime(RuntimeConfig(workers=1)) as runtime:  # continuous batching: submit/step
+            results = run_rollouts(
+                [(str(i), e) for i, e in enumerate(envs)], local, runtime, RolloutConfig(max_turns=2)
+            )
+            episodes[engine] = sorted((r.key, r.messages) for r in results)
+        episodes[engine, "generate"] = local.generate([e.messages for e in envs], [e.tools for e in envs])
+    assert episodes["kvgen"] == episodes["hf"]
+    assert episodes["kvgen", "generate"] == episodes["hf", "generate"]
+
+
+def test_auto_engine_falls_back_to_hf_generate_and_says_why_once(policy, monkeypatch, caplog):
+    monkeypatch.setattr(hf, "_explained", set())
+    assert HFPolicy(policy.model, policy.tokenizer).engine == "kvgen"
+    monkeypatch.setattr(policy.model.config, "sliding_window", 8, raising=False)  # kvgen would ignore the window
+    with caplog.at_level(logging.WARNING, logger=hf.__name__):
+        engines = [HFPolicy(policy.model, policy.tokenizer).engine for _ in range(2)]
+    assert engines == ["hf", "hf"]
+    assert len(caplog.records) == 1 and "sliding window" in caplog.records[0].getMessage()
+    assert HFPolicy(policy.model, policy.tokenizer, HFConfig(engine="kvgen")).engine == "kvgen"  # forced: as asked
+    with pytest.raises(ValueError, match="unknown engine"):
+        HFPolicy(policy.model, policy.tokenizer, HFConfig(engine="vllm"))
+
+
+def test_auto_engine_uses_hf_generate_for_other_architectures(policy):
+    config = transformers.GPT2Config(
+        vocab_size=len(policy.tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=4096, eos_token_id=2
+    )
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    assert "gpt2" in unsupported_reason(model)
+    other = HFPolicy(model, policy.tokenizer, HFConfig(max_new_tokens=4))
+    assert other.engine == "hf"
+    [reply] = other.generate([make_env().messages], [make_env().tools])
+    assert reply["role"] == "assistant" and 0 < other.stats.completion_tokens <= 4
+
+
+def test_importing_the_policy_registers_nothing_in_transformers():
+    code = (
+        "import ftrl.rollout.hf\n"
+        "from transformers import AttentionInterface\n"
+        "print('ftrl_ragged' in AttentionInterface().valid_keys())"
+    )
+    src = str(Path(hf.__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": src}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False"]
 
 
 def test_prompt_folds_tools_for_templates_without_tool_support(policy):

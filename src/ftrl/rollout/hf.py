@@ -1,12 +1,16 @@
 """A local Hugging Face causal LM as a tool-calling policy, batched across conversations.
 
 Prompts are rendered by `ftrl.formats.render` (natively for templates with tool support, tools in the system
-prompt otherwise); decoding is ftrl's continuous batching with per-conversation KV caches (`ftrl.rollout.kvgen`).
+prompt otherwise). Decoding runs on one of two engines: `kvgen` (ftrl's continuous batching with per-conversation
+KV caches kept between turns, `ftrl.rollout.kvgen`) or `hf` (transformers' own `model.generate`, left-padded
+batches). `auto` picks kvgen when it supports the model (`kvgen.unsupported_reason`) and says once why not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+import logging
+from collections import deque
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,9 +18,14 @@ import torch
 
 from ftrl.formats import get_format
 from ftrl.formats.render import PROMPT_VARIANTS, render_prompt, stop_token_ids, template_kwargs, template_supports_tools
-from ftrl.rollout.kvgen import Decoder, PrefixCache, Sampling, generate_batch
+from ftrl.rollout.kvgen import Decoder, PrefixCache, Sampling, generate_batch, unsupported_reason
 from ftrl.rollout.models import placement, resolve_model
 from ftrl.rollout.policy import GenerationStats, Message
+
+ENGINES = ("auto", "kvgen", "hf")
+
+logger = logging.getLogger(__name__)
+_explained: set[str] = set()
 
 
 @dataclass
@@ -35,11 +44,12 @@ class HFConfig:
     threads: int | None = None
     device: str = "auto"  # auto: CUDA when present (`ftrl.rollout.models.placement`)
     dtype: str = "auto"  # auto: bf16 on CUDA, fp32 on a CPU
+    engine: str = "auto"  # kvgen, hf (transformers' generate) or auto: kvgen when it supports the model
 
 
 @dataclass
 class HFPolicy:
-    """Batched generation with a prefix KV cache (`ftrl.rollout.kvgen`); see the module docstring for prompts."""
+    """Batched generation on `config.engine` (see the module docstring); prompts by `ftrl.formats.render`."""
 
     model: Any
     tokenizer: Any
@@ -50,11 +60,12 @@ class HFPolicy:
         if self.config.prompt not in PROMPT_VARIANTS:
             raise ValueError(f"unknown prompt variant {self.config.prompt!r}; known: {', '.join(PROMPT_VARIANTS)}")
         self.format = get_format(self.config.tool_format)
+        self.engine = choose_engine(self.config.engine, self.model)
         self.native_tools = template_supports_tools(self.tokenizer)
         self.stop_ids = stop_token_ids(self.model, self.tokenizer)
-        self._cache = PrefixCache() if self.config.prefix_cache else None
+        self._cache = PrefixCache() if self.config.prefix_cache and self.engine == "kvgen" else None
         self._generator = torch.Generator(device=self.model.device).manual_seed(self.config.seed)
-        self._decoder: Decoder | None = None
+        self._decoder: Decoder | GenerateDecoder | None = None
         self._template_kwargs = template_kwargs(self.tokenizer, self.config.enable_thinking)
 
     @classmethod
@@ -85,9 +96,26 @@ class HFPolicy:
 
     def generate(self, conversations: list[list[Message]], tools: list[list[dict]] | None = None) -> list[Message]:
         prompts = [self._tokens(c, tools[i] if tools else None) for i, c in enumerate(conversations)]
-        outputs = generate_batch(
-            self.model, prompts, self.stop_ids, self._sampling(), self._cache, self._generator, self.config.max_batch
-        )
+        if self.engine == "kvgen":
+            outputs = generate_batch(
+                self.model,
+                prompts,
+                self.stop_ids,
+                self._sampling(),
+                self._cache,
+                self._generator,
+                self.config.max_batch,
+            )
+        else:
+            outputs = hf_generate(
+                self.model,
+                prompts,
+                self.stop_ids,
+                self._sampling(),
+                self._pad_id(),
+                self._generator,
+                self.config.max_batch,
+            )
         self.stats.calls += 1
         self.stats.completion_tokens += sum(len(o) for o in outputs)
         return [self._reply(o) for o in outputs]
@@ -95,9 +123,14 @@ class HFPolicy:
     def submit(self, key: Hashable, messages: list[Message], tools: list[dict] | None) -> None:
         """Queue a conversation's next turn for continuous batching (`StreamingPolicy`)."""
         if self._decoder is None or not self._decoder.busy:  # a fresh batch picks up changed settings
-            self._decoder = Decoder(
-                self.model, self.stop_ids, self._sampling(), self._cache, self._generator, self.config.max_batch
-            )
+            if self.engine == "kvgen":
+                self._decoder = Decoder(
+                    self.model, self.stop_ids, self._sampling(), self._cache, self._generator, self.config.max_batch
+                )
+            else:
+                self._decoder = GenerateDecoder(
+                    self.model, self.stop_ids, self._sampling(), self._pad_id(), self._generator, self.config.max_batch
+                )
         self._decoder.submit(key, self._tokens(messages, tools))
 
     def step(self) -> list[tuple[Hashable, Message]]:
@@ -120,5 +153,113 @@ class HFPolicy:
     def _sampling(self) -> Sampling:
         return Sampling(self.config.max_new_tokens, self.config.temperature, self.config.top_p)
 
+    def _pad_id(self) -> int:
+        """Left padding for `hf_generate`: the tokenizer's pad token, else a stop token (masked out either way)."""
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.stop_ids)
+
     def _reply(self, tokens: list[int]) -> Message:
         return self.format.parse(self.tokenizer.decode(tokens, skip_special_tokens=True))
+
+
+def choose_engine(engine: str, model: Any) -> str:
+    """`kvgen` or `hf` for `engine`: `auto` is kvgen unless `kvgen.unsupported_reason` objects (logged once)."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+    if engine != "auto":
+        return engine
+    reason = unsupported_reason(model)
+    if reason is None:
+        return "kvgen"
+    if reason not in _explained:
+        _explained.add(reason)
+        logger.warning("decoding with transformers' generate instead of kvgen: %s", reason)
+    return "hf"
+
+
+@torch.inference_mode()
+def hf_generate(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    stop_ids: set[int],
+    sampling: Sampling,
+    pad_id: int,
+    generator: torch.Generator | None = None,
+    max_rows: int = 16,
+) -> list[list[int]]:
+    """New tokens for every prompt through transformers' `model.generate`, `max_rows` left-padded prompts at a
+    time; like `kvgen.generate_batch`, each ends with its stop token unless cut at `max_new_tokens`.
+
+    Only `sampling` shapes decoding (no top-k, no repetition penalty from the model's generation config). With a
+    `generator`, a sampled batch draws its seed from it, so runs repeat without touching torch's global random
+    state (without one, sampling uses the global state, as `kvgen` does).
+    """
+    from transformers import GenerationConfig
+
+    sample = sampling.temperature > 0
+    config = GenerationConfig(
+        max_new_tokens=sampling.max_new_tokens,
+        do_sample=sample,
+        eos_token_id=sorted(stop_ids),
+        pad_token_id=pad_id,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        **({"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0} if sample else {}),
+    )
+    device = model.device
+    outputs: list[list[int]] = []
+    for start in range(0, len(prompts), max_rows):
+        chunk = prompts[start : start + max_rows]
+        width = max(len(prompt) for prompt in chunk)
+        ids = torch.tensor([[pad_id] * (width - len(p)) + list(p) for p in chunk], device=device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
+        seeded = sample and generator is not None
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], enabled=seeded):
+            if seeded:
+                torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
+            out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+        outputs += [_until_stop(row[width:].tolist(), stop_ids) for row in out]
+    return outputs
+
+
+def _until_stop(tokens: list[int], stop_ids: set[int]) -> list[int]:
+    """`tokens` up to and including the first stop token (what follows is padding)."""
+    for index, token in enumerate(tokens):
+        if token in stop_ids:
+            return tokens[: index + 1]
+    return tokens
+
+
+class GenerateDecoder:
+    """`kvgen.Decoder`'s interface over `hf_generate`, for `StreamingPolicy`: each step decodes up to `max_rows`
+    waiting prompts to their end together (no rows join mid-flight, nothing is cached between turns)."""
+
+    def __init__(
+        self,
+        model: Any,
+        stop_ids: set[int],
+        sampling: Sampling,
+        pad_id: int,
+        generator: torch.Generator | None = None,
+        max_rows: int = 16,
+    ):
+        self.model, self.stop_ids, self.sampling, self.pad_id = model, stop_ids, sampling, pad_id
+        self.generator, self.max_rows = generator, max_rows
+        self.pending: deque[tuple[Hashable, list[int]]] = deque()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.pending)
+
+    def submit(self, key: Hashable, prompt: Sequence[int]) -> None:
+        if not prompt:
+            raise ValueError(f"empty prompt for {key!r}")
+        self.pending.append((key, list(prompt)))
+
+    def step(self) -> list[tuple[Hashable, list[int]]]:
+        batch = [self.pending.popleft() for _ in range(min(self.max_rows, len(self.pending)))]
+        if not batch:
+            return []
+        outputs = hf_generate(
+            self.model, [p for _, p in batch], self.stop_ids, self.sampling, self.pad_id, self.generator, self.max_rows
+        )
+        return [(key, out) for (key, _), out in zip(batch, outputs, strict=True)]

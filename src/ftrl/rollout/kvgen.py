@@ -11,6 +11,11 @@ tools and come back with its next turn while the others are still decoding. A st
 every row's new tokens (one for a decoding row, the uncached prompt for a joining one), so the weights, read
 from memory once per forward, serve all of them. Each row attends to its own buffer (no padding, no copying of
 the batch's cache when a row leaves); the projections and MLPs run on all tokens at once.
+
+The per-row attention plugs into transformers' attention dispatch (`AttentionInterface`, registered on first use)
+and is switched on around each packed forward through the config attribute every attention layer reads. Models
+whose attention does not go through that dispatch, or that attend within a sliding window, would decode wrongly:
+`unsupported_reason` says when a model is one of them (`ftrl.rollout.hf` then uses transformers' `generate`).
 """
 
 from __future__ import annotations
@@ -19,13 +24,15 @@ from collections import deque
 from collections.abc import Hashable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
 
 import torch
-from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface
 
 _RAGGED = "ftrl_ragged"
+#: `config.model_type`s whose attention layers dispatch through `AttentionInterface` with the standard arguments
+#: and have a `layer_idx` (checked in their transformers modeling code); others may bypass `_ragged_attention`.
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 
 
 @dataclass
@@ -124,6 +131,7 @@ class Decoder:
         self.model, self.stop_ids, self.sampling = model, stop_ids, sampling
         self.cache, self.generator, self.max_rows = cache, generator, max_rows
         self.max_step_tokens = max_step_tokens
+        _register_attention()
         self.rows: list[_Row] = []
         self.pending: deque[tuple[Hashable, list[int]]] = deque()
         config = model.config
@@ -258,6 +266,8 @@ def _ragged_attention(
     """Attention of each packed segment over its own row's buffer (the segment's keys/values are written there
     first). A one-token segment attends with its key/value head's query group as one (`[1, kv_heads, group,
     head_dim]`), so keys are never repeated per query head; a prompt segment attends causally."""
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
     if ragged_segments is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
     _, heads, _, dim = query.shape
@@ -295,13 +305,41 @@ def _no_mask(*args, **kwargs) -> None:
     return None
 
 
-AttentionInterface.register(_RAGGED, _ragged_attention)
-AttentionMaskInterface.register(_RAGGED, _no_mask)
+@cache
+def _register_attention() -> None:
+    """Make `_ragged_attention` an attention implementation transformers can dispatch to, once, on first use (so
+    importing this module changes nothing in transformers). Raises ImportError when a transformers internal that
+    kvgen uses is missing."""
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward  # noqa: F401 - per layer
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(_RAGGED, _ragged_attention)
+    AttentionMaskInterface.register(_RAGGED, _no_mask)
+
+
+def unsupported_reason(model: Any) -> str | None:
+    """Why `Decoder` cannot decode `model` exactly, or None when it can: the transformers internals it plugs into
+    must exist, the architecture must be one whose attention dispatches through them, with no sliding window."""
+    config = model.config
+    try:
+        _register_attention()
+    except ImportError as error:
+        return f"this transformers lacks the attention interfaces kvgen plugs into ({error})"
+    if not hasattr(config, "_attn_implementation"):
+        return "this transformers' model config has no `_attn_implementation` for kvgen to switch"
+    model_type = getattr(config, "model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        return f"model type {model_type!r} is not one kvgen supports ({', '.join(SUPPORTED_MODEL_TYPES)})"
+    if getattr(config, "sliding_window", None) is not None:
+        return f"the model attends within a sliding window ({config.sliding_window} tokens), which kvgen ignores"
+    return None
 
 
 @contextmanager
 def _attention(model: torch.nn.Module, implementation: str):
-    """Run the model with another attention function (the config attribute every attention layer reads)."""
+    """Run the model with another attention function: transformers has no public per-forward switch, so this sets
+    the config attribute every attention layer reads (`unsupported_reason` checks it exists) and restores it."""
     previous = model.config._attn_implementation
     model.config._attn_implementation = implementation
     try:
