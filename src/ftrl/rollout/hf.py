@@ -212,13 +212,17 @@ def hf_generate(
         width = max(len(prompt) for prompt in chunk)
         ids = torch.tensor([[pad_id] * (width - len(p)) + list(p) for p in chunk], device=device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
-        seeded = sample and generator is not None
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], enabled=seeded):
-            if seeded:
-                torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
+        seed = _draw_seed(generator) if sample and generator is not None else None
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
             out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
         outputs += [_until_stop(row[width:].tolist(), stop_ids) for row in out]
     return outputs
+
+
+def _draw_seed(generator: torch.Generator) -> int:
+    return int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
 
 
 def _until_stop(tokens: list[int], stop_ids: set[int]) -> list[int]:
