@@ -183,10 +183,11 @@ def analyze_restore_command(
     """Build a hybrid model: tuned weights only inside --keep SPEC, or everywhere except --revert SPEC."""
     from ftrl.analysis import CheckpointError, SpecError, restore
 
-    if (keep is None) == (revert is None):
+    spec = keep if keep is not None else revert
+    if spec is None or (keep is not None and revert is not None):
         raise _fail("give exactly one of --keep SPEC or --revert SPEC")
     try:
-        result = restore(base, tuned, keep if keep is not None else revert, out, revert=revert is not None)
+        result = restore(base, tuned, spec, out, revert=revert is not None)
     except (CheckpointError, SpecError) as error:
         raise _fail(str(error)) from None
     console.print(f"wrote {out}: {len(result.from_tuned)} tensors from tuned, {len(result.from_base)} from base")

@@ -7,6 +7,7 @@ Reads each run's `summary.json`, writes `report.md` (one Solve-P/R/F1 table per 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(figure)
 
 
-def report(dirs: list[str | Path], out: str | Path) -> tuple[list[list[str]], list[list[str]]]:
+def report(dirs: Sequence[str | Path], out: str | Path) -> tuple[list[list[str]], list[list[str]]]:
     """Write `OUT/report.md` and `OUT/report.png`; returns the comparison table and, when every run has its
     episodes, the paired differences of each pair of runs (Solve-F1, bootstrap interval over environments)."""
     runs = load_runs(dirs)

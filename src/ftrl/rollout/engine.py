@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,7 +112,7 @@ def run_rollouts(
 
     def start_more(running: int) -> list[_Active]:
         """Episodes from the queue for the free places beside `running` ones."""
-        started = []
+        started: list[_Active] = []
         while queue and running + len(started) < config.batch_size:
             key, env = queue.popleft()
             started.append(_start(key, env, runtime.episode(**kwargs_of(env))))
@@ -152,7 +152,7 @@ def _continuous(
     after_turn: Callable[[list[_Active], list[Message]], Iterator[_Active | EpisodeResult]],
 ) -> Iterator[EpisodeResult]:
     """Continuous batching: every episode whose turn ended goes on (or is replaced from the queue) right away."""
-    active: dict[str, _Active] = {}
+    active: dict[Hashable, _Active] = {}
 
     def submit(items: list[_Active]) -> None:
         for item in items:

@@ -120,7 +120,7 @@ class Decoder:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: Any,  # a transformers causal LM (typed loosely: its config and attributes are dynamic)
         stop_ids: set[int],
         sampling: Sampling,
         cache: PrefixCache | None = None,
@@ -159,7 +159,9 @@ class Decoder:
         `max_new_tokens`)."""
         finished, segments = [], []
         if self.rows:
-            tokens = _sample(torch.stack([row.logits for row in self.rows]), self.sampling, self.generator)
+            logits = [row.logits for row in self.rows if row.logits is not None]
+            assert len(logits) == len(self.rows), "every decoding row has run its last token"
+            tokens = _sample(torch.stack(logits), self.sampling, self.generator)
             alive = []
             for row, token in zip(self.rows, tokens.tolist(), strict=False):
                 row.output.append(token)
@@ -229,7 +231,7 @@ class Decoder:
 
 @torch.inference_mode()
 def generate_batch(
-    model: torch.nn.Module,
+    model: Any,
     prompts: Sequence[Sequence[int]],
     stop_ids: set[int],
     sampling: Sampling,
@@ -254,7 +256,7 @@ def generate_batch(
 
 
 def _ragged_attention(
-    module: torch.nn.Module,
+    module: Any,  # the calling attention layer (its `layer_idx` names the layer's buffer)
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
@@ -337,7 +339,7 @@ def unsupported_reason(model: Any) -> str | None:
 
 
 @contextmanager
-def _attention(model: torch.nn.Module, implementation: str):
+def _attention(model: Any, implementation: str):
     """Run the model with another attention function: transformers has no public per-forward switch, so this sets
     the config attribute every attention layer reads (`unsupported_reason` checks it exists) and restores it."""
     previous = model.config._attn_implementation

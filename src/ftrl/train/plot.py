@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from ftrl.jsonl import iter_jsonl
@@ -20,7 +21,7 @@ def read_metrics(run: str | Path) -> list[dict]:
     return [row for _, row in iter_jsonl(Path(run) / "metrics.jsonl", allow_torn_tail=True)]
 
 
-def plot_runs(runs: list[str | Path], out: str | Path) -> Path:
+def plot_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
     """Draw the metrics of every run (labelled by folder name) into one PNG."""
     import matplotlib
 
