@@ -82,6 +82,20 @@ def timeout_text(name: str, seconds: float) -> str:
     return f"Function {name} timed out after {seconds:f} seconds."
 
 
+def memory_text(memory_mb: int) -> str:
+    """The str(e) of a tool that ran out of memory: Python's own MemoryError has no text at all."""
+    return f"MemoryError: tool exceeded the runtime's memory limit ({memory_mb} MiB)"
+
+
+def failure_text(reason: str, ended: str, memory_mb: int) -> str:
+    """The str(e) of a call whose process failed. A process that was killed (SIGKILL) while the runtime still waited
+    for it was killed from outside, in practice by the kernel for memory (an OOM kill or a cgroup limit; the
+    per-process address-space limit surfaces as MemoryError instead), so the text says so."""
+    if reason == "worker exited" and ended == f"signal {int(signal.SIGKILL)}":
+        return f"tool process was killed (SIGKILL), most likely out of memory (the runtime's limit is {memory_mb} MiB)"
+    return f"tool {reason} ({ended})"
+
+
 def state_digest(state: Any) -> str:
     """sha256 of canonical JSON (sorted keys), so states compare across processes."""
     return hashlib.sha256(json.dumps(state, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
@@ -438,6 +452,7 @@ class _Runner:
 
         self.scratch = directory
         self.timeout = float(settings["timeout_s"])
+        self.memory_mb = int(settings["memory_mb"])
         self.max_chars = int(settings["max_output_chars"])
         self.sources, self.domains = sources, domains
         self.compiled: OrderedDict[str, Any] = OrderedDict()
@@ -471,6 +486,8 @@ class _Runner:
                 self._disarm()
         except _Timeout:
             output, timed_out = error_message(name, timeout_text(name, self.timeout)), True
+        except MemoryError as error:
+            output = error_message(name, str(error) or memory_text(self.memory_mb))
         except BaseException as error:  # noqa: BLE001 - SystemExit, KeyboardInterrupt... are tool errors too
             output = error_message(name, str(error))
         self._clean_scratch()
@@ -486,6 +503,8 @@ class _Runner:
                 self._disarm()
         except _Timeout:
             return timeout_text(name, self.timeout)
+        except MemoryError as error:
+            return f"MemoryError: {error}" if str(error) else memory_text(self.memory_mb)
         except BaseException as error:  # noqa: BLE001
             return f"{type(error).__name__}: {error}"
         finally:
@@ -667,7 +686,7 @@ class _Server:
                             response = self._exchange(transient[1], self._forward(item), self.call_deadline)
                         except _Failure as failure:
                             transient = None
-                            response = _failed(op, item, failure, self.timeout)
+                            response = _failed(op, item, failure, self.settings)
                     else:
                         raise ValueError(f"{op!r} for an episode that is not open")
                 except Exception as error:  # noqa: BLE001 - protocol-level failure, reported to the parent
@@ -698,7 +717,7 @@ class _Server:
             self.children.pop(episode, None)
             if op not in (CALL, CHECK):
                 raise RuntimeError(f"tool worker failed: {failure.reason} ({failure.ended})") from None
-            return _failed(op, item, failure, self.timeout)
+            return _failed(op, item, failure, self.settings)
         if op == CALL and not response.get(INCOMPLETE):
             self.episodes[episode][REPLAY].append([item[NAME], item[CODE_HASH], item[ARGUMENTS]])
         return response
@@ -762,15 +781,18 @@ class _Server:
         return f"signal {-code}" if code < 0 else f"exit code {code}"
 
 
-def _failed(op: str, item: dict[str, Any], failure: _Failure, timeout: float) -> dict[str, Any]:
-    """The response for a call or check whose process failed (texts as before the fork server). INCOMPLETE marks a
-    call that did not complete, which keeps it out of the episode's journal (its replay would fail again)."""
-    name = item[NAME]
+def _failed(op: str, item: dict[str, Any], failure: _Failure, settings: dict[str, Any]) -> dict[str, Any]:
+    """The response for a call or check whose process failed (the texts the parent uses for its own failures).
+    INCOMPLETE marks a call that did not complete, which keeps it out of the episode's journal (its replay would
+    fail again)."""
+    name, timeout = item[NAME], float(settings["timeout_s"])
+    if failure.timed_out:
+        text = timeout_text(name, timeout)
+    else:
+        text = failure_text(failure.reason, failure.ended, settings["memory_mb"])
     if op == CALL:
-        if failure.timed_out:
-            return {OUTPUT: error_message(name, timeout_text(name, timeout)), INCOMPLETE: 1}
-        return {OUTPUT: error_message(name, f"tool {failure.reason} ({failure.ended})"), INCOMPLETE: 1}
-    return {CHECKED: timeout_text(name, timeout) if failure.timed_out else failure.reason}
+        return {OUTPUT: error_message(name, text), INCOMPLETE: 1}
+    return {CHECKED: text}
 
 
 def _child_main(server: _Server, in_fd: int, out_fd: int, directory: str) -> None:

@@ -59,6 +59,7 @@ from ftrl.runtime._worker import (
     STATE_KWARG,
     FrameError,
     error_message,
+    failure_text,
     read_frame,
     send_frame,
     timeout_text,
@@ -240,14 +241,12 @@ class _Slot:
         job.result = value
 
     def _fail(self, job: _Job, failure: WorkerFailure, ended: str) -> None:
-        if job.op == CALL:
+        if job.op in (CALL, CHECK):
             if failure.timed_out:
                 text = timeout_text(job.name, self.config.timeout_s)
             else:
-                text = f"tool {failure} ({ended})"
-            job.result = error_message(job.name, text)
-        elif job.op == CHECK:
-            job.result = timeout_text(job.name, self.config.timeout_s) if failure.timed_out else str(failure)
+                text = failure_text(str(failure), ended, self.config.memory_mb)
+            job.result = error_message(job.name, text) if job.op == CALL else text
         else:
             job.error = RuntimeError(f"tool worker failed: {failure} ({ended})")
 
