@@ -14,14 +14,18 @@ millisecond) that starts from the server's clean state with its own empty scratc
 calls in one message share one child; a stateful episode keeps its child (holding the state) until it is closed,
 and a dead child is re-forked and its journal replayed.
 
-Isolation layers (each best effort; active ones are reported to the parent in the ready message):
+Isolation layers (each best effort; active ones are reported to the parent in the ready message; without root and
+without user namespaces only fork, rlimits, audit and timer remain, and the parent warns once):
+  userns     server, when not root: unshare(CLONE_NEWUSER) mapping only the user's own uid and gid, which grants the
+             rights the next two layers need inside the namespace; the server drops them once they are set up
   netns      server: unshare(CLONE_NEWNET): no interfaces except a down loopback
   mountns    server: unshare(CLONE_NEWNS): scratch becomes a private size-capped tmpfs, every other mount read-only
   view       server: the user's home, the project and the working directory are covered by empty tmpfs mounts (the
              stdlib is bound back in where it lives under them); /etc/shadow and /etc/gshadow read as empty
   fork       a fresh child process per environment (see above)
-  uid        child: drop root to 65534 (so RLIMIT_NPROC=0 applies: no fork, no threads); skipped only when the
-             stdlib would stay unreadable to that uid (no mount namespace and Python under a private home)
+  uid        child, when root: drop to 65534 (so RLIMIT_NPROC=0 applies: no fork, no threads); skipped only when
+             the stdlib would stay unreadable to that uid (no mount namespace and Python under a private home).
+             Without root, tool code keeps the user's uid, which RLIMIT_NPROC=0 already stops from forking
   rlimits    child: address space, CPU seconds, file size, no core dumps, open files, processes
   audit      child: sys.addaudithook (irremovable): blocks process creation, signals, sockets, ctypes, gc
              introspection, rlimit changes, chdir, links, and file writes/removals outside the child's scratch dir
@@ -146,6 +150,17 @@ _PRELOAD = (
     "typing",
 )
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+# per-mount flags a read-only remount must repeat: inside a user namespace the kernel refuses to clear them
+_MOUNT_OPTIONS = {
+    "nosuid": _MS_NOSUID,
+    "nodev": _MS_NODEV,
+    "noexec": 8,
+    "noatime": 1024,
+    "nodiratime": 2048,
+    "relatime": 1 << 21,
+    "strictatime": 1 << 24,
+}
+_CLONE_NEWNS, _CLONE_NEWUSER, _CLONE_NEWNET = 0x00020000, 0x10000000, 0x40000000
 _SECRETS = ("/etc/shadow", "/etc/gshadow")
 # never covered: the OS itself and what the runtime needs (a covered ancestor would hide them)
 _NEEDED = ("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/dev", "/proc", "/sys", "/tmp")
@@ -154,19 +169,51 @@ _NEEDED = ("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/dev", "/proc", "
 def _harden_server(scratch: str, settings: dict[str, Any], libc: Any) -> tuple[list[str], bool]:
     """Namespaces and the mount view, shared by all children; returns active layers and whether children drop root."""
     layers: list[str] = []
-    if libc is not None and libc.unshare(0x40000000) == 0:  # CLONE_NEWNET
-        layers.append("netns")
     root = os.geteuid() == 0
+    in_user_namespace = libc is not None and not root and _enter_user_namespace(libc)
+    if in_user_namespace:
+        layers.append("userns")
+    if libc is not None and libc.unshare(_CLONE_NEWNET) == 0:
+        layers.append("netns")
     os.chdir("/")  # the parent's working directory may be covered below; keep no handle on it
-    if libc is not None and root and _private_mounts(libc, scratch, settings["scratch_mb"]):
+    if libc is not None and (root or in_user_namespace) and _private_mounts(libc, scratch, settings["scratch_mb"]):
         layers.append("mountns")
         if _cover(libc, settings.get("hide", []), scratch):
             layers.append("view")
         _read_only(libc, scratch)
+    if in_user_namespace:
+        _drop_capabilities(libc)  # children, which run the tool code, inherit none of the namespace's rights
     drop = root and _can_run_as(_NOBODY)
     if drop:
         os.chown(scratch, _NOBODY, _NOBODY)
     return layers, drop
+
+
+def _enter_user_namespace(libc: Any) -> bool:
+    """A user namespace in which this process keeps its uid and gid (nothing else is mapped) and holds the
+    capabilities to set up its own network and mount namespaces; False when the kernel refuses one."""
+    uid, gid = os.geteuid(), os.getegid()
+    if libc.unshare(_CLONE_NEWUSER) != 0:
+        return False
+    try:
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+            fd = os.open(f"/proc/self/{name}", os.O_WRONLY)
+            try:
+                os.write(fd, text.encode())  # one write each, as the kernel requires
+            finally:
+                os.close(fd)
+    except OSError:
+        _drop_capabilities(libc)  # inside a namespace that cannot be set up: keep none of its rights
+        return False
+    return True
+
+
+def _drop_capabilities(libc: Any) -> None:
+    """Empty this process's effective, permitted and inheritable capability sets (capset, version 3)."""
+    import ctypes
+
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    libc.capset(header, (ctypes.c_uint32 * 6)())
 
 
 def _harden_child(directory: str, settings: dict[str, Any], drop: bool, prctl: Any, server_pid: int) -> None:
@@ -222,7 +269,7 @@ def _libc() -> Any:
 
 def _private_mounts(libc: Any, scratch: str, size_mb: int) -> bool:
     """Own mount namespace in which scratch is a private size-capped tmpfs."""
-    if libc.unshare(0x00020000) != 0 or libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
+    if libc.unshare(_CLONE_NEWNS) != 0 or libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
         return False
     options = f"size={size_mb}m,mode=0700".encode()
     return libc.mount(b"tmpfs", scratch.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, options) == 0
@@ -256,11 +303,13 @@ def _cover(libc: Any, hide: list[str], scratch: str) -> bool:
 
 
 def _read_only(libc: Any, scratch: str) -> None:
+    """Remount every mount but scratch read-only, keeping its nosuid/nodev/noexec/atime flags."""
     with open("/proc/self/mountinfo", encoding="utf-8") as table:
-        points = [line.split()[4] for line in table]
-    for point in points:
+        mounts = [(fields[4], fields[5].split(",")) for fields in (line.split() for line in table)]
+    for point, options in mounts:
         if point != scratch and "\\" not in point:
-            libc.mount(None, point.encode(), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None)
+            kept = sum(_MOUNT_OPTIONS.get(option, 0) for option in options)
+            libc.mount(None, point.encode(), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | kept, None)
 
 
 _BLOCKED_EVENTS = frozenset(

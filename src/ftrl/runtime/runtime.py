@@ -17,6 +17,7 @@ Design notes:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 import weakref
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -186,6 +188,8 @@ class _Slot:
             raise RuntimeError(f"tool worker failed to start ({failure}, {ended})") from None
         self.layers = [str(layer) for layer in hello.get(LAYERS, [])]
         self.ready = True
+        if "view" not in self.layers:
+            _warn_private_paths_visible(os.geteuid() == 0, 65534 if "uid" in self.layers else os.geteuid())
 
     # ---- running jobs
     def run(self, jobs: list[_Job]) -> None:
@@ -385,6 +389,18 @@ def _private_paths() -> list[str]:
     package = Path(__file__).resolve().parents[1]  # .../ftrl
     project = package.parent.parent if package.parent.name == "src" else package
     return [str(Path.home()), "/root", os.getcwd(), str(project)]
+
+
+@functools.cache
+def _warn_private_paths_visible(root: bool, tool_uid: int) -> None:
+    """Said once per process: the fallback when the OS grants no mount namespace (see `_worker.py`, layer view)."""
+    why = "no mount namespace could be created" if root else "this kernel refuses unprivileged user namespaces"
+    warnings.warn(
+        f"ftrl's tool runtime cannot hide the user's home, the project and the working directory from tool code "
+        f"({why}): generated tool code can read there whatever uid {tool_uid} may read",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 
 def _null_digest() -> str:
