@@ -543,11 +543,15 @@ class _Runner:
         return truncate(output, self.max_chars), timed_out
 
     def check(self, name: str, code_hash: str) -> str | None:
+        """Load the code as a call would: None if it defines a callable `name`, else the error, with the line of the
+        top-level statement that raised it."""
+        code = None
         try:
             self._arm()
             try:
+                code = self._code(code_hash)
                 namespace: dict[str, Any] = {}
-                exec(self._code(code_hash), namespace, namespace)
+                exec(code, namespace, namespace)
             finally:
                 self._disarm()
         except _Timeout:
@@ -555,7 +559,11 @@ class _Runner:
         except MemoryError as error:
             return f"MemoryError: {error}" if str(error) else memory_text(self.memory_mb)
         except BaseException as error:  # noqa: BLE001
-            return f"{type(error).__name__}: {error}"
+            traceback = error.__traceback__
+            while traceback is not None and traceback.tb_frame.f_code is not code:
+                traceback = traceback.tb_next
+            where = f" (line {traceback.tb_lineno})" if traceback is not None else ""
+            return f"{type(error).__name__}: {error}{where}"
         finally:
             self._clean_scratch()
         if name not in namespace:

@@ -460,10 +460,15 @@ class ToolRuntime:
 
     def check(self, codes: Mapping[str, str]) -> dict[str, str | None]:
         """Exec each tool's code in a worker: None if it defines a callable of that name, else an error text."""
-        episode = Episode(self, codes, None, None, None, "data")
-        jobs = [_Job(episode, CHECK, name) for name in codes]
-        self._run_jobs(jobs)
-        return {job.name: job.result for job in jobs}
+        return self.check_many([codes])[0]
+
+    def check_many(self, environments: Sequence[Mapping[str, str]]) -> list[dict[str, str | None]]:
+        """`check` for many environments at once: one message per worker, all workers in parallel, and each
+        environment's codes loaded together in a process of their own (as its calls would run)."""
+        episodes = [Episode(self, codes, None, None, None, "data") for codes in environments]
+        groups = [[_Job(episode, CHECK, name) for name in episode._codes] for episode in episodes]
+        self._run_jobs([job for group in groups for job in group])
+        return [{job.name: job.result for job in group} for group in groups]
 
     def call_batch(self, requests: Sequence[tuple[Episode, str, str | Mapping[str, Any]]]) -> list[str]:
         """Many calls for many episodes, dispatched to all workers concurrently; results in request order."""
