@@ -77,6 +77,68 @@ def test_validate_runs_code_in_the_runtime(sample_path: Path, tmp_path: Path) ->
     assert runner.invoke(app, ["validate", "--no-run-code", str(bad)]).exit_code == 0
 
 
+# tool code that compiles but fails when loaded, one failure per row of the sample: (code, error and line reported)
+LOAD_FAILURES = {
+    1: ("import nonexistent_module_xyz\ndef {name}(**kw):\n    return 1\n", "No module named 'nonexistent_module_xyz'"),
+    3: (
+        "x = 1\ny = undefined_name\ndef {name}(**kw):\n    return 1\n",
+        "NameError: name 'undefined_name' is not defined",
+    ),
+    6: ("def {name}(**kw):\n    return 1\nraise ValueError('bad at import')\n", "ValueError: bad at import"),
+}
+LOAD_FAILURE_LINES = {1: 1, 3: 2, 6: 3}
+
+
+def _rows_failing_on_load(sample_path: Path, tmp_path: Path) -> tuple[Path, dict[int, str]]:
+    """The sample with LOAD_FAILURES' code as the first tool of their rows, and that tool's name per row."""
+    rows = [json.loads(line) for line in sample_path.read_text().splitlines()]
+    names = {}
+    for index, (template, _) in LOAD_FAILURES.items():
+        codes = json.loads(rows[index]["codes"])
+        names[index] = next(iter(codes))
+        codes[names[index]] = template.format(name=names[index])
+        rows[index]["codes"] = json.dumps(codes)
+    path = tmp_path / "fails_on_load.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path, names
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "--model", "oracle", "--envs", "{f}", "--out", "{o}"],
+        ["score", "{f}", "--responses", "{responses}", "--out", "{o}"],
+        ["export", "verl", "--data", "{f}", "--out", "{o}"],
+    ],
+    ids=["eval", "score", "export"],
+)
+def test_runs_refuse_tool_code_that_fails_when_loaded(sample_path: Path, tmp_path: Path, command: list[str]) -> None:
+    bad, names = _rows_failing_on_load(sample_path, tmp_path)
+    responses = tmp_path / "responses.jsonl"
+    responses.write_text(json.dumps({"row": 0, "response": "hi"}) + "\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, [part.format(f=bad, o=out, responses=responses) for part in command])
+    assert result.exit_code == 2, result.output
+    assert f"{bad}: 3 environment(s) with tool code that cannot run" in result.output
+    for index, (_, error) in LOAD_FAILURES.items():
+        line = LOAD_FAILURE_LINES[index]
+        assert f"row {index}, field 'codes', tool {names[index]!r}: " in result.output, result.output
+        assert f"{error} (line {line})" in result.output, result.output
+    assert "row 0," not in result.output and not out.exists()  # the good rows are not listed, and nothing ran
+
+
+def test_validate_reports_load_failures_with_their_line(
+    sample_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli.console, "width", 500)  # the table's problems column holds the whole error
+    bad, names = _rows_failing_on_load(sample_path, tmp_path)
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 1 and "5/8 rows valid" in result.output
+    for index, (_, error) in LOAD_FAILURES.items():
+        assert f"code of {names[index]!r} fails when loaded: " in result.output
+        assert f"{error} (line {LOAD_FAILURE_LINES[index]})" in result.output
+
+
 def test_validate_names_missing_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["validate", str(tmp_path / "missing.jsonl")])
     assert result.exit_code == 2 and "no such file" in result.output

@@ -30,10 +30,10 @@ def _sample_row() -> dict:
     return json.loads(SAMPLE.read_text().splitlines()[0])
 
 
-def _broken_code_row() -> dict:
+def _broken_code_row(code: str = "def broken(:\n    pass\n") -> dict:
     row = _sample_row()
     codes = json.loads(row["codes"])
-    codes[next(iter(codes))] = "def broken(:\n    pass\n"
+    codes[next(iter(codes))] = code
     return {**row, "codes": json.dumps(codes)}
 
 
@@ -46,6 +46,7 @@ BAD_FILES = {
     "not-an-object": lambda: b"[1, 2]\n",
     "wrong-types": lambda: (json.dumps({**_sample_row(), "messages": 5}) + "\n").encode(),
     "broken-tool-code": lambda: (json.dumps(_broken_code_row()) + "\n").encode(),
+    "tool-code-fails-on-load": lambda: (json.dumps(_broken_code_row("import no_such_module_xyz\n")) + "\n").encode(),
 }
 # {f}: the bad file, {o}: a fresh output path
 COMMANDS = {
@@ -75,6 +76,10 @@ FINE = {
     ("stats", "broken-tool-code"),
     ("call", "broken-tool-code"),
     ("bench-rotbench", "broken-tool-code"),
+    ("inspect", "tool-code-fails-on-load"),
+    ("stats", "tool-code-fails-on-load"),
+    ("call", "tool-code-fails-on-load"),
+    ("bench-rotbench", "tool-code-fails-on-load"),
 }
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 import uuid
 
 import pytest
@@ -50,10 +52,45 @@ def test_runaway_code_times_out(runtime, body):
     ["x = bytearray(10 ** 11)", "chunks = []\nwhile True:\n    chunks.append(bytearray(10 ** 7))"],
     ids=["one-shot", "gradual"],
 )
-def test_memory_bombs_fail(runtime, body):
+def test_memory_bombs_fail_with_a_clear_message(runtime, body):
     result = run_hostile(runtime, body)
-    # str(MemoryError()) is empty; on a loaded machine filling memory gradually may hit the timeout first
-    assert result == "an error occured when call h: " or f"timed out after {TIMEOUT:f} seconds" in result, result
+    # Python's MemoryError has no text of its own; on a loaded machine filling memory gradually may time out first
+    limit = RuntimeConfig().memory_mb
+    expected = f"an error occured when call h: MemoryError: tool exceeded the runtime's memory limit ({limit} MiB)"
+    assert result == expected or f"timed out after {TIMEOUT:f} seconds" in result, result
+
+
+def test_code_that_runs_out_of_memory_when_loaded_is_reported(runtime):
+    report = runtime.check({"big": "table = bytearray(10 ** 11)\ndef big():\n    return 1"})
+    assert report == {"big": f"MemoryError: tool exceeded the runtime's memory limit ({RuntimeConfig().memory_mb} MiB)"}
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_a_tool_process_killed_by_the_kernel_is_reported_as_out_of_memory():
+    """The OOM killer or a cgroup limit ends a process with SIGKILL, leaving no Python error to report."""
+    with ToolRuntime(RuntimeConfig(workers=1, timeout_s=60, memory_mb=512)) as runtime:
+        episode = runtime.episode({"slow": "import time\ndef slow():\n    time.sleep(60)\n    return 'done'"})
+        results: list[str] = []
+        caller = threading.Thread(target=lambda: results.append(episode.call("slow", "{}")))
+        caller.start()
+        server = runtime._slots[0].process.pid
+        while caller.is_alive():  # until the child running the call is among those killed (a spare may go first)
+            for child in _children_of(server):
+                os.kill(child, signal.SIGKILL)
+            caller.join(0.1)
+    expected = "tool process was killed (SIGKILL), most likely out of memory (the runtime's limit is 512 MiB)"
+    assert results == [f"an error occured when call slow: {expected}"]
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -73,7 +78,16 @@ def test_tool_code_never_runs_as_root(runtime):
         assert uid == str(os.geteuid())
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="hiding paths needs a mount namespace (root)")
+def _user_namespaces_refused() -> bool:
+    """Probed in a subprocess: entering a namespace would change this test process for good."""
+    probe = "import ctypes, sys\nsys.exit(ctypes.CDLL(None).unshare(0x10000000) != 0)"
+    return subprocess.run([sys.executable, "-I", "-c", probe], check=False).returncode != 0
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 and _user_namespaces_refused(),
+    reason="hiding paths needs a mount namespace: root, or a kernel that allows unprivileged user namespaces",
+)
 def test_secrets_home_and_project_are_unreadable(runtime):
     assert "view" in runtime.layers
     episode = runtime.episode({"read": READ})
@@ -126,3 +140,92 @@ def test_children_die_with_their_server_even_when_stuck_in_c_code():
         time.sleep(1.0)
         assert [pid for pid in orphans if _running(pid)] == []
         caller.join(timeout=70)
+
+
+# Run by a user that is not root: starts a runtime (after nesting user namespaces until the kernel refuses one, when
+# asked to), has tool code read each path given, and prints the layers, the tool messages and the warnings.
+PROBE = """
+import ctypes, json, os, sys, warnings
+nest, paths = sys.argv[1] == "nest", sys.argv[2:]
+libc = ctypes.CDLL(None)
+while nest and libc.unshare(0x10000000) == 0:
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{os.getuid()} {os.getuid()} 1"),
+                       ("gid_map", f"{os.getgid()} {os.getgid()} 1")):
+        with open(f"/proc/self/{name}", "w") as file:
+            file.write(text)
+from ftrl.runtime import RuntimeConfig, ToolRuntime
+READ = "def read(path):\\n    import os\\n    return os.listdir(path) if os.path.isdir(path) else open(path).read()"
+CAPS = "def caps():\\n    return open('/proc/self/status').read().split('CapEff:')[1].split()[0]"
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with ToolRuntime(RuntimeConfig(workers=2, timeout_s=10)) as runtime:
+        layers = runtime.layers
+        episode = runtime.episode({"read": READ, "caps": CAPS})
+        results = [episode.call("read", {"path": path}) for path in paths] + [episode.call("caps", {})]
+        for slot in runtime._slots:
+            slot.ensure_ready()
+print(json.dumps({"layers": layers, "results": results, "warnings": [str(w.message) for w in caught]}))
+"""
+
+
+def _run_probe_as_a_user(nest: bool, paths: list[str], home: str) -> dict:
+    """Run PROBE as this user when it is not root, else as `nobody` with `home` as its home; skip with the reason
+    when neither works here."""
+    env = {"HOME": home, "PATH": os.defpath, "PYTHONPATH": str(REPO / "src")}
+    python = [sys.executable] if os.geteuid() != 0 else _python_for_nobody(env)
+    refused = "import ctypes, sys\nsys.exit(ctypes.CDLL(None).unshare(0x10000000) != 0)"
+    if subprocess.run([*python, "-c", refused], env=env, cwd="/", capture_output=True).returncode != 0:
+        pytest.skip("the kernel refuses unprivileged user namespaces")
+    done = subprocess.run(
+        [*python, "-c", PROBE, "nest" if nest else "flat", *paths],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _python_for_nobody(env: dict[str, str]) -> list[str]:
+    """A command that runs a Python >= 3.11 as `nobody` able to import this checkout's ftrl.runtime."""
+    runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+    if runuser is None:
+        pytest.skip("running as root without runuser: no way to run tool code as a user that is not root")
+    check = "import sys, ftrl.runtime; sys.exit(sys.version_info < (3, 11))"
+    for python in dict.fromkeys([sys.executable, shutil.which("python3", path=os.defpath) or sys.executable]):
+        command = [runuser, "-u", "nobody", "--", "env", f"HOME={env['HOME']}", python]  # runuser resets HOME
+        if subprocess.run([*command, "-c", check], env=env, cwd="/", capture_output=True).returncode == 0:
+            return command
+    pytest.skip("no Python >= 3.11 that the user nobody can run with this checkout's src/ (is it under /root?)")
+
+
+@pytest.fixture
+def user_home():
+    """A home of its own for the user that runs the probe, holding a secret, removed afterwards."""
+    home = tempfile.mkdtemp(prefix="ftrl-home-", dir="/tmp")
+    Path(home, "secret.txt").write_text("the user's secret")
+    if os.geteuid() == 0:
+        for path in (home, f"{home}/secret.txt"):
+            os.chown(path, 65534, 65534)
+    yield home
+    shutil.rmtree(home)
+
+
+def test_without_root_tool_code_sees_neither_home_nor_project(user_home):
+    paths = [f"{user_home}/secret.txt", user_home, str(REPO / "README.md"), str(REPO)]
+    probe = _run_probe_as_a_user(nest=False, paths=paths, home=user_home)
+    assert {"userns", "netns", "mountns", "view"} <= set(probe["layers"])
+    secret, home_listing, readme, project_listing, capabilities = probe["results"]
+    assert "No such file" in secret and home_listing == "[]"
+    assert "No such file" in readme and project_listing == "[]"
+    assert capabilities == "0000000000000000"  # the namespace's rights stay with the set-up
+    assert probe["warnings"] == []
+
+
+def test_without_user_namespaces_tool_code_runs_as_before_with_one_warning(user_home):
+    probe = _run_probe_as_a_user(nest=True, paths=[f"{user_home}/secret.txt"], home=user_home)
+    assert "userns" not in probe["layers"] and "view" not in probe["layers"]
+    assert probe["results"][0] == "the user's secret"
+    assert len(probe["warnings"]) == 1 and "cannot hide the user's home" in probe["warnings"][0]

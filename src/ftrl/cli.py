@@ -88,29 +88,27 @@ OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an e
 FLAG_NAMES = {"max_new_tokens_train": "--train-max-new-tokens"}
 
 
-def check_tool_code(source: EnvSource, count: int | None = None) -> None:
-    """Refuse environments whose tool code does not even compile, before a model or runtime starts: every call to
-    such a tool would error and the run would score it 0 without saying why. Each distinct code compiles once.
+def check_tool_code(source: EnvSource, count: int | None = None, timeout_s: float = 10.0) -> None:
+    """Refuse environments whose tool code cannot run, before a model starts: every call to such a tool would error
+    and the run would score it 0 without saying why. The code is untrusted, so it compiles and loads only in the
+    isolated runtime (each distinct code once, all in one batch over the workers), as a call with a `timeout_s`
+    limit would load it; every broken row is listed."""
+    from ftrl.env.validate import load_failures
+    from ftrl.runtime import RuntimeConfig, ToolRuntime
 
-    Only syntax is checked here (nothing runs in this process); `ftrl validate` also loads the code in the runtime.
-    """
-    seen: set[str] = set()
-    broken: list[str] = []
-    for index, env in enumerate(source.envs[:count]):
-        for name, code in env.codes.items():
-            if code in seen:
-                continue
-            seen.add(code)
-            try:
-                compile(code, "<string>", "exec", dont_inherit=True)
-            except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
-                detail = f"{error.msg} (line {error.lineno})" if isinstance(error, SyntaxError) else str(error)
-                broken.append(f"row {index}, field 'codes', tool {name!r}: {type(error).__name__}: {detail}")
-    if broken:
-        listed = "; ".join(broken[:3]) + (f"; and {len(broken) - 3} more" if len(broken) > 3 else "")
+    envs = source.envs[:count]
+    distinct = len({code for env in envs for code in env.codes.values()})
+    if not distinct:
+        return
+    workers = min(os.cpu_count() or 1, distinct)
+    with ToolRuntime(RuntimeConfig(timeout_s=timeout_s, workers=workers)) as runtime:
+        failures = load_failures(envs, runtime.check_many)
+    if failures:
+        rows = len({failure.row for failure in failures})
+        listed = "\n".join(f"  row {f.row}, field 'codes', tool {f.tool!r}: {f.error}" for f in failures)
         raise _fail(
-            f"{source.path}: tool code that does not compile ({listed}). Fix or drop these rows "
-            f"(`ftrl validate {source.path}` lists every problem)"
+            f"{source.path}: {rows} environment(s) with tool code that cannot run (every call to it would fail):\n"
+            f"{listed}\nFix or drop these rows (`ftrl validate {source.path}` lists every problem)"
         )
 
 
@@ -326,7 +324,7 @@ def score(
         raise _fail(str(error)) from None
     if not requests:
         raise _fail(f"{responses}: no responses to score (an empty file)")
-    check_tool_code(source)
+    check_tool_code(source, timeout_s=timeout)
     settings = {"reward": reward, "matcher": matcher, "format": fmt, "timeout": timeout}
     claim = claim_output(
         out, "score", {"states": file, "responses": responses}, settings, folder=False, overwrite=overwrite
@@ -421,7 +419,7 @@ def train(
         source = load_source(config.data)
     except (ValueError, ModelNotFound) as error:
         raise _fail(str(error)) from None
-    check_tool_code(source)
+    check_tool_code(source, timeout_s=config.tool_timeout_s)
     del source
     # what decides the weights; run length, checkpointing and memory knobs may change on a resume
     ignored = ("out", "data", "steps", "save_every", "keep_checkpoints", "micro_batch_size", "tool_workers")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +122,43 @@ def _check_code(name: str, source: str, parameters: dict[str, Any], state_kwarg:
 
 #: Runs each tool's code in isolation and returns `{tool: None | error}` (`ToolRuntime.check` fits).
 CodeChecker = Callable[[Mapping[str, str]], Mapping[str, "str | None"]]
+#: The same for many environments at once (`ToolRuntime.check_many` fits).
+BatchCodeChecker = Callable[[Sequence[Mapping[str, str]]], Sequence[Mapping[str, "str | None"]]]
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """A tool whose code does not compile, raises when loaded, or does not define its function: every call to it
+    fails. `row` is the environment's 0-based index."""
+
+    row: int
+    tool: str
+    error: str
+
+
+def load_failures(envs: Sequence[Environment], check_many: BatchCodeChecker) -> list[LoadFailure]:
+    """Every (row, tool) whose code fails to load in isolation. Each distinct (tool, code) loads once, together
+    with the other new codes of the first environment that has it (its calls share one process too), and all
+    environments go to `check_many` in one batch."""
+    first_seen: set[tuple[str, str]] = set()
+    batch: list[dict[str, str]] = []
+    for env in envs:
+        new = {name: code for name, code in env.codes.items() if (name, code) not in first_seen}
+        first_seen.update(new.items())
+        if new:
+            batch.append(new)
+    errors = {
+        (name, codes[name]): error
+        for codes, results in zip(batch, check_many(batch) if batch else [], strict=True)
+        for name, error in results.items()
+        if error is not None
+    }
+    return [
+        LoadFailure(row, name, errors[(name, code)])
+        for row, env in enumerate(envs)
+        for name, code in env.codes.items()
+        if (name, code) in errors
+    ]
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 Started by `ToolRuntime` as `python -I -S _worker.py IN_FD OUT_FD SETTINGS_JSON`; stdlib only. Messages are
 length-prefixed JSON on two dedicated pipes (fds 0-2 point at /dev/null), so nothing a tool prints or writes to
-stdout can reach the protocol. The parent also imports this file for the reference result/error rules, which is
-why importing it has no side effects.
+stdout can reach the protocol. The parent also imports this file for the reference result/error rules and for the
+wire protocol (its keys and framing are defined only here, as the worker cannot import ftrl), which is why
+importing it has no side effects.
 
 Why a fork server: a warm process that ran one environment's tool code could carry that code's changes
 (monkeypatched `json.dumps`, replaced builtins, module globals, files) into the next environment, so one generated
@@ -13,14 +14,18 @@ millisecond) that starts from the server's clean state with its own empty scratc
 calls in one message share one child; a stateful episode keeps its child (holding the state) until it is closed,
 and a dead child is re-forked and its journal replayed.
 
-Isolation layers (each best effort; active ones are reported to the parent in the ready message):
+Isolation layers (each best effort; active ones are reported to the parent in the ready message; without root and
+without user namespaces only fork, rlimits, audit and timer remain, and the parent warns once):
+  userns     server, when not root: unshare(CLONE_NEWUSER) mapping only the user's own uid and gid, which grants the
+             rights the next two layers need inside the namespace; the server drops them once they are set up
   netns      server: unshare(CLONE_NEWNET): no interfaces except a down loopback
   mountns    server: unshare(CLONE_NEWNS): scratch becomes a private size-capped tmpfs, every other mount read-only
   view       server: the user's home, the project and the working directory are covered by empty tmpfs mounts (the
              stdlib is bound back in where it lives under them); /etc/shadow and /etc/gshadow read as empty
   fork       a fresh child process per environment (see above)
-  uid        child: drop root to 65534 (so RLIMIT_NPROC=0 applies: no fork, no threads); skipped only when the
-             stdlib would stay unreadable to that uid (no mount namespace and Python under a private home)
+  uid        child, when root: drop to 65534 (so RLIMIT_NPROC=0 applies: no fork, no threads); skipped only when
+             the stdlib would stay unreadable to that uid (no mount namespace and Python under a private home).
+             Without root, tool code keeps the user's uid, which RLIMIT_NPROC=0 already stops from forking
   rlimits    child: address space, CPU seconds, file size, no core dumps, open files, processes
   audit      child: sys.addaudithook (irremovable): blocks process creation, signals, sockets, ctypes, gc
              introspection, rlimit changes, chdir, links, and file writes/removals outside the child's scratch dir
@@ -35,14 +40,31 @@ import hashlib
 import io
 import json
 import os
+import select
 import signal
 import sys
+import time
 from collections import OrderedDict
 from typing import Any
 
-_HEADER = 4
 _CODE_CACHE = 4096
 _NOBODY = 65534
+
+# ---- wire protocol, shared with runtime.py: every message is one frame, a big-endian length then that much JSON
+HEADER_BYTES = 4
+# a message from the parent: a batch of items, plus the code texts and shared domain states they need
+ITEMS, SOURCES, DOMAINS = "items", "src", "defs"
+# an item: what to do, for which episode (one process per environment), with which tool, code and arguments
+OP, EPISODE, NAME, CODE_HASH, ARGUMENTS = "op", "e", "n", "h", "a"
+CALL, CHECK, OPEN, GET, HASH, CLOSE = "call", "check", "open", "get", "hash", "close"
+# an "open" item: the episode's initial state (a shared domain's key, or its own JSON), keyword and journal
+DOMAIN_KEY, STATE_JSON, STATE_KWARG, REPLAY = "k", "s", "kw", "r"
+# a response: a call's tool message (and whether it did not complete), a check's error text (or null), the state,
+# its digest, an acknowledged open, or a protocol-level failure; the first message of a worker says it is ready
+OUTPUT, INCOMPLETE, CHECKED, VALUE, DIGEST, OPENED, PROTOCOL_ERROR = "o", "t", "c", "v", "h", "ok", "x"
+READY, LAYERS = "ready", "layers"
+#: the response field that carries each operation's answer (OPEN answers with OPENED only)
+ANSWER_FIELD = {CALL: OUTPUT, CHECK: CHECKED, GET: VALUE, HASH: DIGEST}
 
 
 def format_result(value: Any) -> str:
@@ -62,6 +84,20 @@ def error_message(name: str, error: BaseException | str) -> str:
 def timeout_text(name: str, seconds: float) -> str:
     """The str(e) of a timed-out call, shared by the in-worker timer and the parent's hard kill."""
     return f"Function {name} timed out after {seconds:f} seconds."
+
+
+def memory_text(memory_mb: int) -> str:
+    """The str(e) of a tool that ran out of memory: Python's own MemoryError has no text at all."""
+    return f"MemoryError: tool exceeded the runtime's memory limit ({memory_mb} MiB)"
+
+
+def failure_text(reason: str, ended: str, memory_mb: int) -> str:
+    """The str(e) of a call whose process failed. A process that was killed (SIGKILL) while the runtime still waited
+    for it was killed from outside, in practice by the kernel for memory (an OOM kill or a cgroup limit; the
+    per-process address-space limit surfaces as MemoryError instead), so the text says so."""
+    if reason == "worker exited" and ended == f"signal {int(signal.SIGKILL)}":
+        return f"tool process was killed (SIGKILL), most likely out of memory (the runtime's limit is {memory_mb} MiB)"
+    return f"tool {reason} ({ended})"
 
 
 def state_digest(state: Any) -> str:
@@ -114,6 +150,17 @@ _PRELOAD = (
     "typing",
 )
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+# per-mount flags a read-only remount must repeat: inside a user namespace the kernel refuses to clear them
+_MOUNT_OPTIONS = {
+    "nosuid": _MS_NOSUID,
+    "nodev": _MS_NODEV,
+    "noexec": 8,
+    "noatime": 1024,
+    "nodiratime": 2048,
+    "relatime": 1 << 21,
+    "strictatime": 1 << 24,
+}
+_CLONE_NEWNS, _CLONE_NEWUSER, _CLONE_NEWNET = 0x00020000, 0x10000000, 0x40000000
 _SECRETS = ("/etc/shadow", "/etc/gshadow")
 # never covered: the OS itself and what the runtime needs (a covered ancestor would hide them)
 _NEEDED = ("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/dev", "/proc", "/sys", "/tmp")
@@ -122,19 +169,51 @@ _NEEDED = ("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/dev", "/proc", "
 def _harden_server(scratch: str, settings: dict[str, Any], libc: Any) -> tuple[list[str], bool]:
     """Namespaces and the mount view, shared by all children; returns active layers and whether children drop root."""
     layers: list[str] = []
-    if libc is not None and libc.unshare(0x40000000) == 0:  # CLONE_NEWNET
-        layers.append("netns")
     root = os.geteuid() == 0
+    in_user_namespace = libc is not None and not root and _enter_user_namespace(libc)
+    if in_user_namespace:
+        layers.append("userns")
+    if libc is not None and libc.unshare(_CLONE_NEWNET) == 0:
+        layers.append("netns")
     os.chdir("/")  # the parent's working directory may be covered below; keep no handle on it
-    if libc is not None and root and _private_mounts(libc, scratch, settings["scratch_mb"]):
+    if libc is not None and (root or in_user_namespace) and _private_mounts(libc, scratch, settings["scratch_mb"]):
         layers.append("mountns")
         if _cover(libc, settings.get("hide", []), scratch):
             layers.append("view")
         _read_only(libc, scratch)
+    if in_user_namespace:
+        _drop_capabilities(libc)  # children, which run the tool code, inherit none of the namespace's rights
     drop = root and _can_run_as(_NOBODY)
     if drop:
         os.chown(scratch, _NOBODY, _NOBODY)
     return layers, drop
+
+
+def _enter_user_namespace(libc: Any) -> bool:
+    """A user namespace in which this process keeps its uid and gid (nothing else is mapped) and holds the
+    capabilities to set up its own network and mount namespaces; False when the kernel refuses one."""
+    uid, gid = os.geteuid(), os.getegid()
+    if libc.unshare(_CLONE_NEWUSER) != 0:
+        return False
+    try:
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+            fd = os.open(f"/proc/self/{name}", os.O_WRONLY)
+            try:
+                os.write(fd, text.encode())  # one write each, as the kernel requires
+            finally:
+                os.close(fd)
+    except OSError:
+        _drop_capabilities(libc)  # inside a namespace that cannot be set up: keep none of its rights
+        return False
+    return True
+
+
+def _drop_capabilities(libc: Any) -> None:
+    """Empty this process's effective, permitted and inheritable capability sets (capset, version 3)."""
+    import ctypes
+
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    libc.capset(header, (ctypes.c_uint32 * 6)())
 
 
 def _harden_child(directory: str, settings: dict[str, Any], drop: bool, prctl: Any, server_pid: int) -> None:
@@ -190,7 +269,7 @@ def _libc() -> Any:
 
 def _private_mounts(libc: Any, scratch: str, size_mb: int) -> bool:
     """Own mount namespace in which scratch is a private size-capped tmpfs."""
-    if libc.unshare(0x00020000) != 0 or libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
+    if libc.unshare(_CLONE_NEWNS) != 0 or libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
         return False
     options = f"size={size_mb}m,mode=0700".encode()
     return libc.mount(b"tmpfs", scratch.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, options) == 0
@@ -224,11 +303,13 @@ def _cover(libc: Any, hide: list[str], scratch: str) -> bool:
 
 
 def _read_only(libc: Any, scratch: str) -> None:
+    """Remount every mount but scratch read-only, keeping its nosuid/nodev/noexec/atime flags."""
     with open("/proc/self/mountinfo", encoding="utf-8") as table:
-        points = [line.split()[4] for line in table]
-    for point in points:
+        mounts = [(fields[4], fields[5].split(",")) for fields in (line.split() for line in table)]
+    for point, options in mounts:
         if point != scratch and "\\" not in point:
-            libc.mount(None, point.encode(), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None)
+            kept = sum(_MOUNT_OPTIONS.get(option, 0) for option in options)
+            libc.mount(None, point.encode(), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | kept, None)
 
 
 _BLOCKED_EVENTS = frozenset(
@@ -349,21 +430,66 @@ def _plain_path_types() -> frozenset[type]:
 # ---------------------------------------------------------------------------------------------------- protocol
 
 
-def _read_exact(fd: int, size: int) -> bytes:
-    chunks, missing = [], size
-    while missing:
-        chunk = os.read(fd, min(missing, 1 << 20))
+class FrameError(Exception):
+    """The peer broke the protocol: a frame larger than allowed, or one that is not a JSON object."""
+
+
+def encode_frame(message: dict[str, Any]) -> bytes:
+    data = json.dumps(message).encode("utf-8")
+    return len(data).to_bytes(HEADER_BYTES, "big") + data
+
+
+def send_frame(fd: int, message: dict[str, Any], timeout: float | None = None) -> None:
+    """Write one message; on a non-blocking fd wait at most `timeout` seconds in all for room (TimeoutError)."""
+    view = memoryview(encode_frame(message))
+    stop = None if timeout is None else time.monotonic() + timeout
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            if not poller.poll(None if stop is None else max(stop - time.monotonic(), 0) * 1000):
+                raise TimeoutError from None
+
+
+def read_frame(fd: int, buffer: bytearray, limit: int | None = None, timeout: float | None = None) -> dict[str, Any]:
+    """The next message from `fd`, with `buffer` holding bytes read past earlier frames (kept for the next call).
+
+    On a non-blocking fd `timeout` bounds the whole wait (TimeoutError); EOFError when the peer closed its end,
+    FrameError when it announces more than `limit` bytes or sends something other than a JSON object."""
+    poller = None
+    if timeout is not None:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        stop = time.monotonic() + timeout
+    size = None
+    while True:
+        if size is None and len(buffer) >= HEADER_BYTES:
+            size = int.from_bytes(buffer[:HEADER_BYTES], "big")
+            if limit is not None and size > limit:
+                raise FrameError("sent an oversized message")
+        if size is not None and len(buffer) >= HEADER_BYTES + size:
+            frame = bytes(buffer[HEADER_BYTES : HEADER_BYTES + size])
+            del buffer[: HEADER_BYTES + size]
+            try:
+                message = json.loads(frame)
+            except ValueError:
+                message = None
+            if not isinstance(message, dict):
+                raise FrameError("sent a malformed message")
+            return message
+        if poller is not None:
+            left = stop - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                raise TimeoutError
+        try:
+            chunk = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            continue
         if not chunk:
             raise EOFError
-        chunks.append(chunk)
-        missing -= len(chunk)
-    return b"".join(chunks)
-
-
-def _write_frame(fd: int, data: bytes) -> None:
-    view = memoryview(len(data).to_bytes(_HEADER, "big") + data)
-    while view:
-        view = view[os.write(fd, view) :]
+        buffer += chunk
 
 
 class _Runner:
@@ -375,6 +501,7 @@ class _Runner:
 
         self.scratch = directory
         self.timeout = float(settings["timeout_s"])
+        self.memory_mb = int(settings["memory_mb"])
         self.max_chars = int(settings["max_output_chars"])
         self.sources, self.domains = sources, domains
         self.compiled: OrderedDict[str, Any] = OrderedDict()
@@ -408,23 +535,35 @@ class _Runner:
                 self._disarm()
         except _Timeout:
             output, timed_out = error_message(name, timeout_text(name, self.timeout)), True
+        except MemoryError as error:
+            output = error_message(name, str(error) or memory_text(self.memory_mb))
         except BaseException as error:  # noqa: BLE001 - SystemExit, KeyboardInterrupt... are tool errors too
             output = error_message(name, str(error))
         self._clean_scratch()
         return truncate(output, self.max_chars), timed_out
 
     def check(self, name: str, code_hash: str) -> str | None:
+        """Load the code as a call would: None if it defines a callable `name`, else the error, with the line of the
+        top-level statement that raised it."""
+        code = None
         try:
             self._arm()
             try:
+                code = self._code(code_hash)
                 namespace: dict[str, Any] = {}
-                exec(self._code(code_hash), namespace, namespace)
+                exec(code, namespace, namespace)
             finally:
                 self._disarm()
         except _Timeout:
             return timeout_text(name, self.timeout)
+        except MemoryError as error:
+            return f"MemoryError: {error}" if str(error) else memory_text(self.memory_mb)
         except BaseException as error:  # noqa: BLE001
-            return f"{type(error).__name__}: {error}"
+            traceback = error.__traceback__
+            while traceback is not None and traceback.tb_frame.f_code is not code:
+                traceback = traceback.tb_next
+            where = f" (line {traceback.tb_lineno})" if traceback is not None else ""
+            return f"{type(error).__name__}: {error}{where}"
         finally:
             self._clean_scratch()
         if name not in namespace:
@@ -481,11 +620,13 @@ class _Runner:
 
     # ---- the child's side of the server <-> child pipe: one request frame, one response frame
     def serve(self, in_fd: int, out_fd: int) -> None:
-        """Answer requests until EOF. Everything the protocol uses is bound here, before any tool code runs, so an
-        environment that replaces `len` or `json.dumps` for itself still gets its answers through."""
+        """Answer requests until EOF. Everything the framing uses is bound here, before any tool code runs, so an
+        environment that replaces `len` or `json.dumps` for itself still gets its answers through (which is why
+        this loop does not call `read_frame`/`send_frame`, whose globals tool code could replace)."""
         decode, encode = json.JSONDecoder().decode, json.JSONEncoder().encode
         read, write, size_of, view_of = os.read, os.write, len, memoryview
         to_int, to_bytes = int.from_bytes, int.to_bytes
+        header, op_key, source_key, hash_key, error_key = HEADER_BYTES, OP, SOURCES, CODE_HASH, PROTOCOL_ERROR
 
         def read_exact(size: int) -> bytes:
             data = b""
@@ -498,35 +639,35 @@ class _Runner:
 
         while True:
             try:
-                item = decode(read_exact(to_int(read_exact(_HEADER), "big")).decode("utf-8"))
+                item = decode(read_exact(to_int(read_exact(header), "big")).decode("utf-8"))
             except EOFError:
                 return
-            if item.get("src") is not None:
-                self.sources[item["h"]] = item["src"]
+            if item.get(source_key) is not None:
+                self.sources[item[hash_key]] = item[source_key]
             try:
-                response = self._dispatch(item["op"], item)
+                response = self._dispatch(item[op_key], item)
                 data = encode(response).encode("utf-8")
             except Exception as error:  # noqa: BLE001 - protocol-level failure, reported to the parent
-                data = encode({"x": f"{type(error).__name__}: {error}"}).encode("utf-8")
-            view = view_of(to_bytes(size_of(data), _HEADER, "big") + data)
+                data = encode({error_key: f"{type(error).__name__}: {error}"}).encode("utf-8")
+            view = view_of(to_bytes(size_of(data), header, "big") + data)
             while view:
                 view = view[write(out_fd, view) :]
 
     def _dispatch(self, op: str, item: dict[str, Any]) -> dict[str, Any]:
-        if op == "call":
-            output, timed_out = self.call(item["n"], item["h"], item["a"])
-            return {"o": output, "t": 1} if timed_out else {"o": output}
-        if op == "open":
-            self.open(item.get("k"), item.get("s"), item["kw"], item["r"])
-            return {"ok": 1}
-        if op == "check":
-            return {"c": self.check(item["n"], item["h"])}
+        if op == CALL:
+            output, timed_out = self.call(item[NAME], item[CODE_HASH], item[ARGUMENTS])
+            return {OUTPUT: output, INCOMPLETE: 1} if timed_out else {OUTPUT: output}
+        if op == OPEN:
+            self.open(item.get(DOMAIN_KEY), item.get(STATE_JSON), item[STATE_KWARG], item[REPLAY])
+            return {OPENED: 1}
+        if op == CHECK:
+            return {CHECKED: self.check(item[NAME], item[CODE_HASH])}
         if self.state is None:
             raise ValueError(f"{op!r} needs an open episode")
-        if op == "get":
-            return {"v": self.state[0]}
-        if op == "hash":
-            return {"h": state_digest(self.state[0])}
+        if op == GET:
+            return {VALUE: self.state[0]}
+        if op == HASH:
+            return {DIGEST: state_digest(self.state[0])}
         raise ValueError(f"unknown op {op!r}")
 
 
@@ -570,30 +711,30 @@ class _Server:
         """One message from the parent: a batch of items, one response per item that expects one."""
         import marshal
 
-        self.sources.update(message.get("src", {}))
-        for key, state_json in message.get("defs", {}).items():
+        self.sources.update(message.get(SOURCES, {}))
+        for key, state_json in message.get(DOMAINS, {}).items():
             self.domains[key] = marshal.dumps(json.loads(state_json))
         transient: tuple[str, _Child] | None = None  # the child running the current stateless environment
         try:
-            for item in message["items"]:
-                op, episode = item.get("op", "call"), item.get("e")
-                if op == "close":
+            for item in message[ITEMS]:
+                op, episode = item.get(OP, CALL), item.get(EPISODE)
+                if op == CLOSE:
                     self.episodes.pop(episode, None)
                     self._end(self.children.pop(episode, None))
                     continue
                 try:
-                    if op == "open":
+                    if op == OPEN:
                         self._end(self.children.pop(episode, None))
                         self.episodes[episode] = {
-                            "k": item.get("k"),
-                            "s": item.get("s"),
-                            "kw": item["kw"],
-                            "journal": list(item["r"]),
+                            DOMAIN_KEY: item.get(DOMAIN_KEY),
+                            STATE_JSON: item.get(STATE_JSON),
+                            STATE_KWARG: item[STATE_KWARG],
+                            REPLAY: list(item[REPLAY]),
                         }
                         response = self._open(episode)
                     elif episode in self.episodes:
                         response = self._stateful(episode, op, item)
-                    elif op in ("call", "check"):
+                    elif op in (CALL, CHECK):
                         if transient is None or transient[0] != episode:
                             self._end(transient[1] if transient else None)
                             transient = None
@@ -602,12 +743,12 @@ class _Server:
                             response = self._exchange(transient[1], self._forward(item), self.call_deadline)
                         except _Failure as failure:
                             transient = None
-                            response = _failed(op, item, failure, self.timeout)
+                            response = _failed(op, item, failure, self.settings)
                     else:
                         raise ValueError(f"{op!r} for an episode that is not open")
                 except Exception as error:  # noqa: BLE001 - protocol-level failure, reported to the parent
-                    response = {"x": f"{type(error).__name__}: {error}"}
-                _write_frame(out_fd, json.dumps(response).encode("utf-8"))
+                    response = {PROTOCOL_ERROR: f"{type(error).__name__}: {error}"}
+                send_frame(out_fd, response)
         finally:
             self._end(transient[1] if transient else None)
             if self.spare is None:
@@ -623,7 +764,7 @@ class _Server:
 
     def _stateful(self, episode: str, op: str, item: dict[str, Any]) -> dict[str, Any]:
         child = self.children.get(episode)
-        deadline = self.call_deadline if op in ("call", "check") else self.setup_deadline
+        deadline = self.call_deadline if op in (CALL, CHECK) else self.setup_deadline
         try:
             if child is None:  # its child died: re-fork it and replay the journal
                 self._open(episode)
@@ -631,25 +772,24 @@ class _Server:
             response = self._exchange(child, self._forward(item), deadline)
         except _Failure as failure:
             self.children.pop(episode, None)
-            if op not in ("call", "check"):
+            if op not in (CALL, CHECK):
                 raise RuntimeError(f"tool worker failed: {failure.reason} ({failure.ended})") from None
-            return _failed(op, item, failure, self.timeout)
-        if op == "call" and not response.get("t"):
-            self.episodes[episode]["journal"].append([item["n"], item["h"], item["a"]])
+            return _failed(op, item, failure, self.settings)
+        if op == CALL and not response.get(INCOMPLETE):
+            self.episodes[episode][REPLAY].append([item[NAME], item[CODE_HASH], item[ARGUMENTS]])
         return response
 
     def _open(self, episode: str) -> dict[str, Any]:
-        info = self.episodes[episode]
+        item = {OP: OPEN, **self.episodes[episode]}
         child = self._fork()
-        item = {"op": "open", "k": info["k"], "s": info["s"], "kw": info["kw"], "r": info["journal"]}
-        deadline = self.setup_deadline + len(info["journal"]) * self.call_deadline
+        deadline = self.setup_deadline + len(item[REPLAY]) * self.call_deadline
         response = self._exchange(child, item, deadline)
         self.children[episode] = child
         return response
 
     def _forward(self, item: dict[str, Any]) -> dict[str, Any]:
         """The item with its code text: a long-lived child was forked before later sources arrived."""
-        return {**item, "src": self.sources.get(item.get("h"))} if item.get("h") else item
+        return {**item, SOURCES: self.sources.get(item.get(CODE_HASH))} if item.get(CODE_HASH) else item
 
     def _fork(self) -> _Child:
         self.serial += 1
@@ -672,42 +812,15 @@ class _Server:
 
     def _exchange(self, child: _Child, item: dict[str, Any], deadline: float) -> dict[str, Any]:
         """Send one request and wait for its response; on any failure the child is killed and `_Failure` raised."""
-        import select
-        import time
-
         try:
-            _write_frame(child.to_child, json.dumps(item).encode("utf-8"))
-        except OSError:
+            send_frame(child.to_child, item)
+            return read_frame(child.from_child, child.buffer, self.max_frame, deadline)
+        except FrameError as error:
+            raise _Failure(str(error), self._end(child)) from None
+        except TimeoutError:
+            raise _Failure("timed out", self._end(child), timed_out=True) from None
+        except (EOFError, OSError):
             raise _Failure("worker exited", self._end(child)) from None
-        poller = select.poll()
-        poller.register(child.from_child, select.POLLIN)
-        stop = time.monotonic() + deadline
-        size = None
-        while True:
-            if size is None and len(child.buffer) >= _HEADER:
-                size = int.from_bytes(child.buffer[:_HEADER], "big")
-                if size > self.max_frame:
-                    raise _Failure("sent an oversized message", self._end(child))
-            if size is not None and len(child.buffer) >= _HEADER + size:
-                frame = bytes(child.buffer[_HEADER : _HEADER + size])
-                del child.buffer[: _HEADER + size]
-                try:
-                    response = json.loads(frame)
-                except ValueError:
-                    response = None
-                if not isinstance(response, dict):
-                    raise _Failure("sent a malformed message", self._end(child))
-                return response
-            left = stop - time.monotonic()
-            if left <= 0 or not poller.poll(left * 1000):
-                raise _Failure("timed out", self._end(child), timed_out=True)
-            try:
-                chunk = os.read(child.from_child, 1 << 20)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                raise _Failure("worker exited", self._end(child))
-            child.buffer += chunk
 
     def _end(self, child: _Child | None, reaped: bool = False) -> str:
         """Kill a child (idle children are killed too: it is the quickest clean stop) and remove its scratch."""
@@ -725,15 +838,18 @@ class _Server:
         return f"signal {-code}" if code < 0 else f"exit code {code}"
 
 
-def _failed(op: str, item: dict[str, Any], failure: _Failure, timeout: float) -> dict[str, Any]:
-    """The response for a call or check whose process failed (texts as before the fork server). "t" marks a call that
-    did not complete, which keeps it out of the episode's journal (its replay would fail again)."""
-    name = item["n"]
-    if op == "call":
-        if failure.timed_out:
-            return {"o": error_message(name, timeout_text(name, timeout)), "t": 1}
-        return {"o": error_message(name, f"tool {failure.reason} ({failure.ended})"), "t": 1}
-    return {"c": timeout_text(name, timeout) if failure.timed_out else failure.reason}
+def _failed(op: str, item: dict[str, Any], failure: _Failure, settings: dict[str, Any]) -> dict[str, Any]:
+    """The response for a call or check whose process failed (the texts the parent uses for its own failures).
+    INCOMPLETE marks a call that did not complete, which keeps it out of the episode's journal (its replay would
+    fail again)."""
+    name, timeout = item[NAME], float(settings["timeout_s"])
+    if failure.timed_out:
+        text = timeout_text(name, timeout)
+    else:
+        text = failure_text(failure.reason, failure.ended, settings["memory_mb"])
+    if op == CALL:
+        return {OUTPUT: error_message(name, text), INCOMPLETE: 1}
+    return {CHECKED: text}
 
 
 def _child_main(server: _Server, in_fd: int, out_fd: int, directory: str) -> None:
@@ -791,11 +907,11 @@ def main(argv: list[str]) -> None:
     server = _Server(scratch, settings, drop, libc.prctl if libc is not None else None)
     del libc
     gc.freeze()  # children then share the server's objects without copying the pages gc would touch
-    _write_frame(out_fd, json.dumps({"ready": 1, "layers": layers}).encode("utf-8"))
+    send_frame(out_fd, {READY: 1, LAYERS: layers})
+    buffer = bytearray()
     while True:
         try:
-            size = int.from_bytes(_read_exact(in_fd, _HEADER), "big")
-            message = json.loads(_read_exact(in_fd, size))
+            message = read_frame(in_fd, buffer)
         except EOFError:
             return
         server.handle(message, out_fd)

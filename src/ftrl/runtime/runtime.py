@@ -17,16 +17,17 @@ Design notes:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
 import os
-import select
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 import weakref
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -35,10 +36,38 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ftrl.runtime._worker import error_message, timeout_text
+from ftrl.runtime._worker import (
+    ANSWER_FIELD,
+    ARGUMENTS,
+    CALL,
+    CHECK,
+    CLOSE,
+    CODE_HASH,
+    DOMAIN_KEY,
+    DOMAINS,
+    EPISODE,
+    GET,
+    HASH,
+    INCOMPLETE,
+    ITEMS,
+    LAYERS,
+    NAME,
+    OP,
+    OPEN,
+    PROTOCOL_ERROR,
+    REPLAY,
+    SOURCES,
+    STATE_JSON,
+    STATE_KWARG,
+    FrameError,
+    error_message,
+    failure_text,
+    read_frame,
+    send_frame,
+    timeout_text,
+)
 
 _WORKER_SCRIPT = str(Path(__file__).with_name("_worker.py"))
-_HEADER = 4
 
 
 @dataclass(frozen=True)
@@ -107,9 +136,6 @@ class _Slot:
         os.close(from_worker_w)
         os.set_blocking(self.to_worker, False)
         os.set_blocking(self.from_worker, False)
-        self.read_poll, self.write_poll = select.poll(), select.poll()
-        self.read_poll.register(self.from_worker, select.POLLIN)
-        self.write_poll.register(self.to_worker, select.POLLOUT)
         self.buffer = bytearray()
         self.sources: set[str] = set()
         self.domains: set[str] = set()
@@ -133,45 +159,24 @@ class _Slot:
         return ended
 
     # ---- framing with deadlines
-    def _send(self, payload: bytes, timeout: float) -> None:
-        view = memoryview(len(payload).to_bytes(_HEADER, "big") + payload)
-        while view:
-            try:
-                view = view[os.write(self.to_worker, view) :]
-            except BrokenPipeError:
-                raise WorkerFailure("worker exited") from None
-            except BlockingIOError:
-                if not self.write_poll.poll(timeout * 1000):
-                    raise WorkerFailure("timed out receiving a request", timed_out=True) from None
+    def _send(self, message: dict[str, Any], timeout: float) -> None:
+        try:
+            send_frame(self.to_worker, message, timeout)
+        except BrokenPipeError:
+            raise WorkerFailure("worker exited") from None
+        except TimeoutError:
+            raise WorkerFailure("timed out receiving a request", timed_out=True) from None
 
     def _receive(self, timeout: float) -> dict[str, Any]:
-        """One response frame, or WorkerFailure (timed_out when the deadline passed)."""
-        limit = self.config.max_message_mb * 1024 * 1024
-        size = None
-        while True:
-            if size is None and len(self.buffer) >= _HEADER:
-                size = int.from_bytes(self.buffer[:_HEADER], "big")
-                if size > limit:
-                    raise WorkerFailure("sent an oversized message")
-            if size is not None and len(self.buffer) >= _HEADER + size:
-                frame = bytes(self.buffer[_HEADER : _HEADER + size])
-                del self.buffer[: _HEADER + size]
-                try:
-                    message = json.loads(frame)
-                except ValueError:
-                    raise WorkerFailure("sent malformed JSON") from None
-                if not isinstance(message, dict):
-                    raise WorkerFailure("sent a malformed message")
-                return message
-            if not self.read_poll.poll(timeout * 1000):
-                raise WorkerFailure("timed out", timed_out=True)
-            try:
-                chunk = os.read(self.from_worker, 1 << 20)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                raise WorkerFailure("worker exited")
-            self.buffer += chunk
+        """One response message, or WorkerFailure (timed_out when the deadline passed)."""
+        try:
+            return read_frame(self.from_worker, self.buffer, self.config.max_message_mb * 1024 * 1024, timeout)
+        except FrameError as error:
+            raise WorkerFailure(str(error)) from None
+        except TimeoutError:
+            raise WorkerFailure("timed out", timed_out=True) from None
+        except EOFError:
+            raise WorkerFailure("worker exited") from None
 
     def ensure_ready(self) -> None:
         if self.ready:
@@ -181,8 +186,10 @@ class _Slot:
         except WorkerFailure as failure:
             ended = self.kill()
             raise RuntimeError(f"tool worker failed to start ({failure}, {ended})") from None
-        self.layers = [str(layer) for layer in hello.get("layers", [])]
+        self.layers = [str(layer) for layer in hello.get(LAYERS, [])]
         self.ready = True
+        if "view" not in self.layers:
+            _warn_private_paths_visible(os.geteuid() == 0, 65534 if "uid" in self.layers else os.geteuid())
 
     # ---- running jobs
     def run(self, jobs: list[_Job]) -> None:
@@ -194,9 +201,9 @@ class _Slot:
             elif self.process.poll() is not None:
                 self.restart()  # died while idle (killed from outside): not the fault of these jobs
             self.ensure_ready()
-            payload, expected = self._compose(jobs, start)
+            message, expected = self._compose(jobs, start)
             try:
-                self._send(payload, self.config.setup_timeout_s)
+                self._send(message, self.config.setup_timeout_s)
             except WorkerFailure:
                 self.restart()  # it died while idle: not the fault of these jobs, retry once
                 if not fresh_retry:
@@ -211,8 +218,8 @@ class _Slot:
             job = jobs[index]
             try:
                 response = self._receive(timeout)
-                if "x" in response:
-                    raise WorkerFailure(f"protocol error: {response['x']}")
+                if PROTOCOL_ERROR in response:
+                    raise WorkerFailure(f"protocol error: {response[PROTOCOL_ERROR]}")
                 self._apply(job, kind, response)
             except WorkerFailure as failure:
                 ended = self.restart()
@@ -221,42 +228,40 @@ class _Slot:
         return len(jobs)
 
     def _apply(self, job: _Job, kind: str, response: dict[str, Any]) -> None:
-        if kind == "open":
+        if kind == OPEN:
             return
-        field = {"call": "o", "check": "c", "get": "v", "hash": "h"}[kind]
+        field = ANSWER_FIELD[kind]
         if field not in response:
             raise WorkerFailure("sent a malformed message")
         value = response[field]
-        if kind == "call":
+        if kind == CALL:
             if not isinstance(value, str):
                 raise WorkerFailure("sent a malformed message")
             episode = job.episode
-            if episode.stateful and not response.get("t"):
+            if episode.stateful and not response.get(INCOMPLETE):
                 episode._journal.append((job.name, episode._hashes.get(job.name), job.arguments))
-        elif kind in ("check", "hash") and not (value is None and kind == "check") and not isinstance(value, str):
+        elif kind in (CHECK, HASH) and not (value is None and kind == CHECK) and not isinstance(value, str):
             raise WorkerFailure("sent a malformed message")
         job.result = value
 
     def _fail(self, job: _Job, failure: WorkerFailure, ended: str) -> None:
-        if job.op == "call":
+        if job.op in (CALL, CHECK):
             if failure.timed_out:
                 text = timeout_text(job.name, self.config.timeout_s)
             else:
-                text = f"tool {failure} ({ended})"
-            job.result = error_message(job.name, text)
-        elif job.op == "check":
-            job.result = timeout_text(job.name, self.config.timeout_s) if failure.timed_out else str(failure)
+                text = failure_text(str(failure), ended, self.config.memory_mb)
+            job.result = error_message(job.name, text) if job.op == CALL else text
         else:
             job.error = RuntimeError(f"tool worker failed: {failure} ({ended})")
 
-    def _compose(self, jobs: list[_Job], start: int) -> tuple[bytes, list[tuple[int, str, float]]]:
+    def _compose(self, jobs: list[_Job], start: int) -> tuple[dict[str, Any], list[tuple[int, str, float]]]:
         items: list[dict[str, Any]] = []
         expected: list[tuple[int, str, float]] = []
         sources: dict[str, str] = {}
         defs: dict[str, str] = {}
         call_timeout = self.config.timeout_s + self.config.kill_grace_s
         while self.pending_close:
-            items.append({"op": "close", "e": self.pending_close.popleft()})
+            items.append({OP: CLOSE, EPISODE: self.pending_close.popleft()})
         for index in range(start, len(jobs)):
             job = jobs[index]
             episode = job.episode
@@ -270,32 +275,32 @@ class _Slot:
                 replay = [list(entry) for entry in episode._journal]
                 items.append(
                     {
-                        "op": "open",
-                        "e": episode.id,
-                        "k": episode._key,
-                        "s": episode._state_json,
-                        "kw": episode._state_kwarg,
-                        "r": replay,
+                        OP: OPEN,
+                        EPISODE: episode.id,
+                        DOMAIN_KEY: episode._key,
+                        STATE_JSON: episode._state_json,
+                        STATE_KWARG: episode._state_kwarg,
+                        REPLAY: replay,
                     }
                 )
                 setup = self.config.setup_timeout_s + len(replay) * call_timeout
-                expected.append((index, "open", setup))
+                expected.append((index, OPEN, setup))
                 episode._generation = self.generation
-            if job.op in ("call", "check"):
+            if job.op in (CALL, CHECK):
                 code_hash = self._add_source(episode, job.name, sources)
-                item = {"op": job.op, "n": job.name, "h": code_hash, "e": episode.id}  # e: one process per environment
-                if job.op == "call":
-                    item["a"] = job.arguments
+                # one process per EPISODE (environment)
+                item = {OP: job.op, NAME: job.name, CODE_HASH: code_hash, EPISODE: episode.id}
+                if job.op == CALL:
+                    item[ARGUMENTS] = job.arguments
                 items.append(item)
                 expected.append((index, job.op, call_timeout))
             else:
-                items.append({"op": job.op, "e": episode.id})
+                items.append({OP: job.op, EPISODE: episode.id})
                 expected.append((index, job.op, self.config.setup_timeout_s))
         if defs and expected:
             first_index, first_kind, first_timeout = expected[0]
             expected[0] = (first_index, first_kind, first_timeout + self.config.setup_timeout_s)
-        message = {"items": items, "src": sources, "defs": defs}
-        return json.dumps(message).encode("utf-8"), expected
+        return {ITEMS: items, SOURCES: sources, DOMAINS: defs}, expected
 
     def _add_source(self, episode: Episode, name: str, sources: dict[str, str]) -> str | None:
         code_hash = episode._hashes.get(name)
@@ -341,21 +346,21 @@ class Episode:
 
     def call_many(self, calls: Sequence[tuple[str, str | Mapping[str, Any]]]) -> list[str]:
         """Run calls in order in one round trip."""
-        jobs = [_Job(self, "call", name, _plain_arguments(arguments)) for name, arguments in calls]
+        jobs = [_Job(self, CALL, name, _plain_arguments(arguments)) for name, arguments in calls]
         self._runtime._run_jobs(jobs)
         return [job.result for job in jobs]
 
     def state(self) -> Any:
         """The episode's current state, read back from the worker as JSON."""
-        return self._read("get")
+        return self._read(GET)
 
     def state_hash(self) -> str:
         """sha256 of the state's canonical JSON, computed in the worker (no multi-MB transfer)."""
-        return self._read("hash")
+        return self._read(HASH)
 
     def _read(self, op: str) -> Any:
         if not self.stateful:
-            return None if op == "get" else _null_digest()
+            return None if op == GET else _null_digest()
         job = _Job(self, op)
         self._runtime._run_jobs([job])
         if job.error is not None:
@@ -384,6 +389,18 @@ def _private_paths() -> list[str]:
     package = Path(__file__).resolve().parents[1]  # .../ftrl
     project = package.parent.parent if package.parent.name == "src" else package
     return [str(Path.home()), "/root", os.getcwd(), str(project)]
+
+
+@functools.cache
+def _warn_private_paths_visible(root: bool, tool_uid: int) -> None:
+    """Said once per process: the fallback when the OS grants no mount namespace (see `_worker.py`, layer view)."""
+    why = "no mount namespace could be created" if root else "this kernel refuses unprivileged user namespaces"
+    warnings.warn(
+        f"ftrl's tool runtime cannot hide the user's home, the project and the working directory from tool code "
+        f"({why}): generated tool code can read there whatever uid {tool_uid} may read",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 
 def _null_digest() -> str:
@@ -443,14 +460,19 @@ class ToolRuntime:
 
     def check(self, codes: Mapping[str, str]) -> dict[str, str | None]:
         """Exec each tool's code in a worker: None if it defines a callable of that name, else an error text."""
-        episode = Episode(self, codes, None, None, None, "data")
-        jobs = [_Job(episode, "check", name) for name in codes]
-        self._run_jobs(jobs)
-        return {job.name: job.result for job in jobs}
+        return self.check_many([codes])[0]
+
+    def check_many(self, environments: Sequence[Mapping[str, str]]) -> list[dict[str, str | None]]:
+        """`check` for many environments at once: one message per worker, all workers in parallel, and each
+        environment's codes loaded together in a process of their own (as its calls would run)."""
+        episodes = [Episode(self, codes, None, None, None, "data") for codes in environments]
+        groups = [[_Job(episode, CHECK, name) for name in episode._codes] for episode in episodes]
+        self._run_jobs([job for group in groups for job in group])
+        return [{job.name: job.result for job in group} for group in groups]
 
     def call_batch(self, requests: Sequence[tuple[Episode, str, str | Mapping[str, Any]]]) -> list[str]:
         """Many calls for many episodes, dispatched to all workers concurrently; results in request order."""
-        jobs = [_Job(episode, "call", name, _plain_arguments(arguments)) for episode, name, arguments in requests]
+        jobs = [_Job(episode, CALL, name, _plain_arguments(arguments)) for episode, name, arguments in requests]
         self._run_jobs(jobs)
         return [job.result for job in jobs]
 
