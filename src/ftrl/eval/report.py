@@ -17,7 +17,7 @@ from ftrl.eval.summary import EPISODES_FILE, METRICS, to_markdown
 TITLES = {"solve_p": "Solve-P", "solve_r": "Solve-R", "solve_f1": "Solve-F1"}
 
 
-def load_runs(dirs: list[str | Path]) -> dict[str, dict[str, Any]]:
+def load_runs(dirs: Sequence[str | Path]) -> dict[str, dict[str, Any]]:
     """Summaries by run label: the model name, or the folder name when two runs share a model."""
     summaries = [(Path(d), json.loads((Path(d) / "summary.json").read_text(encoding="utf-8"))) for d in dirs]
     models = [s.get("model", "") for _, s in summaries]

@@ -789,7 +789,8 @@ class _Server:
 
     def _forward(self, item: dict[str, Any]) -> dict[str, Any]:
         """The item with its code text: a long-lived child was forked before later sources arrived."""
-        return {**item, SOURCES: self.sources.get(item.get(CODE_HASH))} if item.get(CODE_HASH) else item
+        code_hash = item.get(CODE_HASH)
+        return {**item, SOURCES: self.sources.get(code_hash)} if isinstance(code_hash, str) else item
 
     def _fork(self) -> _Child:
         self.serial += 1
