@@ -16,6 +16,7 @@ from ftrl.rollout import RolloutConfig, models, run_rollouts
 from ftrl.rollout.hf import HFConfig, HFPolicy, template_supports_tools
 from ftrl.rollout.kvgen import Decoder, PrefixCache, Sampling, generate_batch
 from ftrl.runtime import RuntimeConfig, ToolRuntime
+from ftrl.settings import SamplingConfig
 from ftrl.train.tiny import build_tiny_model
 
 
@@ -26,7 +27,7 @@ def tiny(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def policy(tiny) -> HFPolicy:
-    return HFPolicy.load(str(tiny), HFConfig(max_new_tokens=12))
+    return HFPolicy.load(str(tiny), HFConfig(sampling=SamplingConfig(max_new_tokens=12)))
 
 
 def _reference(model, prompt: list[int], n: int, stop: set[int]) -> list[int]:

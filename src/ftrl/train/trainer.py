@@ -27,10 +27,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ftrl.env import Environment, read_envs
 from ftrl.jsonl import JsonlAppender, iter_jsonl, write_jsonl_atomic
+from ftrl.runtime.protocol import ToolRunner
 from ftrl.train.algos import agg_loss, compute_advantages, kl_k3, policy_loss
 from ftrl.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from ftrl.train.config import TrainConfig
-from ftrl.train.policy import RolloutBatch, freeze_bottom, frozen_copy, group_logprobs, load_policy, sample, save_hf
+from ftrl.train.policy import (
+    RolloutBatch,
+    freeze_bottom,
+    frozen_copy,
+    group_logprobs,
+    load_trainable_model,
+    sample,
+    save_hf,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -56,12 +65,12 @@ def render_prompt(tokenizer: PreTrainedTokenizerBase, env: Environment, native: 
     return render(tokenizer, env.messages, env.tools, native=native)
 
 
-def runtime_scorer(config: TrainConfig) -> tuple[AbstractContextManager[Any], Callable[[Any], Scorer]]:
+def runtime_scorer(config: TrainConfig) -> tuple[AbstractContextManager[ToolRunner], Callable[[ToolRunner], Scorer]]:
     """The default scorer: `ftrl.reward.score_response` with tools executed in a `ToolRuntime`."""
     from ftrl.reward import score_response
     from ftrl.runtime import RuntimeConfig, ToolRuntime
 
-    def bind(runtime: Any) -> Scorer:
+    def bind(runtime: ToolRunner) -> Scorer:
         def score(env: Environment, text: str) -> tuple[float, int]:
             scored = score_response(
                 text,
@@ -115,7 +124,7 @@ class Trainer:
         self.console = console or Console(stderr=True)
         self.scorer = scorer
         self.model_path = resolve_model(config.model)
-        self.model, self.tokenizer = load_policy(
+        self.model, self.tokenizer = load_trainable_model(
             self.model_path,
             lora=config.lora,
             lora_r=config.lora_r,
@@ -186,9 +195,7 @@ class Trainer:
             self.tokenizer,
             [self.prompts[i] for i in indices],
             n=config.n,
-            max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-            top_p=config.top_p,
+            sampling=config.sampling,
         )
         sampled = time.perf_counter()
         scored = [score(self.states[indices[row // config.n]], text) for row, text in enumerate(batch.texts)]
