@@ -183,10 +183,12 @@ class Demo:
         unknown = [name for name in held_out if name not in DOMAIN_NAMES]
         if unknown:
             raise ValueError(f"unknown held-out domains {unknown}; known: {', '.join(DOMAIN_NAMES)}")
-        common = {"seed": self.config.seed, "difficulty": self.config.difficulty}
-        train = BuildConfig(n=self.config.train_envs, split="train", exclude_domains=held_out, **common)
+        seed, difficulty = self.config.seed, self.config.difficulty
+        train = BuildConfig(
+            n=self.config.train_envs, split="train", exclude_domains=held_out, seed=seed, difficulty=difficulty
+        )
         test = BuildConfig(
-            n=self.config.test_envs, split="test", domains=held_out, **{**common, "seed": self.config.seed + 1}
+            n=self.config.test_envs, split="test", domains=held_out, seed=seed + 1, difficulty=difficulty
         )
         for config, path in ((train, self.train_file), (test, self.test_file)):
             report = build_environments(config, path)

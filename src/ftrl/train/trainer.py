@@ -15,7 +15,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -332,14 +332,16 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
         self.resume()
-        runtime, bind = (nullcontext(), None) if self.scorer else runtime_scorer(self.config)
         columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with (
-            runtime as handle,
+            ExitStack() as stack,
             Progress(*columns, console=self.console) as progress,
             JsonlAppender(self.out / METRICS_FILE) as log,
         ):
-            score = self.scorer or bind(handle)
+            score = self.scorer
+            if score is None:
+                runtime, bind = runtime_scorer(self.config)
+                score = bind(stack.enter_context(runtime))
             task = progress.add_task("train", total=self.total_steps, completed=self.step)
             while self.step < self.total_steps:
                 metrics = self.train_step(score)

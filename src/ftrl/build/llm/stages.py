@@ -450,9 +450,13 @@ class DeployStage(LLMStage):
         if issues:
             return "invalid: " + "; ".join(map(str, issues))
 
+        runtime = self.context.runtime
+        if runtime is None:
+            raise RuntimeError("deploy verifies drafts in a runtime, and this LLMContext has none")
+
         def verify() -> Draft | Rejected:
             with self.context.runtime_lock:
-                return verify_each(self.context.runtime, [draft])[0]
+                return verify_each(runtime, [draft])[0]
 
         outcome = await asyncio.to_thread(verify)
         return f"verification failed: {outcome.reason}" if isinstance(outcome, Rejected) else None

@@ -252,9 +252,11 @@ _RUNNER = (
 PASSED = "passed"
 
 
-def run_program(runtime: ToolRunner, program: str) -> float:
+def run_program(runtime: ToolRunner | None, program: str) -> float:
     """1.0 when `program` (solution + its tests) runs to the end without an exception in the isolated runtime
     (its timeout and resource limits apply); never executed in this process."""
+    if runtime is None:
+        raise ValueError("code tasks run the generated program in a ToolRuntime, and none was given")
     with runtime.episode(codes={"run_program": _RUNNER.format(program=program)}) as episode:
         return float(episode.call("run_program", {}) == PASSED)
 
