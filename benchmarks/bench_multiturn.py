@@ -24,6 +24,7 @@ from _common import MODEL_HELP, bench_model
 from ftrl.eval.benchmarks.taubench import load_taubench, run_taubench
 from ftrl.rollout.hf import HFConfig, HFPolicy
 from ftrl.runtime import RuntimeConfig, ToolRuntime
+from ftrl.settings import SamplingConfig
 
 TAU_BENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "tau-bench"
 
@@ -58,7 +59,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = bench_model(args.model)
     source, tasks = load_taubench(args.data, args.limit)
-    config = HFConfig(max_new_tokens=args.max_new_tokens, temperature=0.0, max_batch=args.in_flight)
+    config = HFConfig(sampling=SamplingConfig(max_new_tokens=args.max_new_tokens), max_batch=args.in_flight)
     agent = HFPolicy.load(model, config)
     user = HFPolicy(agent.model, agent.tokenizer, config)  # same weights, its own conversation caches
     rows = [

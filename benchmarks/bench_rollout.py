@@ -36,6 +36,7 @@ from ftrl.env.domains import load_source
 from ftrl.rollout import RolloutConfig, run_rollouts
 from ftrl.rollout.hf import HFConfig, HFPolicy
 from ftrl.runtime import RuntimeConfig, ToolRuntime
+from ftrl.settings import SamplingConfig
 
 SHARED_ENVS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ftrl" / "test_sample.jsonl"
 
@@ -48,13 +49,14 @@ class OneAtATimePolicy(HFPolicy):
         for i, messages in enumerate(conversations):
             text = self.render(messages, tools[i] if tools else None)
             inputs = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")
-            sampled = self.config.temperature > 0
+            sampling = self.config.sampling
+            sampled = sampling.temperature > 0
             output = self.model.generate(
                 **inputs,
-                max_new_tokens=self.config.max_new_tokens,
+                max_new_tokens=sampling.max_new_tokens,
                 do_sample=sampled,
-                temperature=self.config.temperature if sampled else None,
-                top_p=self.config.top_p if sampled else None,
+                temperature=sampling.temperature if sampled else None,
+                top_p=sampling.top_p if sampled else None,
                 eos_token_id=sorted(self.stop_ids),
                 pad_token_id=self.tokenizer.pad_token_id,
             )
@@ -120,8 +122,7 @@ def main() -> None:
     envs = (demo_envs(args.limit) if args.envs == "demo" else load_source(args.envs).envs)[: args.limit]
     jobs = [(f"{i}-{k}", env) for i, env in enumerate(envs) for k in range(args.n_per_env)]
     config = HFConfig(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
+        sampling=SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature),
         max_batch=args.batch_size,
     )
     ours = HFPolicy.load(model, config)

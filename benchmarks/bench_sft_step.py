@@ -18,12 +18,12 @@ import torch
 from ftrl.env import read_envs
 from ftrl.rollout.models import resolve_model
 from ftrl.runtime import RuntimeConfig, ToolRuntime
-from ftrl.train.policy import freeze_bottom, load_policy
+from ftrl.train.policy import freeze_bottom, load_trainable_model
 from ftrl.train.sft import assistant_loss, gold_trajectory, tokenize_trajectory
 
 
 def step_seconds(model_path: str, variant: str, envs: list, steps: int) -> tuple[list[float], int]:
-    model, tokenizer = load_policy(model_path, lora=variant == "lora")
+    model, tokenizer = load_trainable_model(model_path, lora=variant == "lora")
     if variant.startswith("freeze"):
         freeze_bottom(model, int(variant.removeprefix("freeze")))
     with ToolRuntime(RuntimeConfig()) as runtime:

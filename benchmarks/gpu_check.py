@@ -45,10 +45,11 @@ def sync(device: str) -> None:
 def timed_eval(device: str, envs: Path, out: Path, limit: int | None) -> dict[str, Any]:
     """The demo's evaluation of the embedded model; generated tokens per second of wall time (tools included)."""
     from ftrl.eval.run import evaluate
-    from ftrl.rollout.policy import PolicySpec, load_policy
+    from ftrl.rollout import PolicySpec, load_policy
+    from ftrl.settings import SamplingConfig
 
     shutil.rmtree(out, ignore_errors=True)  # evaluations resume: start from nothing
-    spec = PolicySpec("embedded", max_new_tokens=96, batch_size=48, device=device)
+    spec = PolicySpec(model="embedded", sampling=SamplingConfig(max_new_tokens=96), batch_size=48, device=device)
     policy = load_policy(spec)
     sync(device)
     started = time.perf_counter()

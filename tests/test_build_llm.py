@@ -20,14 +20,15 @@ from typing import Any
 import pytest
 
 from ftrl.build.base import STAGE_NAMES, Backend, Rejection, Stage
-from ftrl.build.config import BuildConfig
+from ftrl.build.config import LLM_REQUEST_LIMITS, BuildConfig
 from ftrl.build.driver import build_environments, rejections_path
-from ftrl.build.llm import LLMBackend, LLMConfig, LLMUnavailable, make_backend
+from ftrl.build.llm import LLMBackend, LLMUnavailable, make_backend
 from ftrl.build.llm.stages import LLMContext
 from ftrl.env import read_envs
 from ftrl.env.validate import validate_environment
 from ftrl.reward.match import answer_verify
 from ftrl.runtime import RuntimeConfig, ToolRuntime
+from ftrl.settings import ServerConfig
 
 FIXTURES = Path(__file__).parent / "fixtures" / "llm_build"
 SEEDS = FIXTURES / "seeds.jsonl"
@@ -108,36 +109,19 @@ def runtime() -> Iterator[ToolRuntime]:
         yield rt
 
 
-def config(base_url: str, cache: Path, **overrides: Any) -> BuildConfig:
-    values: dict[str, Any] = dict(
-        backend="llm",
-        n=10,
-        base_url=base_url,
-        model="fixture-model",
-        api_key="k",
-        seed_questions=str(SEEDS),
-        concurrency=3,
+def config(base_url: str, cache: Path, *, concurrency: int = 3, retries: int = 5, **overrides: Any) -> BuildConfig:
+    """An LLM build against `base_url` whose retries back off for milliseconds only."""
+    server = ServerConfig(
+        base_url=base_url, model="fixture-model", api_key="k", concurrency=concurrency, retries=retries, backoff_s=0.01
     )
+    values: dict[str, Any] = dict(backend="llm", n=10, server=server, seed_questions=str(SEEDS))
     values.update(overrides)
     return BuildConfig(cache_dir=str(cache), **values)
 
 
-def fast(build: BuildConfig) -> LLMConfig:
-    llm = LLMConfig.from_build(build)
-    llm.backoff_s = 0.01
-    return llm
-
-
 def run_build(build: BuildConfig, out: Path, runtime: ToolRuntime) -> list[dict[str, Any]]:
-    """The shared driver with an LLM backend whose retries back off for milliseconds only."""
-    import ftrl.build.llm as llm_module
-
-    original = llm_module.make_backend
-    llm_module.make_backend = lambda cfg, rt: LLMBackend(cfg, rt, llm=fast(cfg))  # type: ignore[assignment]
-    try:
-        build_environments(build, out, runtime=runtime)
-    finally:
-        llm_module.make_backend = original  # type: ignore[assignment]
+    """The shared driver; the rejection rows it logged."""
+    build_environments(build, out, runtime=runtime)
     return (
         [json.loads(line) for line in rejections_path(out).read_text().splitlines()]
         if rejections_path(out).exists()
@@ -225,7 +209,7 @@ def test_rate_limits_and_server_errors_are_retried(server, runtime, tmp_path):
     state, url = server
     state.failures = [429, 500, 503]
     build = config(url, tmp_path / "cache", n=1, concurrency=1)
-    backend = LLMBackend(build, runtime, llm=fast(build))
+    backend = LLMBackend(build, runtime)
     items = backend.build(build)
     first = next(items)
     items.close()
@@ -237,7 +221,7 @@ def test_rate_limits_and_server_errors_are_retried(server, runtime, tmp_path):
 def test_generated_questions_go_through_the_same_stages(server, runtime, tmp_path):
     state, url = server
     build = config(url, tmp_path / "cache", n=1, seed_questions=None, scenarios=("multi_hop",), concurrency=1)
-    backend = LLMBackend(build, runtime, llm=fast(build))
+    backend = LLMBackend(build, runtime)
     items = backend.build(build, start=0)
     env = next(items)
     items.close()
@@ -262,11 +246,9 @@ def test_stages_follow_the_shared_protocol(server, runtime, tmp_path):
 def test_backend_stops_when_the_server_stays_down(server, runtime, tmp_path):
     state, url = server
     state.failures = [503] * 5
-    build = config(url, tmp_path / "cache", concurrency=1)
-    llm = fast(build)
-    llm.max_retries = 2
+    build = config(url, tmp_path / "cache", concurrency=1, retries=2)
     with pytest.raises(LLMUnavailable, match="failed 3 times; last: HTTP 503"):
-        list(LLMBackend(build, runtime, llm=llm).build(build))
+        list(LLMBackend(build, runtime).build(build))
     assert len(state.requests) == 3
 
 
@@ -276,16 +258,14 @@ def test_backend_stops_when_the_server_stays_down(server, runtime, tmp_path):
     reason="set FTRL_TEST_LLM_BASE_URL to a local OpenAI-compatible server",
 )
 def test_real_server_builds_an_environment(runtime, tmp_path):
-    build = BuildConfig(
-        backend="llm",
-        n=1,
+    server = ServerConfig(
         base_url=os.environ["FTRL_TEST_LLM_BASE_URL"],
         model=os.environ.get("FTRL_TEST_LLM_MODEL", "default"),
         api_key=os.environ.get("FTRL_TEST_LLM_API_KEY"),
-        seed_questions=str(SEEDS),
         concurrency=2,
-        cache_dir=str(tmp_path / "cache"),
+        **LLM_REQUEST_LIMITS,
     )
+    build = BuildConfig(backend="llm", n=1, server=server, seed_questions=str(SEEDS), cache_dir=str(tmp_path / "cache"))
     out = tmp_path / "envs.jsonl"
     report = build_environments(build, out, runtime=runtime)
     assert report.written + report.rejected > 0
@@ -298,6 +278,6 @@ def test_a_request_the_server_refuses_rejects_only_that_item(server, runtime, tm
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_text(json.dumps({"question": "What is unknown to the fixtures?", "answer": "x"}) + "\n")
     build = config(url, tmp_path / "cache", seed_questions=str(seeds))
-    [item] = list(LLMBackend(build, runtime, llm=fast(build)).build(build))
+    [item] = list(LLMBackend(build, runtime).build(build))
     assert isinstance(item, Rejection) and item.stage == "decompose"
     assert item.reason.startswith("request refused: HTTP 400") and len(state.requests) == 1

@@ -1,4 +1,4 @@
-"""Pieces of the LLM backend that need no server: reply parsing, schema checks, the cache, endpoint URLs."""
+"""Pieces of the LLM backend that need no server: reply parsing, schema checks, the cache."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ftrl.build.llm.checks import Invalid, check_arguments, check_tool_schema, parse_sub_questions, scenario_of
-from ftrl.build.llm.client import ClientConfig, ResponseCache
+from ftrl.build.llm.client import ResponseCache
 from ftrl.build.llm.extract import MalformedOutput, drop_code_blocks, extract_code, extract_json
 
 
@@ -110,9 +110,4 @@ def test_cache_is_keyed_by_the_whole_request_and_survives_torn_files(tmp_path):
     assert cache.get(key) == {"text": "hello"}
     (tmp_path / key[:2] / f"{key}.json").write_text('{"text": "hel')  # a write cut short is a miss, not a crash
     assert cache.get(key) is None
-    assert not list(tmp_path.rglob(".tmp-*"))
-
-
-@pytest.mark.parametrize("base", ["http://h:1/v1", "http://h:1/v1/", "http://h:1", "http://h:1/v1/chat/completions"])
-def test_endpoint_url(base):
-    assert ClientConfig(base, "m").url == "http://h:1/v1/chat/completions"
+    assert not list(tmp_path.rglob(".*.tmp"))

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from ftrl.cli import app
 from ftrl.rollout.hf import HFConfig, HFPolicy
 from ftrl.rollout.models import ModelNotFound, placement, resolve_model
-from ftrl.train.policy import group_logprobs, load_policy
+from ftrl.settings import SamplingConfig
+from ftrl.train.policy import group_logprobs, load_trainable_model
 from ftrl.train.tiny import build_tiny_model
 
 
@@ -37,11 +38,11 @@ def test_placement_on_a_cpu_machine() -> None:
 
 def test_bf16_policy_decodes_and_scores(tiny: Path) -> None:
     """The decoder's buffers follow the model's dtype and device; training log-probs come back to the batch's device."""
-    policy = HFPolicy.load(str(tiny), HFConfig(max_new_tokens=4, device="cpu", dtype="bf16"))
+    policy = HFPolicy.load(str(tiny), HFConfig(sampling=SamplingConfig(max_new_tokens=4), device="cpu", dtype="bf16"))
     assert policy.model.dtype == torch.bfloat16
     replies = policy.generate([[{"role": "user", "content": "hi"}]] * 2)
     assert len(replies) == 2 and policy.stats.completion_tokens > 0
-    model, _ = load_policy(tiny, device="cpu", dtype="bf16")
+    model, _ = load_trainable_model(tiny, device="cpu", dtype="bf16")
     log_probs, entropy = group_logprobs(model, torch.tensor([5, 6, 7]), torch.tensor([[8, 9], [10, 11]]), 1.0, True)
     assert log_probs.shape == (2, 2) and log_probs.dtype == torch.float32 and entropy is not None
 

@@ -90,9 +90,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_endpoint_policy_gets_real_replies_and_usage(server: str) -> None:
-    from ftrl.rollout.endpoint import EndpointConfig, EndpointPolicy
+    from ftrl.rollout.endpoint import EndpointPolicy
+    from ftrl.settings import SamplingConfig, ServerConfig
 
-    policy = EndpointPolicy(EndpointConfig(base_url=server, model=MODEL, max_tokens=24, concurrency=2))
+    policy = EndpointPolicy(
+        server=ServerConfig(base_url=server, model=MODEL, concurrency=2), sampling=SamplingConfig(max_new_tokens=24)
+    )
     conversations = [[{"role": "user", "content": question}] for question in ("What is 2 + 2?", "Name a colour.")]
     replies = policy.generate(conversations)
     assert [reply["role"] for reply in replies] == ["assistant", "assistant"]

@@ -15,16 +15,13 @@ from ftrl.openai_http import (
     RequestRefused,
     TransportStats,
     backoff_delay,
-    chat_url,
+    open_client,
+    post_chat,
     post_json,
 )
+from ftrl.settings import ServerConfig
 
 URL = "http://h:1/v1/chat/completions"
-
-
-@pytest.mark.parametrize("base", ["http://h:1/v1", "http://h:1/v1/", "http://h:1", "http://h:1/", URL, URL + "/"])
-def test_chat_url(base):
-    assert chat_url(base) == URL
 
 
 def _post(replies: list[httpx.Response], stats: TransportStats, *, retries: int = 3) -> dict:
@@ -76,6 +73,34 @@ def test_retry_after_is_honoured_up_to_the_cap():
     # without Retry-After: doubling per attempt, jittered to 50-100%, capped
     assert all(4.0 <= backoff_delay(3, None, 1.0, 60.0, rng) <= 8.0 for _ in range(50))
     assert all(backoff_delay(10, None, 1.0, 60.0, rng) <= 60.0 for _ in range(50))
+
+
+def test_a_client_for_a_server_sends_its_key_and_keeps_its_limits(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "from-env")
+    server = ServerConfig(base_url="http://h:1/v1", model="m", timeout_s=50.0, retries=1, backoff_s=0.0)
+
+    async def go() -> None:
+        async with open_client(server) as client:
+            assert client.headers["authorization"] == "Bearer from-env"
+            assert (client.timeout.read, client.timeout.connect) == (50.0, 30.0)
+        async with open_client(ServerConfig(base_url="u", model="m", api_key="flag")) as client:
+            assert client.headers["authorization"] == "Bearer flag"
+        replies = [httpx.Response(503), httpx.Response(503), httpx.Response(200, json={})]
+        stats = TransportStats()
+        transport = httpx.MockTransport(lambda request: replies.pop(0))
+        async with httpx.AsyncClient(transport=transport) as client:
+            with pytest.raises(LLMUnavailable, match="failed 2 times"):  # the server's one retry, then no more
+                await post_chat(client, server, {"model": "m"}, stats=stats)
+        assert (stats.requests, stats.retries) == (2, 1)
+
+    asyncio.run(go())
+    monkeypatch.delenv("OPENAI_API_KEY")
+
+    async def keyless() -> None:
+        async with open_client(ServerConfig(base_url="u", model="m")) as client:
+            assert "authorization" not in client.headers
+
+    asyncio.run(keyless())
 
 
 # ---------------------------------------------------------------------------------------------------- real sockets

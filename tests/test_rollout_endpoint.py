@@ -9,8 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ftrl.rollout import RolloutConfig, run_rollouts
-from ftrl.rollout.endpoint import EndpointConfig, EndpointError, EndpointPolicy
+from ftrl.rollout.endpoint import EndpointError, EndpointPolicy
 from ftrl.runtime import RuntimeConfig, ToolRuntime
+from ftrl.settings import ServerConfig
 from test_rollout_support import make_env
 
 
@@ -99,15 +100,8 @@ def server():
 
 def _policy(server: ScriptedServer, **options) -> EndpointPolicy:
     host, port = server.server_address
-    return EndpointPolicy(
-        EndpointConfig(
-            f"http://{host}:{port}/v1",
-            "scripted",
-            api_key="k",
-            backoff_s=0.01,
-            **options,
-        )
-    )
+    server = ServerConfig(base_url=f"http://{host}:{port}/v1", model="scripted", api_key="k", backoff_s=0.01, **options)
+    return EndpointPolicy(server=server)
 
 
 def test_endpoint_policy_solves_episodes_with_native_tool_calls(server):
@@ -154,6 +148,6 @@ def test_persistent_failure_and_client_errors_raise(server):
     with pytest.raises(EndpointError, match="failed 2 times"):
         _policy(server, retries=1).generate([make_env().messages])
     host, port = server.server_address
-    wrong = EndpointPolicy(EndpointConfig(f"http://{host}:{port}/other", "m", retries=0))
+    wrong = EndpointPolicy(server=ServerConfig(base_url=f"http://{host}:{port}/other", model="m", retries=0))
     with pytest.raises(EndpointError, match="HTTP 404"):
         wrong.generate([make_env().messages])

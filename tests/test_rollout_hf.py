@@ -22,6 +22,7 @@ from ftrl.rollout import RolloutConfig, hf, models, run_rollouts
 from ftrl.rollout.hf import HFConfig, HFPolicy, hf_generate
 from ftrl.rollout.kvgen import Decoder, PrefixCache, Sampling, generate_batch, unsupported_reason
 from ftrl.runtime import RuntimeConfig, ToolRuntime
+from ftrl.settings import SamplingConfig
 from ftrl.train.tiny import build_tiny_model
 
 
@@ -32,7 +33,7 @@ def tiny(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def policy(tiny) -> HFPolicy:
-    return HFPolicy.load(str(tiny), HFConfig(max_new_tokens=12))
+    return HFPolicy.load(str(tiny), HFConfig(sampling=SamplingConfig(max_new_tokens=12)))
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +171,7 @@ def test_engines_give_the_same_greedy_episodes(policy, mixer):
     envs = [make_env("France"), make_env("Japan")]
     episodes = {}
     for engine in ("kvgen", "hf"):
-        local = HFPolicy(mixer, policy.tokenizer, HFConfig(max_new_tokens=12, engine=engine))
+        local = HFPolicy(mixer, policy.tokenizer, HFConfig(sampling=SamplingConfig(max_new_tokens=12), engine=engine))
         assert local.engine == engine
         with ToolRuntime(RuntimeConfig(workers=1)) as runtime:  # continuous batching: submit/step
             results = run_rollouts(
@@ -202,7 +203,7 @@ def test_auto_engine_uses_hf_generate_for_other_architectures(policy):
     torch.manual_seed(0)
     model = transformers.GPT2LMHeadModel(config).eval()
     assert "gpt2" in unsupported_reason(model)
-    other = HFPolicy(model, policy.tokenizer, HFConfig(max_new_tokens=4))
+    other = HFPolicy(model, policy.tokenizer, HFConfig(sampling=SamplingConfig(max_new_tokens=4)))
     assert other.engine == "hf"
     [reply] = other.generate([make_env().messages], [make_env().tools])
     assert reply["role"] == "assistant" and 0 < other.stats.completion_tokens <= 4

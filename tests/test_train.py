@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ftrl.env import Environment, read_envs, write_envs
+from ftrl.settings import SamplingConfig
 from ftrl.train.algos import grpo_advantages
 from ftrl.train.config import make_config
 from ftrl.train.policy import sample
@@ -82,9 +83,8 @@ def test_data_cursor_reshuffles_each_epoch_and_resumes() -> None:
 def test_update_moves_probability_toward_high_reward_responses(tiny: Path, states: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     trainer = Trainer(tiny_config(tiny, states, tmp_path, lr=1e-2, kl_coef=0.0, entropy_coef=0.0), scorer=letter_a)
-    batch = sample(
-        trainer.model, trainer.tokenizer, trainer.prompts[:1], n=4, max_new_tokens=8, temperature=0.7, top_p=1.0
-    )
+    sampling = SamplingConfig(max_new_tokens=8, temperature=0.7)
+    batch = sample(trainer.model, trainer.tokenizer, trainer.prompts[:1], n=4, sampling=sampling)
     rewards = torch.tensor([1.0, 0.0, 0.0, 0.0])  # response 0 is the only good one
     advantages = grpo_advantages(rewards, batch.response_mask, [0, 0, 0, 0])
     before = (trainer._logprobs(trainer.model, batch) * batch.response_mask).sum(dim=1)
@@ -214,11 +214,11 @@ def test_shared_prompt_log_probs_equal_full_sequences_in_value_and_gradient(tiny
 
 
 def test_shared_prompt_log_probs_fall_back_to_full_sequences_under_gradient_checkpointing(tiny: Path) -> None:
-    from ftrl.train.policy import group_logprobs, load_policy
+    from ftrl.train.policy import group_logprobs, load_trainable_model
 
     torch.manual_seed(1)
-    model, _ = load_policy(tiny)
-    checkpointed, _ = load_policy(tiny, gradient_checkpointing=True)
+    model, _ = load_trainable_model(tiny)
+    checkpointed, _ = load_trainable_model(tiny, gradient_checkpointing=True)
     prompt, responses = torch.randint(3, 250, (17,)), torch.randint(3, 250, (3, 5))
     model.train()
     checkpointed.train()

@@ -27,6 +27,7 @@ from ftrl.train.loop import LoopConfig
 if TYPE_CHECKING:
     from ftrl.env.domains import EnvSource
     from ftrl.rollout import PolicySpec
+    from ftrl.settings import ServerConfig
 
 console = Console()
 
@@ -138,7 +139,8 @@ ServerTimeoutOption = Annotated[
     ),
 ]
 BaseUrlOption = Annotated[str | None, typer.Option(help="OpenAI-compatible server (…/v1) serving --model.")]
-ApiKeyOption = Annotated[str | None, typer.Option(help="API key for --base-url (default $OPENAI_API_KEY).")]
+_API_KEY_HELP = "API key for --base-url (default $OPENAI_API_KEY)."
+ApiKeyOption = Annotated[str | None, typer.Option(help=_API_KEY_HELP)]
 EnableThinkingOption = Annotated[bool, typer.Option("--enable-thinking", help="Let reasoning models think.")]
 PromptOption = Annotated[str, typer.Option(help="Tool prompt variant for templates without tool support.")]
 ThreadsOption = Annotated[int | None, typer.Option(min=1, help="Torch CPU threads for local models.")]
@@ -554,20 +556,20 @@ def bench(
     from rich.markdown import Markdown
 
     from ftrl.eval.benchmarks import BenchOptions, run_benchmark
+    from ftrl.settings import SamplingConfig
 
     options = BenchOptions(
         model=model,
         out_dir=out,
+        server=_server_config(base_url, model, None, concurrency=batch_size),
+        sampling=SamplingConfig(max_new_tokens=max_new_tokens, enable_thinking=enable_thinking),
         data=data,
         limit=limit,
-        enable_thinking=enable_thinking,
         trials=trials,
         user_model=user_model,
-        base_url=base_url,
-        user_base_url=user_base_url,
+        user_server=_server_config(user_base_url or base_url, user_model, None, concurrency=batch_size),
         base_model=base_model,
         rule=rule,
-        max_new_tokens=max_new_tokens,
         max_turns=max_turns,
         batch_size=batch_size,
     )
@@ -638,13 +640,13 @@ def build(
     workers: int = typer.Option(1, min=1, max=256, help="Runtime worker processes for verification."),
     base_url: str | None = typer.Option(None, help="llm backend: OpenAI-compatible endpoint."),
     model: str | None = typer.Option(None, help="llm backend: model name."),
-    api_key: str | None = typer.Option(None, envvar="FTRL_API_KEY", help="llm backend: API key."),
+    api_key: str | None = typer.Option(None, help=f"llm backend: {_API_KEY_HELP}"),
     seed_questions: str | None = typer.Option(None, help="llm backend: JSONL of seed questions."),
     concurrency: int = typer.Option(8, min=1, help="llm backend: parallel requests."),
     overwrite: OverwriteOption = False,
 ) -> None:
     """Build verified tool-use environments (every gold trajectory is replayed in the isolated runtime)."""
-    from ftrl.build.config import BuildConfig, Difficulty
+    from ftrl.build.config import LLM_REQUEST_LIMITS, BuildConfig, Difficulty
     from ftrl.build.driver import build_environments
 
     try:
@@ -666,11 +668,8 @@ def build(
             exclude_domains=_csv(exclude_domains),
             difficulty=difficulty,
             workers=workers,
-            base_url=base_url,
-            model=model,
-            api_key=api_key,
+            server=_server_config(base_url, model, api_key, concurrency=concurrency, **LLM_REQUEST_LIMITS),
             seed_questions=seed_questions,
-            concurrency=concurrency,
         )
         with _progress() as progress:
             task = progress.add_task("building", total=n)
@@ -725,7 +724,21 @@ def stats(
         console.print(f"figure written to {plot}")
 
 
+def _server_config(base_url: str | None, model: str | None, api_key: str | None, **limits: Any) -> ServerConfig | None:
+    """The model server the flags name, for every command that talks to one (None without --base-url and a model).
+
+    `limits` are the command's own `ServerConfig` fields (concurrency, timeouts); the key is --api-key, else
+    `$OPENAI_API_KEY` when a request is sent (`ServerConfig.resolve_api_key`).
+    """
+    from ftrl.settings import ServerConfig
+
+    if not base_url or not model:
+        return None
+    return ServerConfig(base_url=base_url, model=model, api_key=api_key, **limits)
+
+
 def _policy_spec(
+    *,
     model: str,
     base_url: str | None,
     api_key: str | None,
@@ -735,26 +748,33 @@ def _policy_spec(
     enable_thinking: bool,
     prompt: str,
     threads: int | None,
-    device: str = "auto",
-    dtype: str = "auto",
-    timeout: float = 300.0,
+    device: str,
+    dtype: str,
+    timeout: float,
 ) -> PolicySpec:
+    """The policy `sample` and `eval` run: a server's requests get `timeout` in all, at most 120 s an attempt."""
     from ftrl.rollout import PolicySpec
+    from ftrl.settings import SamplingConfig
 
-    key = api_key or (os.environ.get("OPENAI_API_KEY") if base_url else None)
-    return PolicySpec(
-        model,
+    server = _server_config(
         base_url,
-        key,
-        temperature,
-        max_new_tokens=max_new_tokens,
+        model,
+        api_key,
+        concurrency=batch_size,
+        timeout_s=min(120.0, timeout),
+        total_timeout_s=timeout,
+    )
+    return PolicySpec(
+        model=model,
+        server=server,
+        sampling=SamplingConfig(
+            temperature=temperature, max_new_tokens=max_new_tokens, enable_thinking=enable_thinking
+        ),
         batch_size=batch_size,
-        enable_thinking=enable_thinking,
         prompt=prompt,
         threads=threads,
         device=device,
         dtype=dtype,
-        timeout_s=timeout,
     )
 
 
@@ -762,10 +782,10 @@ def _run_settings(spec: PolicySpec, **more: Any) -> dict[str, Any]:
     """The settings of a rollout job that change its results (batch size, threads and the API key do not)."""
     return {
         "model": describe_model(spec.model),
-        "base_url": spec.base_url,
-        "temperature": spec.temperature,
-        "max_new_tokens": spec.max_new_tokens,
-        "enable_thinking": spec.enable_thinking,
+        "base_url": spec.server.base_url if spec.server else None,
+        "temperature": spec.sampling.temperature,
+        "max_new_tokens": spec.sampling.max_new_tokens,
+        "enable_thinking": spec.sampling.enable_thinking,
         "prompt": spec.prompt,
         "device": spec.device,
         "dtype": spec.dtype,
@@ -809,18 +829,18 @@ def sample_command(
     from ftrl.rollout import ModelNotFound, collect
 
     spec = _policy_spec(
-        model,
-        base_url,
-        api_key,
-        temperature,
-        max_new_tokens,
-        batch_size,
-        enable_thinking,
-        prompt,
-        threads,
-        device,
-        dtype,
-        timeout,
+        model=model,
+        base_url=base_url,
+        api_key=api_key,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        enable_thinking=enable_thinking,
+        prompt=prompt,
+        threads=threads,
+        device=device,
+        dtype=dtype,
+        timeout=timeout,
     )
     _load_envs_checked(envs, limit)
     settings = _run_settings(spec, n_per_env=n_per_env, max_turns=max_turns)
@@ -856,18 +876,18 @@ def eval_command(
     from ftrl.rollout import ModelNotFound
 
     spec = _policy_spec(
-        model,
-        base_url,
-        api_key,
-        temperature,
-        max_new_tokens,
-        batch_size,
-        enable_thinking,
-        prompt,
-        threads,
-        device,
-        dtype,
-        timeout,
+        model=model,
+        base_url=base_url,
+        api_key=api_key,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        enable_thinking=enable_thinking,
+        prompt=prompt,
+        threads=threads,
+        device=device,
+        dtype=dtype,
+        timeout=timeout,
     )
     _load_envs_checked(envs, limit)
     settings = _run_settings(spec, max_turns=max_turns)

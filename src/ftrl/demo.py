@@ -25,7 +25,7 @@ from ftrl.build.world import DOMAIN_NAMES
 HELD_OUT_DOMAINS = ("river", "mountain", "sports_club")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DemoConfig:
     """The demo recipe; `quick()` shrinks it to a few minutes for the end-to-end test, `long()` gives RL more time.
     The `#:` comments are the help of `ftrl demo`'s flags."""
@@ -196,9 +196,14 @@ class Demo:
 
     def evaluate(self, model: str | Path, label: str) -> dict[str, Any]:
         from ftrl.eval.run import evaluate
-        from ftrl.rollout.policy import PolicySpec
+        from ftrl.rollout.load import PolicySpec
+        from ftrl.settings import SamplingConfig
 
-        spec = PolicySpec(str(model), max_new_tokens=self.config.max_new_tokens, batch_size=self.config.eval_batch)
+        spec = PolicySpec(
+            model=str(model),
+            sampling=SamplingConfig(max_new_tokens=self.config.max_new_tokens),
+            batch_size=self.config.eval_batch,
+        )
         return evaluate(spec, self.test_file, self.out / "eval" / label, max_turns=8, console=self.console)
 
     @property
@@ -236,7 +241,8 @@ class Demo:
         """Collect states with the current policy on fresh training environments, then train on them."""
         from ftrl.env import read_envs, write_envs
         from ftrl.rollout.collect import collect
-        from ftrl.rollout.policy import PolicySpec
+        from ftrl.rollout.load import PolicySpec
+        from ftrl.settings import SamplingConfig
         from ftrl.train.config import make_config
         from ftrl.train.trainer import train
 
@@ -250,13 +256,10 @@ class Demo:
             raise ValueError(f"round {k} needs training environments {first}..; raise train_envs")
         folder.mkdir(parents=True, exist_ok=True)
         write_envs(folder / "envs.jsonl", envs)
-        spec = PolicySpec(
-            str(policy),
-            temperature=config.rl_collect_temperature,
-            max_new_tokens=config.max_new_tokens,
-            batch_size=config.eval_batch,
-            seed=config.seed + k,
+        sampling = SamplingConfig(
+            temperature=config.rl_collect_temperature, max_new_tokens=config.max_new_tokens, seed=config.seed + k
         )
+        spec = PolicySpec(model=str(policy), sampling=sampling, batch_size=config.eval_batch)
         collect(spec, folder / "envs.jsonl", folder / "states.jsonl", max_turns=8, console=self.console)
         train_config = make_config(
             "cpu",

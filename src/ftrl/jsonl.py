@@ -1,13 +1,16 @@
 """JSON Lines reading and crash-safe appending, shared by every ftrl file that is written row by row.
 
 Readers report the file and line of bad input; appenders flush every row and repair a torn last line left
-by a killed process, so a resumed job neither loses nor duplicates rows.
+by a killed process, so a resumed job neither loses nor duplicates rows. Files and folders written whole go
+through `atomic_path`, the one atomic writer of ftrl.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -149,12 +152,22 @@ def write_jsonl_atomic(path: str | Path, rows: list[dict[str, Any]]) -> None:
 
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """A temporary sibling path that replaces `target` only if the block succeeds; removed on failure."""
+    """A temporary sibling path that replaces `target` only if the block succeeds; removed on failure.
+
+    The one way ftrl writes a whole file or folder: the block makes a file or a folder at the path it is given
+    (hidden, unique per call, so concurrent writers never share one). A folder replaces an existing `target`
+    folder by removing it first: a crash in between leaves no `target`, never a half-written one.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
         yield temporary
+        if temporary.is_dir() and target.is_dir():
+            shutil.rmtree(target)
         os.replace(temporary, target)
     finally:
-        temporary.unlink(missing_ok=True)
+        if temporary.is_dir():
+            shutil.rmtree(temporary, ignore_errors=True)
+        else:
+            temporary.unlink(missing_ok=True)

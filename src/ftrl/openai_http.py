@@ -1,8 +1,9 @@
 """The HTTP transport shared by every ftrl client of an OpenAI-compatible chat-completions server.
 
 The dataset builder (`ftrl.build.llm`) and the endpoint policy (`ftrl.rollout.endpoint`) both talk to such
-servers; they share one retry loop here so that rate limits, Retry-After, fatal misconfiguration and
-transient failures are handled the same way, and neither package imports the other.
+servers, each described by one `ftrl.settings.ServerConfig`; they share one retry loop here so that rate limits,
+Retry-After, fatal misconfiguration and transient failures are handled the same way, and neither package imports
+the other.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+from ftrl.settings import ServerConfig
 
 #: HTTP statuses worth retrying: rate limits and server-side failures.
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -42,18 +45,35 @@ class TransportStats:
     errors: dict[str, int] = field(default_factory=dict)
 
 
-def chat_url(base_url: str) -> str:
-    """The chat-completions endpoint; `base_url` may end in `/v1`, in the endpoint itself, or in neither."""
-    base = base_url.rstrip("/")
-    if base.endswith("/chat/completions"):
-        return base
-    return base + ("/chat/completions" if base.endswith("/v1") else "/v1/chat/completions")
-
-
-def open_client(api_key: str | None, timeout_s: float) -> httpx.AsyncClient:
-    """An HTTP client sending `api_key` as a bearer token; connecting gets at most 30 s of `timeout_s`."""
+def open_client(server: ServerConfig) -> httpx.AsyncClient:
+    """An HTTP client for `server`: its API key as a bearer token, `timeout_s` per attempt (connecting gets at most
+    30 s of it)."""
+    api_key = server.resolve_api_key()
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    return httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(timeout_s, connect=min(30.0, timeout_s)))
+    timeout = server.timeout_s
+    return httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(timeout, connect=min(30.0, timeout)))
+
+
+async def post_chat(
+    client: httpx.AsyncClient,
+    server: ServerConfig,
+    body: dict[str, Any],
+    *,
+    stats: TransportStats | None = None,
+    rng: random.Random | None = None,
+) -> dict[str, Any]:
+    """`post_json` of a chat request to `server`, with its retries, backoff and total timeout."""
+    return await post_json(
+        client,
+        server.url,
+        body,
+        retries=server.retries,
+        backoff_s=server.backoff_s,
+        max_backoff_s=server.max_backoff_s,
+        stats=stats,
+        rng=rng,
+        total_timeout_s=server.total_timeout_s,
+    )
 
 
 def backoff_delay(

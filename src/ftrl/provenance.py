@@ -12,12 +12,13 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from ftrl.jsonl import atomic_path
 
 RECORD_NAME = "ftrl-run.json"  # inside an output folder; beside an output file it is `<file>.ftrl.json`
 _CHUNK = 1 << 20
@@ -88,10 +89,8 @@ def claim_output(
             _clear(out, folder, stored_at, lock_path, sidecars)
         else:
             _check(out, folder, stored_at, lock_path, record)
-        stored_at.parent.mkdir(parents=True, exist_ok=True)
-        temporary = stored_at.with_name(f".{stored_at.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, stored_at)
+        with atomic_path(stored_at) as temporary:
+            temporary.write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
         yield
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ftrl.analysis.checkpoint import CheckpointError, Pair, TensorReader, open_pair
 from ftrl.analysis.spec import Spec, SpecError, parse_spec
+from ftrl.jsonl import atomic_path
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".pkl")
 PROVENANCE = "ftrl_restore.json"
@@ -50,11 +51,6 @@ def restore(
         tied = " (a head tied to the input embedding is selected as 'embed')" if "head" in spec.text else ""
         raise SpecError(f"SPEC {spec.text!r} selects no tensor of this model{tied}")
     take_tuned = set(pair.names) - selected if revert else selected
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    _copy_side_files(pair.tuned.path, partial)
-    _write_shards(pair, take_tuned, partial)
     result = RestoreResult(
         base=str(base),
         tuned=str(tuned),
@@ -64,8 +60,11 @@ def restore(
         from_tuned=[name for name in pair.names if name in take_tuned],
         from_base=[name for name in pair.names if name not in take_tuned],
     )
-    (partial / PROVENANCE).write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
-    partial.rename(target)
+    with atomic_path(target) as partial:
+        partial.mkdir()
+        _copy_side_files(pair.tuned.path, partial)
+        _write_shards(pair, take_tuned, partial)
+        (partial / PROVENANCE).write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
     return result
 
 

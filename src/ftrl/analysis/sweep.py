@@ -109,7 +109,7 @@ def _evaluate_point(
         shutil.rmtree(model)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FtrlEvaluator:
     """The default evaluator: `ftrl eval` as a library call, with the generation budget of the run being
     analysed (a hybrid judged with a longer budget than its tuned model had can ramble for hours)."""
@@ -120,9 +120,11 @@ class FtrlEvaluator:
 
     def __call__(self, model: Path, envs: Path, out: Path, limit: int | None) -> None:
         from ftrl.eval import evaluate
-        from ftrl.rollout.policy import PolicySpec
+        from ftrl.rollout.load import PolicySpec
+        from ftrl.settings import SamplingConfig
 
-        spec = PolicySpec(str(model), max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+        sampling = SamplingConfig(max_new_tokens=self.max_new_tokens)
+        spec = PolicySpec(model=str(model), sampling=sampling, batch_size=self.batch_size)
         evaluate(spec, envs, out, limit=limit, max_turns=self.max_turns)
 
 

@@ -6,9 +6,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ftrl.env.record import SCENARIOS
+from ftrl.settings import SamplingConfig, ServerConfig
+
+#: Request limits of the LLM backend (`ServerConfig` fields): its replies are long (whole tool modules), so one
+#: attempt may take minutes and a request gets more retries than a rollout turn.
+LLM_REQUEST_LIMITS: dict[str, Any] = {"retries": 5, "timeout_s": 300.0, "total_timeout_s": 900.0}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Difficulty:
     """Knobs for how hard environments are; defaults aim at the paper's test-set statistics. Ranges are inclusive;
     the `#:` comments are the help of the flags derived from them (`ftrl demo`)."""
@@ -54,7 +59,7 @@ class Difficulty:
                 raise ValueError(f"need 1 <= {low} <= {high}, got {getattr(self, low)} and {getattr(self, high)}")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BuildConfig:
     """What to build and how; `n` counts environments written (rejections do not count)."""
 
@@ -72,13 +77,12 @@ class BuildConfig:
     #: Environments verified per runtime round trip (procedural backend).
     batch: int = 64
     # Options of the LLM backend (`ftrl.build.llm`), passed through untouched by the procedural one.
-    base_url: str | None = None
-    model: str | None = None
-    api_key: str | None = None
+    #: The chat server that writes the environments (None: no LLM backend possible).
+    server: ServerConfig | None = None
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.7, max_new_tokens=4096))
     seed_questions: str | None = None
-    concurrency: int = 8
-    temperature: float = 0.7
-    max_retries: int = 5
+    #: Extra attempts per stage after a malformed, invalid or unverifiable reply (with the reason fed back).
+    repairs: int = 1
     #: Response cache of the LLM backend (default `$FTRL_LLM_CACHE` or `~/.cache/ftrl/llm`).
     cache_dir: str | None = None
 
@@ -95,11 +99,15 @@ class BuildConfig:
         self.exclude_domains = tuple(self.exclude_domains)
 
     def identity(self) -> dict[str, Any]:
-        """The fields that decide the content of environment i (a resumed build must match them)."""
+        """The fields that decide the content of environment i (a resumed build must match them), under the keys
+        `<out>.build.json` files have always used."""
         data = asdict(self)
-        for key in ("n", "workers", "batch", "api_key", "concurrency", "timeout_s", "max_retries", "cache_dir"):
+        for key in ("n", "workers", "batch", "timeout_s", "cache_dir", "server", "sampling", "repairs"):
             data.pop(key)
         data["scenarios"] = list(self.scenarios)
         data["domains"] = list(self.domains) if self.domains else None
         data["exclude_domains"] = list(self.exclude_domains)
+        data["base_url"] = self.server.base_url if self.server else None
+        data["model"] = self.server.model if self.server else None
+        data["temperature"] = self.sampling.temperature
         return data

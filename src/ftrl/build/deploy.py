@@ -26,6 +26,7 @@ from ftrl.build.decompose import final_answer, stage_rng
 from ftrl.build.world import World
 from ftrl.reward.episode import EpisodeScore
 from ftrl.reward.match import answer_verify
+from ftrl.runtime.protocol import ToolRunner
 
 #: The prefix the runtime gives a call that raised or timed out.
 CRASH_PREFIX = "an error occured when call"
@@ -97,7 +98,7 @@ class ProceduralDeploy:
 
     name = "deploy"
 
-    def __init__(self, world: World, runtime: Any):
+    def __init__(self, world: World, runtime: ToolRunner):
         self.world, self.runtime = world, runtime
 
     def run(self, draft: Draft) -> Draft:
@@ -159,7 +160,7 @@ def probe_calls(draft: Draft) -> list[tuple[str, dict[str, Any]]]:
     return calls
 
 
-def verify_each(runtime: Any, drafts: Sequence[Draft]) -> list[Draft | Rejected]:
+def verify_each(runtime: ToolRunner, drafts: Sequence[Draft]) -> list[Draft | Rejected]:
     """One runtime batch for all drafts; each draft comes back verified or as the `Rejected` that explains why."""
     jobs = []
     for draft in drafts:
@@ -176,7 +177,9 @@ def verify_each(runtime: Any, drafts: Sequence[Draft]) -> list[Draft | Rejected]
     return outcomes
 
 
-def run_jobs(runtime: Any, jobs: list[tuple[dict[str, str], list[tuple[str, dict[str, Any]]]]]) -> list[list[str]]:
+def run_jobs(
+    runtime: ToolRunner, jobs: list[tuple[dict[str, str], list[tuple[str, dict[str, Any]]]]]
+) -> list[list[str]]:
     """Run each (codes, calls) job in its own episode, all in one `call_batch` round trip."""
     episodes = [runtime.episode(codes) for codes, _ in jobs]
     requests = [

@@ -17,13 +17,13 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ftrl.build.base import Backend, Rejection
 from ftrl.build.config import BuildConfig
 from ftrl.env.io import EnvAppender, iter_rows, row_to_environment
 from ftrl.jsonl import DataError, JsonlAppender, iter_jsonl, repair_torn_tail, write_jsonl_atomic
 from ftrl.provenance import lock_output
+from ftrl.runtime.protocol import ToolRunner
 
 Progress = Callable[[int, int], None]
 
@@ -56,7 +56,7 @@ def _identity_path(out: str | Path) -> Path:
     return Path(f"{out}.build.json")
 
 
-def make_backend(config: BuildConfig, runtime: Any) -> Backend:
+def make_backend(config: BuildConfig, runtime: ToolRunner) -> Backend:
     """The backend named by the config; `llm` is imported lazily (it needs network settings)."""
     if config.backend == "procedural":
         from ftrl.build.procedural import ProceduralBackend
@@ -108,7 +108,7 @@ def build_environments(
     config: BuildConfig,
     out_path: str | Path,
     progress: Progress | None = None,
-    runtime: Any = None,
+    runtime: ToolRunner | None = None,
     *,
     overwrite: bool = False,
 ) -> BuildReport:
@@ -125,7 +125,9 @@ def build_environments(
         return _build_locked(config, out_path, progress, runtime)
 
 
-def _build_locked(config: BuildConfig, out_path: str | Path, progress: Progress | None, runtime: Any) -> BuildReport:
+def _build_locked(
+    config: BuildConfig, out_path: str | Path, progress: Progress | None, runtime: ToolRunner | None
+) -> BuildReport:
     report = BuildReport(str(out_path))
     report.resumed, start = resume_point(out_path, config)
     _trim_rejections(out_path, start)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from itertools import count
-from typing import Any
 
 from ftrl.build.base import Draft, Rejected, Rejection, Stage
 from ftrl.build.config import BuildConfig
@@ -20,6 +19,7 @@ from ftrl.build.integrate import Integrate
 from ftrl.build.scale import Scale
 from ftrl.build.world import make_world
 from ftrl.env.record import Environment
+from ftrl.runtime.protocol import ToolRunner
 
 
 class ProceduralBackend:
@@ -27,7 +27,7 @@ class ProceduralBackend:
 
     name = "procedural"
 
-    def __init__(self, config: BuildConfig, runtime: Any):
+    def __init__(self, config: BuildConfig, runtime: ToolRunner):
         self.config = config
         self.world = make_world(config.seed)
         domains = allowed_domains(config.domains, config.exclude_domains)

@@ -25,7 +25,8 @@ from ftrl.env.domains import load_source
 from ftrl.eval.summary import EPISODES_FILE, summarize, table_rows, to_markdown, to_rich
 from ftrl.jsonl import JsonlAppender, iter_jsonl
 from ftrl.rollout.engine import RolloutConfig, run_rollouts
-from ftrl.rollout.policy import Policy, PolicySpec, load_policy
+from ftrl.rollout.load import PolicySpec, load_policy
+from ftrl.rollout.policy import Policy
 from ftrl.runtime import RuntimeConfig, ToolRuntime
 
 
@@ -46,7 +47,7 @@ def evaluate(
     `model` is a model spec (`embedded`, a folder, `oracle`) or a full `PolicySpec` (sampling, endpoint...).
     """
     console = console or Console(stderr=True)
-    spec = model if isinstance(model, PolicySpec) else PolicySpec(str(model))
+    spec = model if isinstance(model, PolicySpec) else PolicySpec(model=str(model))
     source = load_source(envs)
     selected = source.envs[:limit] if limit is not None else source.envs
     out = Path(out)
@@ -82,10 +83,13 @@ def evaluate(
                 writer.write(result.to_row())
     wanted = {str(index) for index in range(len(selected))}
     rows = [row for _, row in iter_jsonl(episodes, allow_torn_tail=True) if row["episode_id"] in wanted]
+    settings = asdict(spec)
+    if settings["server"] is not None:
+        settings["server"]["api_key"] = None  # a key never goes into a results file
     summary = {
         "model": spec.model,
         "envs": str(envs),
-        "settings": {**asdict(spec), "api_key": None, "max_turns": max_turns},
+        "settings": {**settings, "max_turns": max_turns},
         **summarize(rows),
     }
     title = f"{spec.model} on {Path(envs).name}"

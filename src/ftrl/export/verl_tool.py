@@ -34,18 +34,17 @@ from verl.tools.base_tool import BaseTool
 from verl.tools.schemas import OpenAIFunctionToolSchema, ToolResponse
 
 from ftrl.reward import pending_count, turn_reward
+from ftrl.runtime import RuntimeConfig, ToolRuntime
 
-_runtime: Any = None
+_runtime: ToolRuntime | None = None
 _runtime_lock = threading.Lock()
 
 
-def _get_runtime(timeout_s: float) -> Any:
+def _get_runtime(timeout_s: float) -> ToolRuntime:
     """One `ToolRuntime` per process, started on first use (verl runs agent loops in its worker processes)."""
     global _runtime
     with _runtime_lock:
         if _runtime is None:
-            from ftrl.runtime import RuntimeConfig, ToolRuntime
-
             _runtime = ToolRuntime(RuntimeConfig(timeout_s=timeout_s))
             atexit.register(_runtime.close)
         return _runtime

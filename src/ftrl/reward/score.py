@@ -7,23 +7,13 @@ sees another one's tool state; reward arithmetic stays in the pure `turn_reward`
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from ftrl.formats import clean_response, get_format
 from ftrl.reward.match import Matcher, get_matcher
 from ftrl.reward.turn import TurnScore, turn_reward
-
-
-class ToolEpisode(Protocol):
-    def call_many(self, calls: list[tuple[str, Any]]) -> list[str]: ...
-
-
-class ToolRunner(Protocol):
-    """What scoring needs from `ftrl.runtime.ToolRuntime`."""
-
-    def episode(self, codes: Mapping[str, str]) -> AbstractContextManager[ToolEpisode]: ...
+from ftrl.runtime.protocol import ToolRunner
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,9 @@ trajectory collection (`ftrl sample`). Torch is imported only when a local model
 
 from ftrl.rollout.collect import collect, episode_states
 from ftrl.rollout.engine import Checkpoint, EpisodeResult, RolloutConfig, run_rollouts
+from ftrl.rollout.load import PolicySpec, load_policy
 from ftrl.rollout.models import ModelNotFound, resolve_model
-from ftrl.rollout.policy import (
-    GenerationStats,
-    OraclePolicy,
-    Policy,
-    PolicySpec,
-    load_local_policy,
-    load_policy,
-)
+from ftrl.rollout.policy import GenerationStats, OraclePolicy, Policy
 
 __all__ = [
     "Checkpoint",
@@ -24,7 +18,6 @@ __all__ = [
     "RolloutConfig",
     "collect",
     "episode_states",
-    "load_local_policy",
     "load_policy",
     "resolve_model",
     "run_rollouts",

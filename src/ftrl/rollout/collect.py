@@ -28,8 +28,10 @@ from ftrl.env.domains import load_source
 from ftrl.env.record import Environment
 from ftrl.jsonl import JsonlAppender, iter_jsonl, write_jsonl_atomic
 from ftrl.rollout.engine import EpisodeResult, RolloutConfig, run_rollouts
-from ftrl.rollout.policy import Policy, PolicySpec, load_policy
+from ftrl.rollout.load import PolicySpec, load_policy
+from ftrl.rollout.policy import Policy
 from ftrl.runtime import RuntimeConfig, ToolRuntime
+from ftrl.settings import SamplingConfig
 
 PROGRESS_SUFFIX = ".progress"
 
@@ -122,7 +124,11 @@ def collect(
     A plain model spec samples at temperature 1.0 as the reference does; pass a `PolicySpec` to choose.
     """
     console = console or Console(stderr=True)
-    spec = model if isinstance(model, PolicySpec) else PolicySpec(str(model), temperature=1.0)
+    spec = (
+        model
+        if isinstance(model, PolicySpec)
+        else PolicySpec(model=str(model), sampling=SamplingConfig(temperature=1.0))
+    )
     source = load_source(envs)
     selected = source.envs[:limit] if limit is not None else source.envs
     out = Path(out)

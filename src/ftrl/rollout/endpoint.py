@@ -14,47 +14,33 @@ from typing import Any
 import httpx
 
 from ftrl.formats.openai import from_openai, to_openai
-from ftrl.openai_http import EndpointError, TransportStats, chat_url, open_client, post_json
+from ftrl.openai_http import EndpointError, TransportStats, open_client, post_chat
 from ftrl.rollout.policy import GenerationStats, Message
+from ftrl.settings import SamplingConfig, ServerConfig
 
 
-@dataclass
-class EndpointConfig:
-    """Server, model and sampling; `concurrency` bounds requests in flight."""
-
-    base_url: str
-    model: str
-    api_key: str | None = None
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_tokens: int = 1024
-    enable_thinking: bool = False
-    concurrency: int = 8
-    retries: int = 4
-    backoff_s: float = 1.0
-    timeout_s: float = 120.0  # one attempt
-    total_timeout_s: float = 300.0  # one request, retries and waits included
-
-
-@dataclass
+@dataclass(kw_only=True)
 class EndpointPolicy:
-    config: EndpointConfig
+    """Replies from `server`, sampled with `sampling` (its seed is not sent; servers seed themselves)."""
+
+    server: ServerConfig
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     stats: GenerationStats = field(default_factory=GenerationStats)
     #: Attempts, retries and failures of every request so far.
     transport: TransportStats = field(default_factory=TransportStats)
 
     @property
     def url(self) -> str:
-        """The chat-completions endpoint (see `chat_url`)."""
-        return chat_url(self.config.base_url)
+        """The chat-completions endpoint (see `ftrl.settings.chat_url`)."""
+        return self.server.url
 
     def generate(self, conversations: list[list[Message]], tools: list[list[dict]] | None = None) -> list[Message]:
         """One reply per conversation (blocking; runs its own event loop)."""
         return asyncio.run(self._generate_all(conversations, tools))
 
     async def _generate_all(self, conversations: list[list[Message]], tools: list[list[dict]] | None) -> list[Message]:
-        limit = asyncio.Semaphore(self.config.concurrency)
-        async with open_client(self.config.api_key, self.config.timeout_s) as client:
+        limit = asyncio.Semaphore(self.server.concurrency)
+        async with open_client(self.server) as client:
 
             async def one(index: int) -> Message:
                 async with limit:
@@ -69,31 +55,22 @@ class EndpointPolicy:
 
     def body(self, messages: list[Message], tools: list[dict] | None) -> dict[str, Any]:
         """The request body of one conversation."""
+        sampling = self.sampling
         body: dict[str, Any] = {
-            "model": self.config.model,
+            "model": self.server.model,
             "messages": [to_openai(m) for m in messages],
-            "temperature": self.config.temperature,
-            "top_p": self.config.top_p,
-            "max_tokens": self.config.max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_tokens": sampling.max_new_tokens,
         }
         if tools:
             body["tools"] = tools
-        if self.config.enable_thinking:
+        if sampling.enable_thinking:
             body["chat_template_kwargs"] = {"enable_thinking": True}
         return body
 
     async def _request(self, client: httpx.AsyncClient, body: dict[str, Any]) -> Message:
-        config = self.config
-        data = await post_json(
-            client,
-            self.url,
-            body,
-            retries=config.retries,
-            backoff_s=config.backoff_s,
-            stats=self.transport,
-            total_timeout_s=config.total_timeout_s,
-        )
-        return self._reply(data)
+        return self._reply(await post_chat(client, self.server, body, stats=self.transport))
 
     def _reply(self, data: dict[str, Any]) -> Message:
         choices = data.get("choices") or []

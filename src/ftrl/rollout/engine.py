@@ -23,13 +23,13 @@ from rich.progress import Progress
 from ftrl.env.record import Environment
 from ftrl.reward import EpisodeScore, answer_verify
 from ftrl.rollout.policy import Message, Policy, StreamingPolicy
-from ftrl.runtime import ToolRuntime
+from ftrl.runtime.protocol import ToolEpisode, ToolRunner
 
 #: Prefix of the tool message the runtime returns when a call fails (the reference's spelling).
 ERROR_PREFIX = "an error occured when call "
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RolloutConfig:
     """`batch_size` episodes are in flight at once; `continuous` lets a streaming policy take each episode's next
     turn as soon as its last one ends instead of waiting for the whole batch's turn."""
@@ -84,7 +84,7 @@ EpisodeKwargs = Callable[[Environment], dict[str, Any]]
 class _Active:
     key: str
     env: Environment
-    episode: Any
+    episode: ToolEpisode
     messages: list[Message]
     score: EpisodeScore
     n_errors: int = 0
@@ -94,7 +94,7 @@ class _Active:
 def run_rollouts(
     jobs: Iterable[tuple[str, Environment]],
     policy: Policy,
-    runtime: ToolRuntime,
+    runtime: ToolRunner,
     config: RolloutConfig | None = None,
     episode_kwargs: EpisodeKwargs | None = None,
     progress: Progress | None = None,
@@ -186,7 +186,7 @@ def _start(key: str, env: Environment, episode: Any) -> _Active:
     )
 
 
-def _run_tools(active: list[_Active], replies: list[Message], runtime: ToolRuntime) -> None:
+def _run_tools(active: list[_Active], replies: list[Message], runtime: ToolRunner) -> None:
     """Append each reply, run all replies' calls in one batch, append tool messages and update the scores."""
     requests = []
     for item, reply in zip(active, replies, strict=False):

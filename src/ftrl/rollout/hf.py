@@ -21,6 +21,7 @@ from ftrl.formats.render import PROMPT_VARIANTS, render_prompt, stop_token_ids, 
 from ftrl.rollout.kvgen import Decoder, PrefixCache, Sampling, generate_batch, unsupported_reason
 from ftrl.rollout.models import placement, resolve_model
 from ftrl.rollout.policy import GenerationStats, Message
+from ftrl.settings import SamplingConfig
 
 ENGINES = ("auto", "kvgen", "hf")
 
@@ -28,19 +29,15 @@ logger = logging.getLogger(__name__)
 _explained: set[str] = set()
 
 
-@dataclass
+@dataclass(kw_only=True)
 class HFConfig:
     """Generation settings; `max_batch` bounds rows decoded together, `threads` sets torch's CPU threads."""
 
-    max_new_tokens: int = 512
-    temperature: float = 0.0
-    top_p: float = 1.0
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     max_batch: int = 16
-    enable_thinking: bool = False
     tool_format: str = "hermes"
     prompt: str = "example"
     prefix_cache: bool = True
-    seed: int = 0
     threads: int | None = None
     device: str = "auto"  # auto: CUDA when present (`ftrl.rollout.models.placement`)
     dtype: str = "auto"  # auto: bf16 on CUDA, fp32 on a CPU
@@ -64,9 +61,9 @@ class HFPolicy:
         self.native_tools = template_supports_tools(self.tokenizer)
         self.stop_ids = stop_token_ids(self.model, self.tokenizer)
         self._cache = PrefixCache() if self.config.prefix_cache and self.engine == "kvgen" else None
-        self._generator = torch.Generator(device=self.model.device).manual_seed(self.config.seed)
+        self._generator = torch.Generator(device=self.model.device).manual_seed(self.config.sampling.seed)
         self._decoder: Decoder | GenerateDecoder | None = None
-        self._template_kwargs = template_kwargs(self.tokenizer, self.config.enable_thinking)
+        self._template_kwargs = template_kwargs(self.tokenizer, self.config.sampling.enable_thinking)
 
     @classmethod
     def load(cls, spec: str, config: HFConfig | None = None) -> HFPolicy:
@@ -151,7 +148,8 @@ class HFPolicy:
         return tokens
 
     def _sampling(self) -> Sampling:
-        return Sampling(self.config.max_new_tokens, self.config.temperature, self.config.top_p)
+        sampling = self.config.sampling
+        return Sampling(max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature, top_p=sampling.top_p)
 
     def _pad_id(self) -> int:
         """Left padding for `hf_generate`: the tokenizer's pad token, else a stop token (masked out either way)."""

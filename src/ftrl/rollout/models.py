@@ -11,10 +11,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from ftrl.jsonl import atomic_path
 
 EMBEDDED = "embedded"
 #: `owner/name` as the Hugging Face hub spells repository ids.
@@ -120,10 +120,7 @@ def convert_gguf(gguf_file: Path, target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     Console(stderr=True).print(f"[dim]converting {gguf_file.name} to {target} (once; ~30 s)[/dim]")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    temporary.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary readable folder
-    try:
+    with atomic_path(target) as temporary:
         options = {"gguf_file": gguf_file.name}
         tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, **options)
         model = AutoModelForCausalLM.from_pretrained(
@@ -134,8 +131,3 @@ def convert_gguf(gguf_file: Path, target: Path) -> None:
         )
         model.save_pretrained(temporary)
         tokenizer.save_pretrained(temporary)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(temporary, target)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)

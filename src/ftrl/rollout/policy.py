@@ -3,6 +3,7 @@
 A policy is anything with `generate(conversations, tools) -> assistant messages`, the same protocol the external
 benchmarks use, so a local model, an OpenAI-compatible server and the gold-replaying oracle are interchangeable.
 Replies are canonical assistant messages: `{"role": "assistant", "content": str, "tool_calls": [...] | None}`.
+Only the protocols, their shared types and the oracle live here; `ftrl.rollout.load` builds a policy from a spec.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ Message = dict[str, Any]
 
 
 class Policy(Protocol):
-    """Answers `conversations[i]` given the tool schemas `tools[i]`."""
+    """Answers `conversations[i]` given the OpenAI tool schemas `tools[i]` (`tools` None: no tools at all)."""
 
     def generate(self, conversations: list[list[Message]], tools: list[list[dict]] | None = None) -> list[Message]: ...
 
@@ -101,67 +102,3 @@ def gold_turns(env: Environment) -> list[list[dict[str, Any]]]:
     if not calls:
         raise ValueError(f"environment {env.extra.get('index', env.question[:60])!r} has no gold_calls to replay")
     return [list(group) if isinstance(group, list) else [group] for group in calls]
-
-
-@dataclass
-class PolicySpec:
-    """How to build a policy from the command line: `oracle`, a local model (folder or `embedded`), or a
-    served model name with `base_url`. The prompt variant applies to local models without native tools."""
-
-    model: str
-    base_url: str | None = None
-    api_key: str | None = None
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_new_tokens: int = 512
-    batch_size: int = 16
-    enable_thinking: bool = False
-    prompt: str = "example"
-    threads: int | None = None
-    seed: int = 0
-    timeout_s: float = 300.0  # a served model's request, retries included
-    device: str = "auto"
-    dtype: str = "auto"
-
-
-def load_policy(spec: PolicySpec, envs: Sequence[Environment] = ()) -> Policy:
-    """The policy for `spec`; the oracle needs the environments whose gold trajectories it replays."""
-    if spec.model == "oracle":
-        return OraclePolicy(envs)
-    if spec.base_url:
-        from ftrl.rollout.endpoint import EndpointConfig, EndpointPolicy
-
-        return EndpointPolicy(
-            EndpointConfig(
-                spec.base_url,
-                spec.model,
-                spec.api_key,
-                spec.temperature,
-                spec.top_p,
-                spec.max_new_tokens,
-                spec.enable_thinking,
-                concurrency=spec.batch_size,
-                timeout_s=min(120.0, spec.timeout_s),
-                total_timeout_s=spec.timeout_s,
-            )
-        )
-    from ftrl.rollout.hf import HFConfig, HFPolicy
-
-    config = HFConfig(
-        max_new_tokens=spec.max_new_tokens,
-        temperature=spec.temperature,
-        top_p=spec.top_p,
-        max_batch=spec.batch_size,
-        enable_thinking=spec.enable_thinking,
-        prompt=spec.prompt,
-        seed=spec.seed,
-        threads=spec.threads,
-        device=spec.device,
-        dtype=spec.dtype,
-    )
-    return HFPolicy.load(spec.model, config)
-
-
-def load_local_policy(model: str, enable_thinking: bool = False) -> Policy:
-    """A local model (folder or `embedded`) with default settings, for the external benchmarks."""
-    return load_policy(PolicySpec(model, enable_thinking=enable_thinking))

@@ -5,6 +5,16 @@ tool-message content; `state_digest` is the canonical state hash used by `Episod
 """
 
 from ftrl.runtime._worker import error_message, format_result, state_digest
+from ftrl.runtime.protocol import ToolEpisode, ToolRunner
 from ftrl.runtime.runtime import Episode, RuntimeConfig, ToolRuntime
 
-__all__ = ["Episode", "RuntimeConfig", "ToolRuntime", "error_message", "format_result", "state_digest"]
+__all__ = [
+    "Episode",
+    "RuntimeConfig",
+    "ToolEpisode",
+    "ToolRunner",
+    "ToolRuntime",
+    "error_message",
+    "format_result",
+    "state_digest",
+]

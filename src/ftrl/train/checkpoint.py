@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ftrl.jsonl import atomic_path
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
@@ -34,17 +36,17 @@ def save_checkpoint(
 
     root = checkpoint_dir(out)
     target = root / f"step_{state['step']}"
-    temporary = root / f".step_{state['step']}.tmp"
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
-    weights = {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
-    save_file(weights, temporary / "trainable.safetensors")
-    torch.save(optimizer.state_dict(), temporary / "optimizer.pt")
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None  # sampling on CUDA draws from it
-    torch.save({"torch": torch.get_rng_state(), "cuda": cuda, "python": random.getstate()}, temporary / "rng.pt")
-    (temporary / STATE_FILE).write_text(json.dumps(state, indent=2))
-    shutil.rmtree(target, ignore_errors=True)
-    temporary.rename(target)
+    for leftover in root.glob(".step_*.tmp"):  # of a save killed midway; the run's output is locked to this one
+        shutil.rmtree(leftover, ignore_errors=True)
+    with atomic_path(target) as temporary:
+        temporary.mkdir()
+        weights = {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+        save_file(weights, temporary / "trainable.safetensors")
+        torch.save(optimizer.state_dict(), temporary / "optimizer.pt")
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None  # CUDA sampling draws from it
+        rng = {"torch": torch.get_rng_state(), "cuda": cuda, "python": random.getstate()}
+        torch.save(rng, temporary / "rng.pt")
+        (temporary / STATE_FILE).write_text(json.dumps(state, indent=2))
     for old in list_checkpoints(out)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return target

@@ -12,12 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from ftrl.settings import SamplingConfig
+
 #: The advantage estimators of `ftrl.train.algos`, by verl's names.
 ALGOS = ("grpo", "reinforce_pp", "reinforce_pp_baseline")
 LOSS_MODES = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig:
     """Every knob of `ftrl train`; defaults are the paper's (verl) values. The `#:` comments are the flags' help
     (`ftrl.cli_config`); the verl key each field restates is in parentheses, *yaml* where only verl's yaml has it."""
@@ -131,6 +133,13 @@ class TrainConfig:
             raise ValueError("n and max_new_tokens must be positive")
 
     @property
+    def sampling(self) -> SamplingConfig:
+        """The rollout knobs (verl's names above) as the sampling settings the rest of ftrl takes."""
+        return SamplingConfig(
+            temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=self.seed
+        )
+
+    @property
     def states_per_step(self) -> int:
         """States sampled each step: `gen_batch_states` when groups are filtered, else `batch_states`."""
         return (self.gen_batch_states or self.batch_states) if self.filter_groups else self.batch_states
@@ -162,7 +171,7 @@ def make_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
     return replace(TrainConfig(), **values)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SFTConfig:
     """Every knob of `ftrl sft` (`ftrl.train.sft`); the `#:` comments are the flags' help."""
 

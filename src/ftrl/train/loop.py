@@ -35,7 +35,7 @@ STATE_FILE = "loop_state.json"
 METRICS = ("solve_p", "solve_r", "solve_f1")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LoopConfig:
     """Every knob of `ftrl loop`; the `#:` comments are the flags' help."""
 
@@ -96,17 +96,20 @@ class LoopConfig:
     def sample_states(self, model: str, envs: str, out: Path) -> None:
         """Collect trajectory states with the current policy (`ftrl sample`: temperature 1.0, one per env)."""
         from ftrl.rollout.collect import collect
-        from ftrl.rollout.policy import PolicySpec
+        from ftrl.rollout.load import PolicySpec
+        from ftrl.settings import SamplingConfig
 
-        spec = PolicySpec(model, temperature=1.0, max_new_tokens=self.max_new_tokens)
+        spec = PolicySpec(model=model, sampling=SamplingConfig(temperature=1.0, max_new_tokens=self.max_new_tokens))
         collect(spec, envs, out, max_turns=self.max_turns)
 
     def evaluate_model(self, model: str, envs: str, out: Path) -> dict[str, float]:
         """Evaluate greedily (`ftrl eval`); returns the mean Solve-P/R/F1 over scenarios."""
         from ftrl.eval.run import evaluate
-        from ftrl.rollout.policy import PolicySpec
+        from ftrl.rollout.load import PolicySpec
+        from ftrl.settings import SamplingConfig
 
-        summary = evaluate(PolicySpec(model, max_new_tokens=self.max_new_tokens), envs, out, max_turns=self.max_turns)
+        spec = PolicySpec(model=model, sampling=SamplingConfig(max_new_tokens=self.max_new_tokens))
+        summary = evaluate(spec, envs, out, max_turns=self.max_turns)
         return {key: float(summary["mean"][key]) for key in METRICS}
 
 

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ftrl.settings import SamplingConfig
 from ftrl.train.algos import entropy_from_logits
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
-def load_policy(
+def load_trainable_model(
     path: str | Path,
     *,
     lora: bool = False,
@@ -114,11 +115,10 @@ def sample(
     prompt_ids: list[list[int]],
     *,
     n: int,
-    max_new_tokens: int,
-    temperature: float,
-    top_p: float,
+    sampling: SamplingConfig,
 ) -> RolloutBatch:
-    """Sample `n` responses per prompt (top-k off, as in verl), all rows decoded together.
+    """Sample `n` responses per prompt (top-k off, as in verl), all rows decoded together; randomness comes from
+    torch's global generator (seeded, and restored on resume, by the trainer), not `sampling.seed`.
 
     Decoding is `ftrl.rollout.kvgen.generate_batch`, the rollout engine's: a prompt is prefilled once and its
     `n` samples reuse its keys/values, where `model.generate(num_return_sequences=n)` would encode it `n` times.
@@ -129,8 +129,8 @@ def sample(
     eos_ids = end_of_turn_ids(model, tokenizer)
     model.eval()
     rows = [ids for ids in prompt_ids for _ in range(n)]
-    sampling = Sampling(max_new_tokens, temperature, top_p)
-    outputs = generate_batch(model, rows, set(eos_ids), sampling, max_rows=len(rows))
+    decoding = Sampling(max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature, top_p=sampling.top_p)
+    outputs = generate_batch(model, rows, set(eos_ids), decoding, max_rows=len(rows))
     width = max(len(ids) for ids in prompt_ids)
     response_width = max(len(out) for out in outputs)
     prompts = torch.tensor([[pad] * (width - len(ids)) + ids for ids in rows])

@@ -23,8 +23,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ftrl.env import Environment, read_envs
 from ftrl.formats import render_hermes
 from ftrl.jsonl import JsonlAppender
+from ftrl.runtime.protocol import ToolRunner
 from ftrl.train.config import SFTConfig
-from ftrl.train.policy import freeze_bottom, load_policy, save_hf
+from ftrl.train.policy import freeze_bottom, load_trainable_model, save_hf
 from ftrl.train.trainer import FINAL_MODEL, METRICS_FILE, prompt_messages
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def call_waves(env: Environment) -> list[list[dict[str, Any]]]:
     return [[call for call, w in zip(calls, wave, strict=False) if w == k] for k in range(max(wave, default=-1) + 1)]
 
 
-def gold_trajectory(env: Environment, runtime: Any) -> list[dict[str, Any]]:
+def gold_trajectory(env: Environment, runtime: ToolRunner) -> list[dict[str, Any]]:
     """Assistant turns with tool calls, the tool messages their execution returns, and the final answer."""
     messages: list[dict[str, Any]] = []
     with runtime.episode(env.codes) as episode:
@@ -105,7 +106,7 @@ def sft(config: SFTConfig, console: Console | None = None) -> Path:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    model, tokenizer = load_policy(
+    model, tokenizer = load_trainable_model(
         resolve_model(config.model), lora=config.lora, device=config.device, dtype=config.dtype
     )
     if config.freeze_layers:

@@ -15,7 +15,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -29,10 +29,19 @@ from ftrl.env import Environment, read_envs
 from ftrl.formats.render import render_prompt as render_messages
 from ftrl.formats.render import template_supports_tools, tool_prompt_messages
 from ftrl.jsonl import JsonlAppender, iter_jsonl, write_jsonl_atomic
+from ftrl.runtime.protocol import ToolRunner
 from ftrl.train.algos import agg_loss, compute_advantages, kl_k3, policy_loss
 from ftrl.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from ftrl.train.config import TrainConfig
-from ftrl.train.policy import RolloutBatch, freeze_bottom, frozen_copy, group_logprobs, load_policy, sample, save_hf
+from ftrl.train.policy import (
+    RolloutBatch,
+    freeze_bottom,
+    frozen_copy,
+    group_logprobs,
+    load_trainable_model,
+    sample,
+    save_hf,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -54,12 +63,12 @@ def render_prompt(tokenizer: PreTrainedTokenizerBase, env: Environment, native: 
     return render_messages(tokenizer, env.messages, env.tools, native=native)
 
 
-def runtime_scorer(config: TrainConfig) -> tuple[AbstractContextManager[Any], Callable[[Any], Scorer]]:
+def runtime_scorer(config: TrainConfig) -> tuple[AbstractContextManager[ToolRunner], Callable[[ToolRunner], Scorer]]:
     """The default scorer: `ftrl.reward.score_response` with tools executed in a `ToolRuntime`."""
     from ftrl.reward import score_response
     from ftrl.runtime import RuntimeConfig, ToolRuntime
 
-    def bind(runtime: Any) -> Scorer:
+    def bind(runtime: ToolRunner) -> Scorer:
         def score(env: Environment, text: str) -> tuple[float, int]:
             scored = score_response(
                 text,
@@ -113,7 +122,7 @@ class Trainer:
         self.console = console or Console(stderr=True)
         self.scorer = scorer
         self.model_path = resolve_model(config.model)
-        self.model, self.tokenizer = load_policy(
+        self.model, self.tokenizer = load_trainable_model(
             self.model_path,
             lora=config.lora,
             lora_r=config.lora_r,
@@ -182,9 +191,7 @@ class Trainer:
             self.tokenizer,
             [self.prompts[i] for i in indices],
             n=config.n,
-            max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-            top_p=config.top_p,
+            sampling=config.sampling,
         )
         sampled = time.perf_counter()
         scored = [score(self.states[indices[row // config.n]], text) for row, text in enumerate(batch.texts)]
@@ -321,14 +328,16 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
         self.resume()
-        runtime, bind = (nullcontext(), None) if self.scorer else runtime_scorer(self.config)
         columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with (
-            runtime as handle,
+            ExitStack() as stack,
             Progress(*columns, console=self.console) as progress,
             JsonlAppender(self.out / METRICS_FILE) as log,
         ):
-            score = self.scorer or bind(handle)
+            score = self.scorer
+            if score is None:
+                runtime, bind = runtime_scorer(self.config)
+                score = bind(stack.enter_context(runtime))
             task = progress.add_task("train", total=self.total_steps, completed=self.step)
             while self.step < self.total_steps:
                 metrics = self.train_step(score)

@@ -6,21 +6,18 @@ retrying OpenAI-compatible client it uses. See docs/build-llm.md.
 
 from ftrl.build.llm.backend import (
     LLMBackend,
-    LLMConfig,
     SeedQuestion,
     default_cache_dir,
     make_backend,
     read_seed_questions,
 )
-from ftrl.build.llm.client import ChatClient, ClientConfig, Completion, LLMUnavailable, RequestRefused, ResponseCache
+from ftrl.build.llm.client import ChatClient, Completion, LLMUnavailable, RequestRefused, ResponseCache
 from ftrl.build.llm.extract import MalformedOutput, extract_code, extract_json
 
 __all__ = [
     "ChatClient",
-    "ClientConfig",
     "Completion",
     "LLMBackend",
-    "LLMConfig",
     "LLMUnavailable",
     "MalformedOutput",
     "RequestRefused",

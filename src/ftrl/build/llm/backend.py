@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from ftrl.build.base import Draft, Rejected, Rejection, SubQuestion
 from ftrl.build.config import BuildConfig
 from ftrl.build.llm.checks import Invalid, as_text, parse_sub_questions
-from ftrl.build.llm.client import ChatClient, ClientConfig, ClientStats, ResponseCache
+from ftrl.build.llm.client import ChatClient, ClientStats, ResponseCache
 from ftrl.build.llm.stages import (
     DecomposeStage,
     DeployStage,
@@ -35,6 +35,7 @@ from ftrl.build.llm.stages import (
 )
 from ftrl.env.record import SCENARIOS, Environment
 from ftrl.jsonl import DataError, iter_jsonl
+from ftrl.runtime.protocol import ToolRunner
 
 T = TypeVar("T")
 
@@ -42,51 +43,6 @@ T = TypeVar("T")
 def default_cache_dir() -> str:
     """`$FTRL_LLM_CACHE`, else `~/.cache/ftrl/llm`: shared by all builds, keyed by request content."""
     return os.environ.get("FTRL_LLM_CACHE") or str(Path.home() / ".cache" / "ftrl" / "llm")
-
-
-@dataclass
-class LLMConfig:
-    """Options of the LLM backend; `from_build` fills them from a `BuildConfig` (CLI flags) and the environment."""
-
-    base_url: str
-    model: str
-    api_key: str | None = None
-    seed_questions: str | None = None
-    concurrency: int = 8
-    temperature: float = 0.7
-    max_tokens: int = 4096
-    max_retries: int = 5
-    #: Extra attempts per stage after a malformed, invalid or unverifiable reply (with the reason fed back).
-    repairs: int = 1
-    cache_dir: str | None = None
-    timeout_s: float = 300.0
-    backoff_s: float = 1.0
-
-    @classmethod
-    def from_build(cls, config: BuildConfig) -> LLMConfig:
-        if not config.base_url or not config.model:
-            raise ValueError("the llm backend needs --base-url and --model")
-        return cls(
-            base_url=config.base_url,
-            model=config.model,
-            api_key=config.api_key or os.environ.get("OPENAI_API_KEY"),
-            seed_questions=config.seed_questions,
-            concurrency=config.concurrency,
-            temperature=config.temperature,
-            max_retries=config.max_retries,
-            cache_dir=config.cache_dir,
-        )
-
-    def client_config(self) -> ClientConfig:
-        return ClientConfig(
-            base_url=self.base_url,
-            model=self.model,
-            api_key=self.api_key,
-            concurrency=self.concurrency,
-            max_retries=self.max_retries,
-            timeout_s=self.timeout_s,
-            backoff_s=self.backoff_s,
-        )
 
 
 @dataclass
@@ -143,11 +99,13 @@ class LLMBackend:
 
     name = "llm"
 
-    def __init__(self, config: BuildConfig, runtime: Any, *, llm: LLMConfig | None = None):
+    def __init__(self, config: BuildConfig, runtime: ToolRunner):
+        if config.server is None:
+            raise ValueError("the llm backend needs --base-url and --model")
         self.config = config
+        self.server = config.server
         self.runtime = runtime
-        self.llm = llm or LLMConfig.from_build(config)
-        self.seeds = read_seed_questions(self.llm.seed_questions) if self.llm.seed_questions else None
+        self.seeds = read_seed_questions(config.seed_questions) if config.seed_questions else None
         #: Requests, retries and cache hits of the last `build`.
         self.stats: ClientStats | None = None
 
@@ -170,15 +128,14 @@ class LLMBackend:
         ]
 
     def build(self, config: BuildConfig, start: int = 0) -> Iterator[Environment | Rejection]:
-        llm = self.llm
-        cache = ResponseCache(llm.cache_dir or default_cache_dir())
+        cache = ResponseCache(config.cache_dir or default_cache_dir())
         runner = _LoopThread()
-        client = ChatClient(llm.client_config(), cache)
+        client = ChatClient(self.server, cache)
         self.stats = client.stats
         context = LLMContext(
             client=client,
-            params={"temperature": llm.temperature, "max_tokens": llm.max_tokens},
-            repairs=llm.repairs,
+            params={"temperature": config.sampling.temperature, "max_tokens": config.sampling.max_new_tokens},
+            repairs=config.repairs,
             difficulty=config.difficulty,
             scenarios=config.scenarios,
             runtime=self.runtime,
@@ -189,7 +146,7 @@ class LLMBackend:
         window: deque[Future[Environment | Rejection]] = deque()
         try:
             while True:
-                while len(window) < max(1, llm.concurrency):
+                while len(window) < max(1, self.server.concurrency):
                     index = next(indices, None)
                     if index is None:
                         break
@@ -222,6 +179,6 @@ async def _drain_and_close(client: ChatClient) -> None:
     await client.__aexit__(None, None, None)
 
 
-def make_backend(config: BuildConfig, runtime: Any) -> LLMBackend:
+def make_backend(config: BuildConfig, runtime: ToolRunner) -> LLMBackend:
     """The driver's entry point (`ftrl.build.driver.make_backend` imports this lazily)."""
     return LLMBackend(config, runtime)

@@ -10,36 +10,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ftrl.jsonl import atomic_path
 from ftrl.openai_http import LLMUnavailable as LLMUnavailable  # re-exported: builds catch it from here
-from ftrl.openai_http import RequestRefused, TransportStats, chat_url, open_client, post_json
-
-
-@dataclass
-class ClientConfig:
-    """Where and how to send chat requests; `concurrency` bounds requests in flight across the whole build."""
-
-    base_url: str
-    model: str
-    api_key: str | None = None
-    concurrency: int = 8
-    max_retries: int = 5
-    timeout_s: float = 300.0  # one attempt
-    total_timeout_s: float = 900.0  # one request, retries and waits included
-    #: First retry delay; doubles per attempt up to `max_backoff_s` (a longer Retry-After is honoured up to it).
-    backoff_s: float = 1.0
-    max_backoff_s: float = 60.0
-
-    @property
-    def url(self) -> str:
-        """The chat-completions endpoint (see `chat_url`)."""
-        return chat_url(self.base_url)
+from ftrl.openai_http import RequestRefused, TransportStats, open_client, post_chat
+from ftrl.settings import ServerConfig
 
 
 @dataclass
@@ -52,7 +31,7 @@ class Completion:
 
 
 class ResponseCache:
-    """Replies stored as `<dir>/<key[:2]>/<key>.json`, each written to a temp file and renamed into place."""
+    """Replies stored as `<dir>/<key[:2]>/<key>.json`, each written atomically (`ftrl.jsonl.atomic_path`)."""
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
@@ -72,16 +51,8 @@ class ResponseCache:
             return None
 
     def put(self, key: str, record: dict[str, Any]) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                json.dump(record, out, ensure_ascii=False)
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        with atomic_path(self._path(key)) as temporary:
+            temporary.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
 
 
 @dataclass
@@ -94,13 +65,13 @@ class ClientStats(TransportStats):
 class ChatClient:
     """Send chat requests to an OpenAI-compatible server; use inside `async with` on one event loop."""
 
-    def __init__(self, config: ClientConfig, cache: ResponseCache | None = None, *, rng: random.Random | None = None):
-        self.config = config
+    def __init__(self, server: ServerConfig, cache: ResponseCache | None = None, *, rng: random.Random | None = None):
+        self.server = server
         self.cache = cache
         self.stats = ClientStats()
         self._rng = rng or random.Random()
-        self._semaphore = asyncio.Semaphore(max(1, config.concurrency))
-        self._http = open_client(config.api_key, config.timeout_s)
+        self._semaphore = asyncio.Semaphore(max(1, server.concurrency))
+        self._http = open_client(server)
 
     async def __aenter__(self) -> ChatClient:
         return self
@@ -110,33 +81,19 @@ class ChatClient:
 
     async def complete(self, messages: list[dict[str, str]], **params: Any) -> Completion:
         """The reply to `messages` with sampling `params` (temperature, max_tokens, seed, ...), cached by all three."""
-        request = {"model": self.config.model, "messages": messages, **params}
+        request = {"model": self.server.model, "messages": messages, **params}
         key = ResponseCache.key(request)
         if self.cache is not None and (record := self.cache.get(key)) is not None:
             self.stats.cache_hits += 1
             return Completion(record["text"], record.get("finish_reason"), cached=True)
         async with self._semaphore:
-            body = await self._post(request)
+            body = await post_chat(self._http, self.server, request, stats=self.stats, rng=self._rng)
         completion = _parse_reply(body)
         if self.cache is not None:
             self.cache.put(
                 key, {"request": request, "text": completion.text, "finish_reason": completion.finish_reason}
             )
         return completion
-
-    async def _post(self, request: dict[str, Any]) -> dict[str, Any]:
-        config = self.config
-        return await post_json(
-            self._http,
-            config.url,
-            request,
-            retries=config.max_retries,
-            backoff_s=config.backoff_s,
-            max_backoff_s=config.max_backoff_s,
-            stats=self.stats,
-            rng=self._rng,
-            total_timeout_s=config.total_timeout_s,
-        )
 
 
 def _parse_reply(body: dict[str, Any]) -> Completion:

@@ -37,6 +37,7 @@ from ftrl.build.llm.extract import MalformedOutput, drop_code_blocks, extract_co
 from ftrl.env.record import SCENARIOS, Environment
 from ftrl.env.validate import validate_environment
 from ftrl.reward.match import answer_verify
+from ftrl.runtime.protocol import ToolRunner
 
 T = TypeVar("T")
 
@@ -76,7 +77,7 @@ def prompt(stage: str, **values: Any) -> str:
     return Template(text).substitute(values)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LLMContext:
     """What every stage shares: the client, sampling parameters, targets, and the verifying runtime."""
 
@@ -85,7 +86,7 @@ class LLMContext:
     repairs: int = 1
     difficulty: Difficulty = field(default_factory=Difficulty)
     scenarios: tuple[str, ...] = SCENARIOS
-    runtime: Any = None
+    runtime: ToolRunner | None = None
     #: Runs a coroutine from synchronous code (the `Stage.run` protocol); set by the backend.
     call_sync: Callable[[Coroutine[Any, Any, Any]], Any] | None = None
     #: The runtime is shared by concurrent drafts; verification runs one draft at a time.
@@ -449,9 +450,13 @@ class DeployStage(LLMStage):
         if issues:
             return "invalid: " + "; ".join(map(str, issues))
 
+        runtime = self.context.runtime
+        if runtime is None:
+            raise RuntimeError("deploy verifies drafts in a runtime, and this LLMContext has none")
+
         def verify() -> Draft | Rejected:
             with self.context.runtime_lock:
-                return verify_each(self.context.runtime, [draft])[0]
+                return verify_each(runtime, [draft])[0]
 
         outcome = await asyncio.to_thread(verify)
         return f"verification failed: {outcome.reason}" if isinstance(outcome, Rejected) else None

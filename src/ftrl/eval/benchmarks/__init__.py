@@ -7,65 +7,41 @@ returns the summary. See docs/benchmarks.md for the rules behind every score.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ftrl.eval.benchmarks.common import Policy
+from ftrl.rollout.load import PolicySpec, load_policy
+from ftrl.rollout.policy import Policy
+from ftrl.runtime import RuntimeConfig, ToolRuntime
+from ftrl.settings import SamplingConfig, ServerConfig
 
 GOLD = "gold"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BenchOptions:
     """Everything a benchmark run may need; each benchmark reads the fields it uses."""
 
     model: str
     out_dir: Path
+    #: The server of `model`; None: a local model (folder or `embedded`), or `gold`.
+    server: ServerConfig | None = None
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     data: Path | None = None
     limit: int | None = None
-    enable_thinking: bool = False
     trials: int = 1
+    #: tau-bench's simulated user: its model, and the server of that model (None: a local model).
     user_model: str | None = None
-    base_url: str | None = None
-    user_base_url: str | None = None
-    api_key: str | None = None
+    user_server: ServerConfig | None = None
     base_model: str | None = None
     rule: str = "ftrl"
     #: Items answered together: one batched generate (local model) or concurrent requests (server).
     batch_size: int = 8
     workers: int = 0
-    max_new_tokens: int = 512
     #: Agent replies per item; None keeps each benchmark's protocol (ToolHop 9, tau-bench 30).
     max_turns: int | None = None
-
-
-def load_policy(
-    spec: str,
-    base_url: str | None,
-    enable_thinking: bool,
-    api_key: str | None = None,
-    max_new_tokens: int = 512,
-    batch_size: int = 8,
-) -> Policy:
-    """The policy for a model spec: an OpenAI-compatible server when `base_url` is given (key from the option or
-    `OPENAI_API_KEY`), else a local model (folder or `embedded`) through `ftrl.rollout`."""
-    from ftrl.rollout.policy import PolicySpec
-    from ftrl.rollout.policy import load_policy as load_rollout_policy
-
-    key = api_key or os.environ.get("OPENAI_API_KEY") if base_url else None
-    return load_rollout_policy(
-        PolicySpec(
-            spec,
-            base_url=base_url,
-            api_key=key,
-            enable_thinking=enable_thinking,
-            max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-        )
-    )
 
 
 def _require_data(options: BenchOptions, name: str) -> Path:
@@ -74,21 +50,16 @@ def _require_data(options: BenchOptions, name: str) -> Path:
     return options.data
 
 
-def _runtime(options: BenchOptions) -> Any:
-    from ftrl.runtime import RuntimeConfig, ToolRuntime
-
+def _runtime(options: BenchOptions) -> ToolRuntime:
     return ToolRuntime(RuntimeConfig(workers=options.workers))
 
 
 def _model(options: BenchOptions) -> Policy:
-    return load_policy(
-        options.model,
-        options.base_url,
-        options.enable_thinking,
-        options.api_key,
-        options.max_new_tokens,
-        options.batch_size,
+    """The model under test, through `ftrl.rollout.load_policy`."""
+    spec = PolicySpec(
+        model=options.model, server=options.server, sampling=options.sampling, batch_size=options.batch_size
     )
+    return load_policy(spec)
 
 
 def _multi_turn(options: BenchOptions) -> dict[str, int]:
@@ -111,9 +82,13 @@ def run_taubench_bench(options: BenchOptions) -> dict[str, Any]:
 
     source, tasks = load_taubench(_require_data(options, "taubench"), options.limit)
     if options.user_model:
-        user_url = options.user_base_url or options.base_url
         user = load_policy(
-            options.user_model, user_url, False, options.api_key, options.max_new_tokens, options.batch_size
+            PolicySpec(
+                model=options.user_model,
+                server=options.user_server,
+                sampling=replace(options.sampling, enable_thinking=False),
+                batch_size=options.batch_size,
+            )
         )
     elif options.model == GOLD:
         user = ScriptedUser()
@@ -185,4 +160,4 @@ def run_benchmark(name: str, options: BenchOptions) -> dict[str, Any]:
     return BENCHMARKS[name].run(options)
 
 
-__all__ = ["BENCHMARKS", "GOLD", "BenchOptions", "Benchmark", "load_policy", "run_benchmark"]
+__all__ = ["BENCHMARKS", "GOLD", "BenchOptions", "Benchmark", "run_benchmark"]

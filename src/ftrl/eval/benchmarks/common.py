@@ -1,4 +1,5 @@
-"""Plumbing shared by the external benchmarks: the policy protocol, resumable per-item results, summaries.
+"""Plumbing shared by the external benchmarks: playing items against policies (`ftrl.rollout.policy.Policy`),
+resumable per-item results, summaries.
 
 Every benchmark writes `results.jsonl` (one row per finished item, keyed by `key`) and `summary.json` +
 `summary.md` into its output folder. A rerun reads `results.jsonl` first and skips finished keys, so a run
@@ -12,26 +13,15 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ftrl.jsonl import JsonlAppender, atomic_path, iter_jsonl
+from ftrl.rollout.policy import Message, Policy
 
-Message = dict[str, Any]
 RESULTS_FILE = "results.jsonl"
-
-
-class Policy(Protocol):
-    """Anything that answers chat conversations with assistant messages in OpenAI format.
-
-    `tools[i]` are the OpenAI tool schemas offered in `conversations[i]` (None: no tools at all). The reply is
-    `{"role": "assistant", "content": str | None, "tool_calls": [...] | None}`.
-    """
-
-    def generate(self, conversations: list[list[Message]], tools: list[list[dict]] | None = None) -> list[Message]: ...
-
 
 #: A benchmark agent: one policy for every item, or a function building one per item (gold / oracle agents).
 AgentSpec = Policy | Callable[[Any], Policy]

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftrl.eval.benchmarks.common import LookupPolicy, Message, Policy, ResultLog, batched, mean, text_of, write_summary
+from ftrl.eval.benchmarks.common import LookupPolicy, ResultLog, batched, mean, text_of, write_summary
 from ftrl.jsonl import DataError, read_records
+from ftrl.rollout.policy import Message, Policy
+from ftrl.runtime.protocol import ToolRunner
 
 LETTERS = "ABCD"
 DRIFT_SAMPLE = Path(__file__).with_name("drift_sample.txt")
@@ -144,7 +146,7 @@ class GeneralTask:
     fields: tuple[str, ...]
     prompt: Callable[[dict[str, Any]], str]
     gold_reply: Callable[[dict[str, Any]], str]
-    score: Callable[[dict[str, Any], str, Any], float]
+    score: Callable[[dict[str, Any], str, ToolRunner | None], float]
     needs_runtime: bool = False
 
 
@@ -250,9 +252,11 @@ _RUNNER = (
 PASSED = "passed"
 
 
-def run_program(runtime: Any, program: str) -> float:
+def run_program(runtime: ToolRunner | None, program: str) -> float:
     """1.0 when `program` (solution + its tests) runs to the end without an exception in the isolated runtime
     (its timeout and resource limits apply); never executed in this process."""
+    if runtime is None:
+        raise ValueError("code tasks run the generated program in a ToolRuntime, and none was given")
     with runtime.episode(codes={"run_program": _RUNNER.format(program=program)}) as episode:
         return float(episode.call("run_program", {}) == PASSED)
 
@@ -281,7 +285,7 @@ def run_general(
     rows: Sequence[dict[str, Any]],
     policy: Policy,
     out_dir: str | Path,
-    runtime: Any = None,
+    runtime: ToolRunner | None = None,
     batch_size: int = 8,
 ) -> dict[str, Any]:
     """Answer and score every row not yet in `out_dir/results.jsonl`; accuracy (pass@1 for code) in percent."""

@@ -34,8 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftrl.eval.benchmarks.common import LookupPolicy, Message, Policy, ResultLog, batched, mean, text_of, write_summary
+from ftrl.eval.benchmarks.common import LookupPolicy, ResultLog, batched, mean, text_of, write_summary
 from ftrl.jsonl import DataError, read_records
+from ftrl.rollout.policy import Message, Policy
 
 LEVELS = ("clean", "slight", "medium", "heavy", "union")
 RULES = ("ftrl", "rotbench")

@@ -29,8 +29,6 @@ from ftrl.env.record import Environment
 from ftrl.eval.benchmarks.common import (
     AgentSpec,
     Conversation,
-    Message,
-    Policy,
     ResultLog,
     agent_for,
     mean,
@@ -39,6 +37,8 @@ from ftrl.eval.benchmarks.common import (
     write_summary,
 )
 from ftrl.jsonl import DataError
+from ftrl.rollout.policy import Message, Policy
+from ftrl.runtime.protocol import ToolRunner
 
 MAX_TURNS = 30
 STOP = "###STOP###"
@@ -124,7 +124,7 @@ def outputs_said(outputs: Sequence[str], messages: Sequence[Message]) -> dict[st
     return {output: any(output.lower() in reply for reply in replies) for output in outputs}
 
 
-def replay_hash(source: EnvSource, task: TauTask, runtime: Any) -> str:
+def replay_hash(source: EnvSource, task: TauTask, runtime: ToolRunner) -> str:
     """Database hash after running the gold actions, one by one, on a fresh copy (terminating tools skipped)."""
     with runtime.episode(**source.episode_kwargs(task.env)) as episode:
         for action in task.actions:
@@ -146,7 +146,7 @@ def play_task(
     task: TauTask,
     agent: AgentSpec,
     user: Policy,
-    runtime: Any,
+    runtime: ToolRunner,
     gold_hash: str,
     max_turns: int = MAX_TURNS,
     trial: int = 0,
@@ -212,7 +212,7 @@ def run_taubench(
     agent: AgentSpec,
     user: Policy,
     out_dir: str | Path,
-    runtime: Any,
+    runtime: ToolRunner,
     trials: int = 1,
     max_turns: int = MAX_TURNS,
     in_flight: int = 8,

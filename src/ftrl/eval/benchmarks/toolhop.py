@@ -25,7 +25,6 @@ from typing import Any
 from ftrl.eval.benchmarks.common import (
     AgentSpec,
     Conversation,
-    Message,
     ResultLog,
     agent_for,
     mean,
@@ -34,6 +33,8 @@ from ftrl.eval.benchmarks.common import (
 )
 from ftrl.jsonl import DataError, read_records
 from ftrl.reward.match import answer_verify
+from ftrl.rollout.policy import Message
+from ftrl.runtime.protocol import ToolRunner
 
 SCENARIOS = ("Direct", "Mandatory", "Free")
 MAX_TURNS = 9
@@ -199,7 +200,7 @@ def answer_correct(messages: Sequence[Message], answer: str) -> bool:
 
 
 def play_item(
-    item: ToolHopItem, scenario: str, agent: AgentSpec, runtime: Any, max_turns: int = MAX_TURNS
+    item: ToolHopItem, scenario: str, agent: AgentSpec, runtime: ToolRunner, max_turns: int = MAX_TURNS
 ) -> Conversation:
     """Play one item in one scenario (a `Conversation`); its result row holds the messages and correctness."""
     policy = agent_for(agent, item)
@@ -235,7 +236,7 @@ def run_toolhop(
     items: Sequence[ToolHopItem],
     agent: AgentSpec,
     out_dir: str | Path,
-    runtime: Any,
+    runtime: ToolRunner,
     scenarios: Sequence[str] = SCENARIOS,
     max_turns: int = MAX_TURNS,
     in_flight: int = 8,

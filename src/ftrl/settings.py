@@ -1,0 +1,67 @@
+"""The two settings every model-facing part of ftrl shares, declared once: how to reach a model server and how to
+sample from a model.
+
+The builder's chat client, the rollout endpoint policy, the external benchmarks and local generation all take
+these, so a flag means the same thing everywhere and a default is set in one place. Plain data: no HTTP or torch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+#: The one environment variable ftrl reads an API key from, the convention of OpenAI-compatible clients.
+API_KEY_ENV = "OPENAI_API_KEY"
+
+
+def chat_url(base_url: str) -> str:
+    """The chat-completions endpoint; `base_url` may end in `/v1`, in the endpoint itself, or in neither."""
+    base = base_url.rstrip("/")
+    if base.endswith("/chat/completions"):
+        return base
+    return base + ("/chat/completions" if base.endswith("/v1") else "/v1/chat/completions")
+
+
+@dataclass(kw_only=True)
+class ServerConfig:
+    """An OpenAI-compatible chat server serving `model`, and how patiently to talk to it.
+
+    `concurrency` bounds requests in flight; a failed attempt is retried up to `retries` times after a jittered
+    backoff starting at `backoff_s` and doubling up to `max_backoff_s`; `timeout_s` bounds one attempt and
+    `total_timeout_s` one request, retries and waits included. `api_key` None means `$OPENAI_API_KEY`
+    (`resolve_api_key`); it is left out of the repr so printed configs do not leak it.
+    """
+
+    base_url: str
+    model: str
+    api_key: str | None = field(default=None, repr=False)
+    concurrency: int = 8
+    retries: int = 4
+    timeout_s: float = 120.0
+    total_timeout_s: float = 300.0
+    backoff_s: float = 1.0
+    max_backoff_s: float = 60.0
+
+    @property
+    def url(self) -> str:
+        """The chat-completions endpoint (see `chat_url`)."""
+        return chat_url(self.base_url)
+
+    def resolve_api_key(self) -> str | None:
+        """The key to send: `api_key` when given (the `--api-key` flag wins), else `$OPENAI_API_KEY`, else none.
+
+        The only place ftrl reads the key from the environment, at the moment a client opens.
+        """
+        return self.api_key or os.environ.get(API_KEY_ENV) or None
+
+
+@dataclass(kw_only=True)
+class SamplingConfig:
+    """How to draw a reply: `temperature` 0 is greedy (the paper evaluates greedily); `seed` seeds local sampling
+    (servers are not sent it); `enable_thinking` lets reasoning models think (chat templates with the switch)."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+    seed: int = 0
+    enable_thinking: bool = False
