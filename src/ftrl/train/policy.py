@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -55,7 +55,7 @@ def load_trainable_model(
     return model, tokenizer
 
 
-def freeze_bottom(model: torch.nn.Module, layers: int) -> None:
+def freeze_bottom(model: Any, layers: int) -> None:  # a transformers causal LM
     """Stop gradients to the input embeddings (tied to the LM head in small models) and the first `layers` decoder
     layers: nothing below layer `layers` then needs a backward pass, and no activation there is kept for one."""
     decoder = model.get_decoder()
@@ -138,10 +138,10 @@ def sample(
     responses = torch.tensor([out + [pad] * (response_width - len(out)) for out in outputs])
     # each output runs up to and including its end-of-turn token (verl's eos mask), or to max_new_tokens
     mask = torch.tensor([[1.0] * len(out) + [0.0] * (response_width - len(out)) for out in outputs])
-    texts = []
+    texts: list[str] = []
     for out in outputs:
         tokens = out[:-1] if out and out[-1] in eos_ids else out
-        texts.append(tokenizer.decode(tokens, skip_special_tokens=False))
+        texts.append(str(tokenizer.decode(tokens, skip_special_tokens=False)))
     attention = torch.cat([prompt_mask, mask.long()], dim=1)
     return RolloutBatch(torch.cat([prompts, responses], dim=1), attention, mask, width, texts)
 
@@ -216,8 +216,9 @@ def _token_stats(
 def save_hf(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: str | Path) -> Path:
     """A plain HF safetensors directory (LoRA merged into the weights) for `AutoModelForCausalLM.from_pretrained`."""
     out = Path(out)
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
+    merge = getattr(model, "merge_and_unload", None)  # a LoRA (peft) model
+    if merge is not None:
+        model = merge()
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     return out

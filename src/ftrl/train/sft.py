@@ -74,7 +74,7 @@ def tokenize_trajectory(
             "role": "assistant",
             "content": render_hermes(message) if message.get("tool_calls") else message["content"],
         }
-        full = tokenizer.apply_chat_template([*folded[:k], turn], tokenize=False)
+        full = str(tokenizer.apply_chat_template([*folded[:k], turn], tokenize=False))
         context = tokenizer(prefix[len(done) :], add_special_tokens=False).input_ids
         answer = tokenizer(full[len(prefix) :], add_special_tokens=False).input_ids
         ids += context + answer
@@ -83,7 +83,7 @@ def tokenize_trajectory(
     return ids, labels
 
 
-def assistant_loss(model: torch.nn.Module, ids: list[int], labels: list[int]) -> torch.Tensor:
+def assistant_loss(model: Any, ids: list[int], labels: list[int]) -> torch.Tensor:  # a transformers causal LM
     """Mean next-token cross-entropy over the labelled (assistant) tokens.
 
     Only the positions that predict a labelled token go through the LM head (`logits_to_keep` as indices):

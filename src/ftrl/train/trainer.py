@@ -122,7 +122,7 @@ class Trainer:
         self.console = console or Console(stderr=True)
         self.scorer = scorer
         self.model_path = resolve_model(config.model)
-        self.model, self.tokenizer = load_trainable_model(
+        model, self.tokenizer = load_trainable_model(
             self.model_path,
             lora=config.lora,
             lora_r=config.lora_r,
@@ -131,6 +131,7 @@ class Trainer:
             device=config.device,
             dtype=config.dtype,
         )
+        self.model: Any = model  # a peft model (with `disable_adapter`) when config.lora
         if config.freeze_layers:
             freeze_bottom(self.model, config.freeze_layers)
         self.reference = frozen_copy(self.model) if config.kl_coef and not config.lora else None
@@ -280,6 +281,7 @@ class Trainer:
             config.clip_ratio_c,
             config.loss_agg_mode,
         )
+        assert entropy is not None, "asked with_entropy=True"
         entropy_loss = agg_loss(entropy, mask, config.loss_agg_mode)
         loss = pg_loss - config.entropy_coef * entropy_loss
         kl = torch.zeros(())
@@ -311,7 +313,8 @@ class Trainer:
         (`n` consecutive rows) share a single pass over it (`group_logprobs`)."""
         width = int(batch.response_mask[rows].sum(dim=1).max())
         prompt_width = batch.prompt_width
-        log_probs, entropies = [], []
+        log_probs: list[torch.Tensor] = []
+        entropies: list[torch.Tensor] = []
         for _, group in groupby(rows, key=lambda row: row // self.config.n):
             members = list(group)
             first = members[0]
@@ -319,7 +322,8 @@ class Trainer:
             responses = batch.input_ids[members, prompt_width : prompt_width + width]
             log_prob, entropy = group_logprobs(model, prompt, responses, self.config.temperature, with_entropy)
             log_probs.append(log_prob)
-            entropies.append(entropy)
+            if entropy is not None:
+                entropies.append(entropy)
         return torch.cat(log_probs), torch.cat(entropies) if with_entropy else None, width
 
     # ---- the run ------------------------------------------------------------------------------------------

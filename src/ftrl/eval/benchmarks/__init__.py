@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ftrl.rollout.load import PolicySpec, load_policy
 from ftrl.rollout.policy import Policy
@@ -62,10 +62,19 @@ def _model(options: BenchOptions) -> Policy:
     return load_policy(spec)
 
 
-def _multi_turn(options: BenchOptions) -> dict[str, int]:
+class MultiTurn(TypedDict, total=False):
+    """Keyword arguments of the multi-turn runners: conversations in flight, agent replies per item."""
+
+    in_flight: int
+    max_turns: int
+
+
+def _multi_turn(options: BenchOptions) -> MultiTurn:
     """Multi-turn settings: conversations in flight, and agent replies per item when overridden."""
-    turns = {"in_flight": options.batch_size}
-    return turns if options.max_turns is None else {**turns, "max_turns": options.max_turns}
+    turns = MultiTurn(in_flight=options.batch_size)
+    if options.max_turns is not None:
+        turns["max_turns"] = options.max_turns
+    return turns
 
 
 def run_toolhop_bench(options: BenchOptions) -> dict[str, Any]:

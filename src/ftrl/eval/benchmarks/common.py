@@ -71,8 +71,8 @@ def play_together(
         live = []
         for (_, no_tools), members in groups.items():
             policy = members[0][1][0]
-            tools = None if no_tools else [request[2] for _, request in members]
-            replies = policy.generate([request[1] for _, request in members], tools)
+            offered = None if no_tools else [request[2] for _, request in members if request[2] is not None]
+            replies = policy.generate([request[1] for _, request in members], offered)
             if len(replies) != len(members):
                 raise RuntimeError(f"{type(policy).__name__} answered {len(replies)} of {len(members)} conversations")
             for (conversation, _), reply in zip(members, replies, strict=False):
