@@ -20,7 +20,7 @@ transformers = pytest.importorskip("transformers")
 from ftrl.formats.render import template_supports_tools
 from ftrl.rollout import RolloutConfig, hf, models, run_rollouts
 from ftrl.rollout.hf import HFConfig, HFPolicy, hf_generate
-from ftrl.rollout.kvgen import Decoder, PrefixCache, Sampling, generate_batch, unsupported_reason
+from ftrl.rollout.kvgen import Decoder, PrefixCache, generate_batch, unsupported_reason
 from ftrl.runtime import RuntimeConfig, ToolRuntime
 from ftrl.settings import SamplingConfig
 from ftrl.train.tiny import build_tiny_model
@@ -75,19 +75,19 @@ def test_cached_batched_decoding_matches_hf_generate(policy):
     model, stop = policy.model, {2}
     prompts = [list(range(10, 60)), list(range(30, 45)), list(range(5, 100))]
     cache = PrefixCache()
-    first = generate_batch(model, prompts, stop, Sampling(max_new_tokens=8), cache)
+    first = generate_batch(model, prompts, stop, SamplingConfig(max_new_tokens=8), cache)
     assert first == [_reference(model, p, 8, stop) for p in prompts]
     # next turn: each conversation grows; only the new suffix is prefilled, the result is unchanged
     grown = [p + out + [7, 8, 9] for p, out in zip(prompts, first, strict=False)]
     assert [cache.lookup(g)[0] for g in grown] == [len(p) + 7 for p in prompts]
-    second = generate_batch(model, grown, stop, Sampling(max_new_tokens=6), cache)
+    second = generate_batch(model, grown, stop, SamplingConfig(max_new_tokens=6), cache)
     assert second == [_reference(model, g, 6, stop) for g in grown]
 
 
 def test_rows_join_the_decode_batch_mid_flight_and_reuse_finished_sequences(policy):
     model, stop = policy.model, {2}
     cache = PrefixCache()
-    decoder = Decoder(model, stop, Sampling(max_new_tokens=8), cache, max_rows=2)
+    decoder = Decoder(model, stop, SamplingConfig(max_new_tokens=8), cache, max_rows=2)
     first, second, third = list(range(10, 60)), list(range(5, 100)), list(range(30, 45))
     decoder.submit("a", first)
     finished = dict(decoder.step() + decoder.step() + decoder.step())  # "a" alone for three steps
@@ -110,7 +110,7 @@ def test_rows_join_the_decode_batch_mid_flight_and_reuse_finished_sequences(poli
 def test_prompts_join_within_the_step_token_budget(policy):
     model, stop = policy.model, {2}
     prompts = [list(range(10, 60)), list(range(20, 70)), list(range(30, 80))]
-    decoder = Decoder(model, stop, Sampling(max_new_tokens=6), max_step_tokens=60)
+    decoder = Decoder(model, stop, SamplingConfig(max_new_tokens=6), max_step_tokens=60)
     for index, prompt in enumerate(prompts):
         decoder.submit(index, prompt)
     finished = dict(decoder.step())  # 50 + 50 tokens: the second fills the budget, the third waits
@@ -123,7 +123,7 @@ def test_prompts_join_within_the_step_token_budget(policy):
 def test_samples_of_one_prompt_share_its_prefill(policy):
     model, prompt = policy.model, list(range(10, 90))
     decoder = Decoder(
-        model, set(), Sampling(max_new_tokens=4, temperature=1.0), generator=torch.Generator().manual_seed(0)
+        model, set(), SamplingConfig(max_new_tokens=4, temperature=1.0), generator=torch.Generator().manual_seed(0)
     )
     for index in range(4):
         decoder.submit(index, prompt)
@@ -140,7 +140,7 @@ def test_sampling_is_seeded_and_respects_max_new_tokens(policy):
             policy.model,
             prompts,
             set(),
-            Sampling(5, temperature=1.0, top_p=0.9),
+            SamplingConfig(max_new_tokens=5, temperature=1.0, top_p=0.9),
             None,
             torch.Generator().manual_seed(3),
         )
@@ -150,7 +150,7 @@ def test_sampling_is_seeded_and_respects_max_new_tokens(policy):
 
 
 def test_hf_generate_decodes_the_greedy_tokens_of_kvgen(mixer):
-    sampling, prompts = Sampling(max_new_tokens=10), _random_prompts(50, 15, 95)
+    sampling, prompts = SamplingConfig(max_new_tokens=10), _random_prompts(50, 15, 95)
     unstopped = generate_batch(mixer, prompts, {999}, sampling)
     stop = {unstopped[0][3]}  # a token the first row emits: it ends there, the others wherever they meet it
     expected = generate_batch(mixer, prompts, stop, sampling)
@@ -160,7 +160,7 @@ def test_hf_generate_decodes_the_greedy_tokens_of_kvgen(mixer):
 
 
 def test_hf_generate_sampling_is_seeded_by_the_generator_only(mixer):
-    prompts, sampling = _random_prompts(30, 30, 30), Sampling(6, temperature=1.0, top_p=0.9)
+    prompts, sampling = _random_prompts(30, 30, 30), SamplingConfig(max_new_tokens=6, temperature=1.0, top_p=0.9)
     before = torch.get_rng_state()
     runs = [hf_generate(mixer, prompts, {999}, sampling, 0, torch.Generator().manual_seed(s)) for s in (3, 3, 4)]
     assert torch.equal(torch.get_rng_state(), before)

@@ -86,8 +86,8 @@ def test_every_config_dataclass_is_keyword_only():
     configs = _config_dataclasses()
     names = {name for _, name, _ in configs}
     assert {"ServerConfig", "SamplingConfig", "PolicySpec", "HFConfig", "TrainConfig", "BenchOptions"} <= names
-    # runtime/runtime.py belongs to the runtime's own change (issue 17); its RuntimeConfig is always built by keyword
-    positional = [(file, name) for file, name, kw_only in configs if not kw_only and file != "runtime/runtime.py"]
+    assert "RuntimeConfig" in names
+    positional = [(file, name) for file, name, kw_only in configs if not kw_only]
     assert positional == []
 
 

@@ -18,7 +18,7 @@ import torch
 
 from ftrl.formats import get_format
 from ftrl.formats.render import PROMPT_VARIANTS, render_prompt, stop_token_ids, template_kwargs, template_supports_tools
-from ftrl.rollout.kvgen import Decoder, PrefixCache, Sampling, generate_batch, unsupported_reason
+from ftrl.rollout.kvgen import Decoder, PrefixCache, generate_batch, unsupported_reason
 from ftrl.rollout.models import placement, resolve_model
 from ftrl.rollout.policy import GenerationStats, Message
 from ftrl.settings import SamplingConfig
@@ -147,9 +147,8 @@ class HFPolicy:
         self.stats.prompt_tokens += len(tokens)
         return tokens
 
-    def _sampling(self) -> Sampling:
-        sampling = self.config.sampling
-        return Sampling(max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature, top_p=sampling.top_p)
+    def _sampling(self) -> SamplingConfig:
+        return self.config.sampling
 
     def _pad_id(self) -> int:
         """Left padding for `hf_generate`: the tokenizer's pad token, else a stop token (masked out either way)."""
@@ -179,7 +178,7 @@ def hf_generate(
     model: Any,
     prompts: Sequence[Sequence[int]],
     stop_ids: set[int],
-    sampling: Sampling,
+    sampling: SamplingConfig,
     pad_id: int,
     generator: torch.Generator | None = None,
     max_rows: int = 16,
@@ -239,7 +238,7 @@ class GenerateDecoder:
         self,
         model: Any,
         stop_ids: set[int],
-        sampling: Sampling,
+        sampling: SamplingConfig,
         pad_id: int,
         generator: torch.Generator | None = None,
         max_rows: int = 16,

@@ -29,19 +29,12 @@ from typing import Any
 
 import torch
 
+from ftrl.settings import SamplingConfig
+
 _RAGGED = "ftrl_ragged"
 #: `config.model_type`s whose attention layers dispatch through `AttentionInterface` with the standard arguments
 #: and have a `layer_idx` (checked in their transformers modeling code); others may bypass `_ragged_attention`.
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
-
-
-@dataclass
-class Sampling:
-    """Decoding settings of one call; temperature 0 is greedy."""
-
-    max_new_tokens: int = 512
-    temperature: float = 0.0
-    top_p: float = 1.0
 
 
 @dataclass
@@ -122,7 +115,7 @@ class Decoder:
         self,
         model: Any,  # a transformers causal LM (typed loosely: its config and attributes are dynamic)
         stop_ids: set[int],
-        sampling: Sampling,
+        sampling: SamplingConfig,
         cache: PrefixCache | None = None,
         generator: torch.Generator | None = None,
         max_rows: int = 16,
@@ -234,7 +227,7 @@ def generate_batch(
     model: Any,
     prompts: Sequence[Sequence[int]],
     stop_ids: set[int],
-    sampling: Sampling,
+    sampling: SamplingConfig,
     cache: PrefixCache | None = None,
     generator: torch.Generator | None = None,
     max_rows: int = 16,
@@ -350,7 +343,7 @@ def _attention(model: Any, implementation: str):
         model.config._attn_implementation = previous
 
 
-def _sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> torch.Tensor:
+def _sample(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
     if sampling.temperature <= 0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits / sampling.temperature, dim=-1)

@@ -70,7 +70,7 @@ from ftrl.runtime._worker import (
 _WORKER_SCRIPT = str(Path(__file__).with_name("_worker.py"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RuntimeConfig:
     """Limits and pool size. Memory must also hold the live episode states a worker carries."""
 

@@ -123,14 +123,13 @@ def sample(
     Decoding is `ftrl.rollout.kvgen.generate_batch`, the rollout engine's: a prompt is prefilled once and its
     `n` samples reuse its keys/values, where `model.generate(num_return_sequences=n)` would encode it `n` times.
     """
-    from ftrl.rollout.kvgen import Sampling, generate_batch
+    from ftrl.rollout.kvgen import generate_batch
 
     pad = tokenizer.pad_token_id
     eos_ids = end_of_turn_ids(model, tokenizer)
     model.eval()
     rows = [ids for ids in prompt_ids for _ in range(n)]
-    decoding = Sampling(max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature, top_p=sampling.top_p)
-    outputs = generate_batch(model, rows, set(eos_ids), decoding, max_rows=len(rows))
+    outputs = generate_batch(model, rows, set(eos_ids), sampling, max_rows=len(rows))
     width = max(len(ids) for ids in prompt_ids)
     response_width = max(len(out) for out in outputs)
     prompts = torch.tensor([[pad] * (width - len(ids)) + ids for ids in rows])
