@@ -25,7 +25,7 @@ verl-env: $(VERL_VENV)/.ready
 $(VERL_VENV)/.ready: pyproject.toml
 	@( $(PYTHON) -m venv $(VERL_VENV) \
 	  && $(VERL_VENV)/bin/python -m pip install --quiet "$(TORCH)" \
-	  && $(VERL_VENV)/bin/python -m pip install --quiet -e ".[verl,dev]" \
+	  && $(VERL_VENV)/bin/python -m pip install --quiet -e ".[verl,test]" \
 	  && touch $@ ) \
 	  || echo "could not install verl into $(VERL_VENV): tests/test_verl_real.py will be skipped"
 
