@@ -1,5 +1,5 @@
 """pyproject.toml declares what src/ftrl imports: every third-party import is declared, every declared distribution
-(outside the test tools of `dev`) is imported, so neither list drifts from the code."""
+(outside the tool extras `test` and `dev`) is imported, so neither list drifts from the code."""
 
 from __future__ import annotations
 
@@ -33,13 +33,13 @@ def import_name(requirement: str) -> str:
 
 
 def declared() -> dict[str, str]:
-    """Import name -> the dependency group declaring it (`core` or an extra), without the `dev` test tools."""
+    """Import name -> the dependency group declaring it (`core` or an extra), without the `test`/`dev` tools."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     groups = {"core": project["dependencies"], **project.get("optional-dependencies", {})}
     return {
         import_name(requirement): group
         for group, requirements in groups.items()
-        if group != "dev"
+        if group not in ("test", "dev")
         for requirement in requirements
     }
 
