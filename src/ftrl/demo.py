@@ -100,13 +100,13 @@ class DemoConfig:
 
     @classmethod
     def long(cls, out: str = "runs/demo-long", model: str = "embedded") -> DemoConfig:
-        """More RL (rounds and steps) for machines or budgets where 30 minutes is too tight: at most 90 minutes
-        on a 2-core CPU."""
+        """Three RL rounds instead of one (the paper's iterations): 34 minutes for seed 0 on a 2-core CPU; it did not
+        add a held-out gain there (benchmarks/RESULTS.md, Demo)."""
         return cls(out=out, model=model, rl_rounds=3)
 
     @classmethod
     def profile(cls, name: str, model: str = "embedded") -> DemoConfig:
-        """`default` (the 30-minute recipe), `quick` (a few minutes, tiny sets) or `long` (up to 90 minutes)."""
+        """`default` (the 30-minute recipe), `quick` (a few minutes, tiny sets) or `long` (three RL rounds, ~35 minutes)."""
         makers = {
             "default": lambda: cls(model=model),
             "quick": lambda: cls.quick(model=model),
