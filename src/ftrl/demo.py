@@ -106,7 +106,7 @@ class DemoConfig:
 
     @classmethod
     def profile(cls, name: str, model: str = "embedded") -> DemoConfig:
-        """`default` (the 30-minute recipe), `quick` (a few minutes, tiny sets) or `long` (three RL rounds, ~35 minutes)."""
+        """`default` (the 30-minute recipe), `quick` (a few minutes, tiny sets) or `long` (three RL rounds)."""
         makers = {
             "default": lambda: cls(model=model),
             "quick": lambda: cls.quick(model=model),
