@@ -925,8 +925,8 @@ def demo(
     ),
     profile: str = typer.Option(
         "default",
-        help="The recipe: default (30 minutes on 2 CPU cores; the defaults shown), quick, or long (more RL, up to "
-        "90 minutes). A --config file, then the flags given, apply on top.",
+        help="The recipe: default (at most 30 minutes on 2 CPU cores; the defaults shown), quick, or long (three RL "
+        "rounds, ~35 minutes). A --config file, then the flags given, apply on top.",
     ),
     *,
     config_args: ConfigArgs,
