@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import tempfile
 from pathlib import Path
 
 MODEL_HELP = "embedded, a model folder, or 'tiny' (random, quick)"
+RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def bench_model(name: str) -> str:
@@ -33,3 +35,18 @@ def demo_step_args(doc: str, extra: list[tuple[str, type, object]] = ()) -> argp
     if missing:
         raise SystemExit(f"missing {', '.join(missing)}: run `ftrl demo` first, or pass --model and --data")
     return args
+
+
+def write_results_section(heading: str, section: str) -> None:
+    """Put `section` (starting with its `heading` line) into RESULTS.md in place of the old `heading` section, up
+    to the next `## ` heading, or append it; every other section stays as it is."""
+    current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    body = section.rstrip("\n") + "\n"
+    match = pattern.search(current)
+    if match:
+        separator = "\n" if match.end() < len(current) else ""
+        updated = current[: match.start()] + body + separator + current[match.end() :]
+    else:
+        updated = current.rstrip("\n") + "\n\n" + body
+    RESULTS.write_text(updated, encoding="utf-8")

@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _common import write_results_section
 from ftrl.build.base import Rejection
 from ftrl.build.config import BuildConfig
 from ftrl.build.driver import build_environments
@@ -30,7 +30,6 @@ from ftrl.build.stats import file_stats, stats_for_path
 from ftrl.env import read_envs
 from ftrl.runtime import RuntimeConfig, ToolRuntime
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ftrl" / "test_sample.jsonl"
 COMMAND = "python benchmarks/bench_build.py"
 
@@ -114,17 +113,6 @@ def scenario_table(built, sample) -> list[str]:
     return lines
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) the `## Construction` section of RESULTS.md, leaving other sections untouched."""
-    current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"^## Construction\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text, current)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(updated, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=2000, help="environments for the batched and unbatched runs")
@@ -189,7 +177,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_results_section("## Construction", text)
 
 
 if __name__ == "__main__":

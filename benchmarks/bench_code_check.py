@@ -19,10 +19,10 @@ import sys
 import time
 from pathlib import Path
 
+from _common import write_results_section
 from ftrl.cli import check_tool_code
 from ftrl.env.domains import EnvSource, load_source
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Pre-run tool-code check (issue 17)"
 
 
@@ -89,14 +89,7 @@ Median of {args.repeat} runs. Machine: {machine}; load average {load:.1f} at the
 Command: `{command}`
 """
     print(section)
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if SECTION in text:
-        head, rest = text.split(SECTION, 1)
-        tail = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
-        text = head + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    write_results_section(SECTION, section)
 
 
 if __name__ == "__main__":

@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import write_results_section
 from ftrl.runtime import RuntimeConfig, ToolRuntime, error_message, format_result
 
 DOMAIN_FILES = {"airline": ("flights", "reservations", "users"), "retail": ("orders", "products", "users")}
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Tool runtime"
 
 
@@ -166,14 +166,7 @@ database is a large share of its time). Per call, without cloning, the median la
 Command: `{command}`
 """
     print(section)
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if SECTION in text:
-        head, rest = text.split(SECTION, 1)
-        tail = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
-        text = head + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    write_results_section(SECTION, section)
 
 
 if __name__ == "__main__":
