@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from ftrl.settings import SamplingConfig
 from ftrl.train.algos import grpo_advantages
 from ftrl.train.config import make_config
 from ftrl.train.policy import sample
-from ftrl.train.trainer import DataCursor, Trainer, groups_to_train, train
+from ftrl.train.trainer import DataCursor, Trainer, groups_to_train, ranked_groups, train
 
 LOOKUP = {
     "type": "function",
@@ -120,6 +121,56 @@ def test_groups_to_train_prefers_groups_whose_rewards_differ() -> None:
     assert groups_to_train([1, 2, 3], drawn=4, wanted=2, filter_groups=True) == [1, 2]
     assert groups_to_train([3], drawn=4, wanted=2, filter_groups=True) == [0, 3]  # topped up in draw order
     assert groups_to_train([], drawn=4, wanted=2, filter_groups=True) == [0, 1]
+
+
+def test_ranked_groups_puts_groups_with_a_success_first_only_when_asked() -> None:
+    differ = [True, True, False, True]
+    solved = [False, False, False, True]  # group 3 has a positive reward; 0 and 1 differ only below zero
+    assert ranked_groups(differ, solved, prefer_solved=False) == [0, 1, 3]
+    assert ranked_groups(differ, solved, prefer_solved=True) == [3, 0, 1]
+    assert groups_to_train(ranked_groups(differ, solved, True), drawn=4, wanted=2, filter_groups=True) == [0, 3]
+    assert groups_to_train(ranked_groups(differ, solved, False), drawn=4, wanted=2, filter_groups=True) == [0, 1]
+
+
+def test_prefer_solved_trains_on_the_state_whose_responses_succeed(
+    tiny: Path, states: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ftrl.train.trainer as trainer_module
+
+    calls: Counter[str] = Counter()
+
+    def success_only_for_gamma(env: Environment, text: str) -> tuple[float, int]:
+        calls[env.answer] += 1
+        if env.answer == "GAMMA":  # every other response solves it
+            return float(calls[env.answer] % 2), 1
+        return -0.3 * (calls[env.answer] % 2), 0  # spread only between 0 and a format penalty
+
+    trained: dict[bool, list[str]] = {}
+    advantages = trainer_module.compute_advantages
+    for prefer in (False, True):
+        config = tiny_config(
+            tiny,
+            states,
+            tmp_path / str(prefer),
+            filter_groups=True,
+            gen_batch_states=4,
+            batch_states=1,
+            mini_batch_states=1,
+            prefer_solved=prefer,
+            seed=1,
+        )
+        trainer = Trainer(config, scorer=success_only_for_gamma)
+        assert [trainer.states[i].answer for i in DataCursor(4, seed=1).take(4)][0] == "BETA"  # drawn first
+
+        def record(algo, rewards, mask, groups, gamma, trainer=trainer, prefer=prefer):
+            trained[prefer] = sorted({trainer.states[group].answer for group in groups})
+            return advantages(algo, rewards, mask, groups, gamma)
+
+        monkeypatch.setattr(trainer_module, "compute_advantages", record)
+        metrics = trainer.train_step(success_only_for_gamma)
+        assert metrics["solved_groups"] == 0.25 and metrics["informative_groups"] == 1.0
+    assert trained[True] == ["GAMMA"]
+    assert trained[False] == ["BETA"]  # without the preference: the first drawn whose rewards differ
 
 
 def test_filter_groups_trains_only_on_states_with_reward_spread(tiny: Path, states: Path, tmp_path: Path) -> None:

@@ -83,6 +83,8 @@ class DemoConfig:
     rl_batch_states: int = 4
     #: States sampled per step (dynamic sampling when above --rl-batch-states).
     rl_gen_states: int = 8
+    #: Dynamic sampling picks first the states where some response earned a positive reward.
+    rl_prefer_solved: bool = False
     #: RL learning rate.
     rl_lr: float = 1e-5
     #: Sampling temperature of the responses trained on.
@@ -275,6 +277,7 @@ class Demo:
             mini_batch_states=config.rl_batch_states,
             filter_groups=config.rl_gen_states > config.rl_batch_states,
             gen_batch_states=config.rl_gen_states,
+            prefer_solved=config.rl_prefer_solved,
             kl_coef=config.rl_kl_coef,
             freeze_layers=config.rl_freeze_layers,
             max_new_tokens=config.max_new_tokens,

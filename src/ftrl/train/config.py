@@ -62,6 +62,9 @@ class TrainConfig:
     filter_groups: bool = False
     #: States sampled per step with --filter-groups (data.gen_batch_size; 0: --batch-states).
     gen_batch_states: int = 0
+    #: With --filter-groups, pick first the groups where some response earned a positive reward; groups whose
+    #: rewards differ only between 0 and the format penalties come after them (not in verl or the paper).
+    prefer_solved: bool = False
     #: Passes over each step's responses (actor.ppo_epochs, *yaml*).
     ppo_epochs: int = 1
     # objective

@@ -200,7 +200,9 @@ class Trainer:
         rewards = torch.tensor([reward for reward, _ in scored], dtype=torch.float32)
         calls = torch.tensor([n_calls > 0 for _, n_calls in scored])
         spread = rewards.view(len(indices), config.n)
-        informative = (spread.amax(dim=1) > spread.amin(dim=1)).nonzero().flatten().tolist()
+        differ = spread.amax(dim=1) > spread.amin(dim=1)
+        solved = differ & (spread.amax(dim=1) > 0)
+        informative = ranked_groups(differ.tolist(), solved.tolist(), config.prefer_solved)
         lengths = batch.response_mask.sum(dim=1)
         metrics = {
             "reward_mean": rewards.mean().item(),
@@ -211,6 +213,7 @@ class Trainer:
             "response_len": lengths.mean().item(),
             "response_clip_rate": (lengths >= config.max_new_tokens).float().mean().item(),
             "informative_groups": len(informative) / len(indices),
+            "solved_groups": solved.float().mean().item(),
             "sampled_turns": float(len(batch)),
         }
         kept = groups_to_train(informative, len(indices), config.batch_states, config.filter_groups)
@@ -362,9 +365,20 @@ def train(config: TrainConfig, scorer: Scorer | None = None, console: Console | 
     return Trainer(config, scorer, console).run()
 
 
+def ranked_groups(differ: list[bool], solved: list[bool], prefer_solved: bool) -> list[int]:
+    """The groups whose rewards differ, in draw order; with `prefer_solved` those where some response earned a
+    positive reward come first. A group whose only spread is 0 against a format penalty rewards any well-formed
+    turn, giving up included; one with a success rewards the success."""
+    informative = [group for group, flag in enumerate(differ) if flag]
+    if not prefer_solved:
+        return informative
+    return sorted(informative, key=lambda group: not solved[group])
+
+
 def groups_to_train(informative: list[int], drawn: int, wanted: int, filter_groups: bool) -> list[int]:
-    """Which sampled groups the update uses: all of them, or with `filter_groups` the first `wanted` whose rewards
-    differ, topped up in draw order when too few do (a step never trains on nothing)."""
+    """Which sampled groups the update uses: all of them, or with `filter_groups` the first `wanted` of
+    `informative` (groups whose rewards differ, best first), topped up in draw order when too few are (a step
+    never trains on nothing)."""
     if not filter_groups:
         return list(range(drawn))
     rest = [group for group in range(drawn) if group not in informative]
