@@ -200,8 +200,9 @@ class Trainer:
         rewards = torch.tensor([reward for reward, _ in scored], dtype=torch.float32)
         calls = torch.tensor([n_calls > 0 for _, n_calls in scored])
         spread = rewards.view(len(indices), config.n)
-        differ = spread.amax(dim=1) > spread.amin(dim=1)
-        solved = differ & (spread.amax(dim=1) > 0)
+        best = spread.amax(dim=1)
+        differ = best > spread.amin(dim=1)
+        solved = differ & (best > 0)
         informative = ranked_groups(differ.tolist(), solved.tolist(), config.prefer_solved)
         lengths = batch.response_mask.sum(dim=1)
         metrics = {
