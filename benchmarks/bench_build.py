@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 from _common import write_results_section
-from ftrl.build.base import Rejection
-from ftrl.build.config import BuildConfig
-from ftrl.build.driver import build_environments
-from ftrl.build.procedural import ProceduralBackend
-from ftrl.build.stats import file_stats, stats_for_path
+from ftrl.construction.base import Rejection
+from ftrl.construction.config import BuildConfig
+from ftrl.construction.driver import build_environments
+from ftrl.construction.procedural import ProceduralBackend
+from ftrl.construction.stats import file_stats, stats_for_path
 from ftrl.env import read_envs
 from ftrl.runtime import RuntimeConfig, ToolRuntime
 

@@ -93,8 +93,8 @@ def measure(policy: HFPolicy, jobs, max_turns: int, batch_size: int, continuous:
 
 def demo_envs(n: int) -> list:
     """The first `n` environments of the demo's held-out test set, built here (procedural, seeded)."""
-    from ftrl.build.config import BuildConfig
-    from ftrl.build.driver import build_environments
+    from ftrl.construction.config import BuildConfig
+    from ftrl.construction.driver import build_environments
     from ftrl.demo import DemoConfig
     from ftrl.env import read_envs
 

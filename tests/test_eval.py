@@ -44,8 +44,8 @@ def test_cli_eval_oracle_scores_100(envs_file, tmp_path):
 
 
 def test_oracle_scores_100_on_procedurally_built_environments(tmp_path):
-    from ftrl.build.config import BuildConfig
-    from ftrl.build.driver import build_environments
+    from ftrl.construction.config import BuildConfig
+    from ftrl.construction.driver import build_environments
 
     envs = tmp_path / "built.jsonl"
     build_environments(BuildConfig(n=8, seed=3, workers=1), envs)

@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ftrl import cli
-from ftrl.build.config import BuildConfig
-from ftrl.build.driver import build_environments
 from ftrl.cli import app
+from ftrl.construction.config import BuildConfig
+from ftrl.construction.driver import build_environments
 from ftrl.jsonl import DataError
 from ftrl.provenance import OutputError, claim_output, lock_output
 

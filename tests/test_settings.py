@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ftrl.build.config import BuildConfig, Difficulty
-from ftrl.build.driver import BuildReport
 from ftrl.cli import app
+from ftrl.construction.config import BuildConfig, Difficulty
+from ftrl.construction.driver import BuildReport
 from ftrl.eval.benchmarks import BenchOptions
 from ftrl.rollout import PolicySpec, RolloutConfig
 from ftrl.settings import API_KEY_ENV, SamplingConfig, ServerConfig, chat_url
@@ -127,7 +127,7 @@ def test_build_and_eval_get_the_same_server_from_the_same_flags(flag, sample_pat
     server_flags = ["--base-url", "http://127.0.0.1:9/v1", "--model", "served", *(["--api-key", flag] if flag else [])]
     runner = CliRunner()
 
-    built = _capture(monkeypatch, "ftrl.build.driver", "build_environments", BuildReport(out="x", written=1))
+    built = _capture(monkeypatch, "ftrl.construction.driver", "build_environments", BuildReport(out="x", written=1))
     arguments = ["build", "--backend", "llm", "--n", "1", "--out", str(tmp_path / "envs.jsonl"), *server_flags]
     result = runner.invoke(app, arguments)
     assert result.exit_code == 0, result.output

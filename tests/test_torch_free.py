@@ -46,7 +46,8 @@ def test_blocked_packages_really_cannot_be_imported(sample_path: Path, tmp_path:
 def test_library_modules_import_without_torch() -> None:
     """The CLI and the export module load no torch or transformers at import, even where both are installed."""
     code = (
-        "import sys, ftrl.cli, ftrl.export.verl, ftrl.formats.render, ftrl.rollout, ftrl.reward, ftrl.build.driver\n"
+        "import sys, ftrl.cli, ftrl.export.verl, ftrl.formats.render, ftrl.rollout, ftrl.reward\n"
+        "import ftrl.construction.driver\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers'}))"
     )
     env = {**os.environ, "PYTHONPATH": str(SRC)}
@@ -85,8 +86,8 @@ def test_score_without_torch_or_transformers(sample_path: Path, tmp_path: Path) 
 
 
 def test_procedural_build_without_torch_or_transformers(tmp_path: Path) -> None:
-    from ftrl.build.config import BuildConfig
-    from ftrl.build.driver import build_environments
+    from ftrl.construction.config import BuildConfig
+    from ftrl.construction.driver import build_environments
 
     out = tmp_path / "envs.jsonl"
     result = ftrl_without(NO_ML, "build", "--n", "3", "--seed", "5", "--out", str(out))

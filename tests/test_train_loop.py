@@ -54,8 +54,8 @@ def test_loop_resumes_after_a_crash_in_round_two(tiny: Path, tmp_path: Path) -> 
 
 
 def test_loop_runs_with_the_real_collection_and_evaluation(tiny: Path, tmp_path: Path) -> None:
-    from ftrl.build.config import BuildConfig, Difficulty
-    from ftrl.build.driver import build_environments
+    from ftrl.construction.config import BuildConfig, Difficulty
+    from ftrl.construction.driver import build_environments
 
     small = Difficulty(
         min_hops=2, max_hops=2, min_chain_hops=1, max_chain_hops=1, min_params=2, max_params=2, min_tools=2, max_tools=2
@@ -121,8 +121,8 @@ def test_warm_start_runs_once_is_reported_apart_and_seeds_round_one(tiny: Path, 
 
 
 def test_warm_start_with_real_sft_skips_a_finished_model(tiny: Path, tmp_path: Path) -> None:
-    from ftrl.build.config import BuildConfig, Difficulty
-    from ftrl.build.driver import build_environments
+    from ftrl.construction.config import BuildConfig, Difficulty
+    from ftrl.construction.driver import build_environments
 
     small = Difficulty(
         min_hops=2, max_hops=2, min_chain_hops=1, max_chain_hops=1, min_params=2, max_params=2, min_tools=2, max_tools=2

@@ -21,8 +21,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def procedural(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ftrl.build.config import BuildConfig
-    from ftrl.build.driver import build_environments
+    from ftrl.construction.config import BuildConfig
+    from ftrl.construction.driver import build_environments
 
     path = tmp_path_factory.mktemp("envs") / "train.jsonl"
     build_environments(BuildConfig(n=4, seed=1), path)

@@ -646,8 +646,8 @@ def build(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Build verified tool-use environments (every gold trajectory is replayed in the isolated runtime)."""
-    from ftrl.build.config import LLM_REQUEST_LIMITS, BuildConfig, Difficulty
-    from ftrl.build.driver import build_environments
+    from ftrl.construction.config import LLM_REQUEST_LIMITS, BuildConfig, Difficulty
+    from ftrl.construction.driver import build_environments
 
     try:
         difficulty = Difficulty(
@@ -697,7 +697,7 @@ def stats(
     plot: Path | None = typer.Option(None, help="Also save a figure (PNG) here."),
 ) -> None:
     """Per-scenario statistics of an environment file (and its build's rejection reasons)."""
-    from ftrl.build.stats import plot_stats, stats_for_path
+    from ftrl.construction.stats import plot_stats, stats_for_path
     from ftrl.env.domains import load_source
 
     try:

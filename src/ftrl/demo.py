@@ -18,8 +18,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ftrl.build.config import BuildConfig, Difficulty
-from ftrl.build.world import DOMAIN_NAMES
+from ftrl.construction.config import BuildConfig, Difficulty
+from ftrl.construction.world import DOMAIN_NAMES
 
 #: World domains the demo trains on; the rest are held out for the test set.
 HELD_OUT_DOMAINS = ("river", "mountain", "sports_club")
@@ -179,7 +179,7 @@ class Demo:
         return self.report()
 
     def build(self) -> None:
-        from ftrl.build.driver import build_environments
+        from ftrl.construction.driver import build_environments
 
         held_out = tuple(self.config.held_out)
         unknown = [name for name in held_out if name not in DOMAIN_NAMES]

@@ -1,6 +1,6 @@
 """The HTTP transport shared by every ftrl client of an OpenAI-compatible chat-completions server.
 
-The dataset builder (`ftrl.build.llm`) and the endpoint policy (`ftrl.rollout.endpoint`) both talk to such
+The dataset builder (`ftrl.construction.llm`) and the endpoint policy (`ftrl.rollout.endpoint`) both talk to such
 servers, each described by one `ftrl.settings.ServerConfig`; they share one retry loop here so that rate limits,
 Retry-After, fatal misconfiguration and transient failures are handled the same way, and neither package imports
 the other.

@@ -21,9 +21,9 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from ftrl.build.base import Draft, Rejected
-from ftrl.build.decompose import final_answer, stage_rng
-from ftrl.build.world import World
+from ftrl.construction.base import Draft, Rejected
+from ftrl.construction.decompose import final_answer, stage_rng
+from ftrl.construction.world import World
 from ftrl.reward.episode import EpisodeScore
 from ftrl.reward.match import answer_verify
 from ftrl.runtime.protocol import ToolRunner

@@ -19,11 +19,11 @@ from itertools import count
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ftrl.build.base import Draft, Rejected, Rejection, SubQuestion
-from ftrl.build.config import BuildConfig
-from ftrl.build.llm.checks import Invalid, as_text, parse_sub_questions
-from ftrl.build.llm.client import ChatClient, ClientStats, ResponseCache
-from ftrl.build.llm.stages import (
+from ftrl.construction.base import Draft, Rejected, Rejection, SubQuestion
+from ftrl.construction.config import BuildConfig
+from ftrl.construction.llm.checks import Invalid, as_text, parse_sub_questions
+from ftrl.construction.llm.client import ChatClient, ClientStats, ResponseCache
+from ftrl.construction.llm.stages import (
     DecomposeStage,
     DeployStage,
     DocumentStage,
@@ -180,5 +180,5 @@ async def _drain_and_close(client: ChatClient) -> None:
 
 
 def make_backend(config: BuildConfig, runtime: ToolRunner) -> LLMBackend:
-    """The driver's entry point (`ftrl.build.driver.make_backend` imports this lazily)."""
+    """The driver's entry point (`ftrl.construction.driver.make_backend` imports this lazily)."""
     return LLMBackend(config, runtime)

@@ -1,10 +1,10 @@
 """The five construction stages (plus question generation) as prompts to a chat model.
 
-Each stage sends its prompt (`ftrl/build/prompts/<stage>.md`), parses the reply, validates it with
-`ftrl.build.llm.checks`, and on a malformed or invalid reply asks once more with the reason (`repairs` times),
+Each stage sends its prompt (`ftrl/construction/prompts/<stage>.md`), parses the reply, validates it with
+`ftrl.construction.llm.checks`, and on a malformed or invalid reply asks once more with the reason (`repairs` times),
 the refinement loop of ToolHop-style tool creation. A stage that still fails raises `Rejected(stage, reason)`;
 the reason starts with its kind: `malformed output`, `invalid`, `verification failed` or `request refused`.
-Deployment verification is the shared one of the procedural backend (`ftrl.build.deploy.verify_each`).
+Deployment verification is the shared one of the procedural backend (`ftrl.construction.deploy.verify_each`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from importlib.resources import files
 from string import Template
 from typing import Any, TypeVar
 
-from ftrl.build.base import Draft, Rejected, SubQuestion
-from ftrl.build.config import Difficulty
-from ftrl.build.decompose import stage_rng
-from ftrl.build.deploy import verify_each
-from ftrl.build.llm.checks import (
+from ftrl.construction.base import Draft, Rejected, SubQuestion
+from ftrl.construction.config import Difficulty
+from ftrl.construction.decompose import stage_rng
+from ftrl.construction.deploy import verify_each
+from ftrl.construction.llm.checks import (
     Invalid,
     as_text,
     check_arguments,
@@ -32,8 +32,8 @@ from ftrl.build.llm.checks import (
     properties_of,
     scenario_of,
 )
-from ftrl.build.llm.client import ChatClient, RequestRefused
-from ftrl.build.llm.extract import MalformedOutput, drop_code_blocks, extract_code, extract_json
+from ftrl.construction.llm.client import ChatClient, RequestRefused
+from ftrl.construction.llm.extract import MalformedOutput, drop_code_blocks, extract_code, extract_json
 from ftrl.env.record import SCENARIOS, Environment
 from ftrl.env.validate import validate_environment
 from ftrl.reward.match import answer_verify
@@ -73,7 +73,7 @@ THEMES = (
 
 def prompt(stage: str, **values: Any) -> str:
     """The stage's prompt file with `$name` placeholders filled (a missing value is an error, not a blank)."""
-    text = files("ftrl.build").joinpath("prompts", f"{stage}.md").read_text(encoding="utf-8")
+    text = files("ftrl.construction").joinpath("prompts", f"{stage}.md").read_text(encoding="utf-8")
     return Template(text).substitute(values)
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftrl.build.base import Draft, Rejected
-from ftrl.build.config import Difficulty
-from ftrl.build.decompose import stage_rng
-from ftrl.build.document import lookup_tool
-from ftrl.build.world import World
+from ftrl.construction.base import Draft, Rejected
+from ftrl.construction.config import Difficulty
+from ftrl.construction.decompose import stage_rng
+from ftrl.construction.document import lookup_tool
+from ftrl.construction.world import World
 
 LOOKUP_SUFFIXES = ("lookup", "registry", "directory", "records", "database", "profile_search", "fact_finder")
 FIELD_PARAMETERS = ("attribute", "field", "info_type", "property", "fact")

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from ftrl.build.llm.checks import Invalid, check_arguments, check_tool_schema, parse_sub_questions, scenario_of
-from ftrl.build.llm.client import ResponseCache
-from ftrl.build.llm.extract import MalformedOutput, drop_code_blocks, extract_code, extract_json
+from ftrl.construction.llm.checks import Invalid, check_arguments, check_tool_schema, parse_sub_questions, scenario_of
+from ftrl.construction.llm.client import ResponseCache
+from ftrl.construction.llm.extract import MalformedOutput, drop_code_blocks, extract_code, extract_json
 
 
 @pytest.mark.parametrize(

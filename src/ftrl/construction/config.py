@@ -76,7 +76,7 @@ class BuildConfig:
     workers: int = 1
     #: Environments verified per runtime round trip (procedural backend).
     batch: int = 64
-    # Options of the LLM backend (`ftrl.build.llm`), passed through untouched by the procedural one.
+    # Options of the LLM backend (`ftrl.construction.llm`), passed through untouched by the procedural one.
     #: The chat server that writes the environments (None: no LLM backend possible).
     server: ServerConfig | None = None
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.7, max_new_tokens=4096))

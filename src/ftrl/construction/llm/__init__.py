@@ -4,15 +4,15 @@
 retrying OpenAI-compatible client it uses. See docs/build-llm.md.
 """
 
-from ftrl.build.llm.backend import (
+from ftrl.construction.llm.backend import (
     LLMBackend,
     SeedQuestion,
     default_cache_dir,
     make_backend,
     read_seed_questions,
 )
-from ftrl.build.llm.client import ChatClient, Completion, LLMUnavailable, RequestRefused, ResponseCache
-from ftrl.build.llm.extract import MalformedOutput, extract_code, extract_json
+from ftrl.construction.llm.client import ChatClient, Completion, LLMUnavailable, RequestRefused, ResponseCache
+from ftrl.construction.llm.extract import MalformedOutput, extract_code, extract_json
 
 __all__ = [
     "ChatClient",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftrl.build.base import Draft, Rejected
-from ftrl.build.world import World
+from ftrl.construction.base import Draft, Rejected
+from ftrl.construction.world import World
 
 
 def key_parameter(noun: str) -> str:

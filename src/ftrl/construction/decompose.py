@@ -11,9 +11,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ftrl.build.base import Draft, Rejected, SubQuestion
-from ftrl.build.config import Difficulty
-from ftrl.build.world import DOMAIN_NAMES, Attribute, DomainSpec, World
+from ftrl.construction.base import Draft, Rejected, SubQuestion
+from ftrl.construction.config import Difficulty
+from ftrl.construction.world import DOMAIN_NAMES, Attribute, DomainSpec, World
 
 NUMERIC = ("count", "measure", "year")
 #: Aggregations allowed per attribute kind (the first list applies to 2 operands, wider ones drop difference).

@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from itertools import count
 
-from ftrl.build.base import Draft, Rejected, Rejection, Stage
-from ftrl.build.config import BuildConfig
-from ftrl.build.decompose import ProceduralDecompose, allowed_domains
-from ftrl.build.deploy import ProceduralDeploy, verify_each
-from ftrl.build.document import ProceduralDocument
-from ftrl.build.integrate import Integrate
-from ftrl.build.scale import Scale
-from ftrl.build.world import make_world
+from ftrl.construction.base import Draft, Rejected, Rejection, Stage
+from ftrl.construction.config import BuildConfig
+from ftrl.construction.decompose import ProceduralDecompose, allowed_domains
+from ftrl.construction.deploy import ProceduralDeploy, verify_each
+from ftrl.construction.document import ProceduralDocument
+from ftrl.construction.integrate import Integrate
+from ftrl.construction.scale import Scale
+from ftrl.construction.world import make_world
 from ftrl.env.record import Environment
 from ftrl.runtime.protocol import ToolRunner
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from ftrl.build.base import STAGE_NAMES, Backend, Rejection, Stage
-from ftrl.build.config import LLM_REQUEST_LIMITS, BuildConfig
-from ftrl.build.driver import build_environments, rejections_path
-from ftrl.build.llm import LLMBackend, LLMUnavailable, make_backend
-from ftrl.build.llm.stages import LLMContext
+from ftrl.construction.base import STAGE_NAMES, Backend, Rejection, Stage
+from ftrl.construction.config import LLM_REQUEST_LIMITS, BuildConfig
+from ftrl.construction.driver import build_environments, rejections_path
+from ftrl.construction.llm import LLMBackend, LLMUnavailable, make_backend
+from ftrl.construction.llm.stages import LLMContext
 from ftrl.env import read_envs
 from ftrl.env.validate import validate_environment
 from ftrl.reward.match import answer_verify

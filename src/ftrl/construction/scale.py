@@ -12,12 +12,12 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from ftrl.build.base import Draft
-from ftrl.build.config import Difficulty
-from ftrl.build.decompose import stage_rng
-from ftrl.build.document import fact_tool, lookup_tool
-from ftrl.build.integrate import FIELD_PARAMETERS, check_tools, unused_lookup_name
-from ftrl.build.world import World
+from ftrl.construction.base import Draft
+from ftrl.construction.config import Difficulty
+from ftrl.construction.decompose import stage_rng
+from ftrl.construction.document import fact_tool, lookup_tool
+from ftrl.construction.integrate import FIELD_PARAMETERS, check_tools, unused_lookup_name
+from ftrl.construction.world import World
 
 #: Optional parameters that tools may grow, by type family; codes validate them, answers never depend on them.
 STRING_PARAMETERS: dict[str, dict[str, Any]] = {

@@ -16,11 +16,11 @@ write diagnostics to `draft.notes[stage_name]`. Stages never execute generated c
 runtime (`ftrl.runtime`) runs it.
 
 Contract of a backend: constructed as `Backend(config, runtime)` (the runtime verifies deployments; the
-driver imports the LLM one lazily as `ftrl.build.llm.make_backend(config, runtime)`);
+driver imports the LLM one lazily as `ftrl.construction.llm.make_backend(config, runtime)`);
 `build(config, start)` yields, for indices `start, start + 1, ...`, either an
 `Environment` or a `Rejection`, in index order; item `i` depends only on `(config.seed, i)` (plus the
 backend's own inputs such as seed questions), so a build resumed at `start` continues exactly where an
-interrupted one stopped. The driver (`ftrl.build.driver`) stops consuming once it has enough environments.
+interrupted one stopped. The driver (`ftrl.construction.driver`) stops consuming once it has enough environments.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from ftrl.env.record import Environment
 
 if TYPE_CHECKING:
-    from ftrl.build.config import BuildConfig
+    from ftrl.construction.config import BuildConfig
 
 #: The user prompt of a raw environment, exactly as in the paper's data.
 PROMPT_TEMPLATE = (

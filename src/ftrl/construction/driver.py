@@ -18,8 +18,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftrl.build.base import Backend, Rejection
-from ftrl.build.config import BuildConfig
+from ftrl.construction.base import Backend, Rejection
+from ftrl.construction.config import BuildConfig
 from ftrl.env.io import EnvAppender, iter_rows, row_to_environment
 from ftrl.jsonl import DataError, JsonlAppender, iter_jsonl, repair_torn_tail, write_jsonl_atomic
 from ftrl.provenance import lock_output
@@ -59,11 +59,11 @@ def _identity_path(out: str | Path) -> Path:
 def make_backend(config: BuildConfig, runtime: ToolRunner) -> Backend:
     """The backend named by the config; `llm` is imported lazily (it needs network settings)."""
     if config.backend == "procedural":
-        from ftrl.build.procedural import ProceduralBackend
+        from ftrl.construction.procedural import ProceduralBackend
 
         return ProceduralBackend(config, runtime)
     if config.backend == "llm":
-        return importlib.import_module("ftrl.build.llm").make_backend(config, runtime)
+        return importlib.import_module("ftrl.construction.llm").make_backend(config, runtime)
     raise ValueError(f"unknown backend {config.backend!r}; expected 'procedural' or 'llm'")
 
 

@@ -11,7 +11,7 @@ import keyword
 import re
 from typing import Any
 
-from ftrl.build.base import SubQuestion
+from ftrl.construction.base import SubQuestion
 from ftrl.reward.match import normalize
 
 JSON_TYPES = frozenset({"string", "integer", "number", "boolean", "array", "object"})

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from ftrl.build.base import Draft, Stage
-from ftrl.build.config import BuildConfig
-from ftrl.build.deploy import verify_each
-from ftrl.build.driver import build_environments, rejections_path
-from ftrl.build.procedural import ProceduralBackend
-from ftrl.build.stats import file_stats, stats_for_path
-from ftrl.build.world import DOMAIN_NAMES, make_world
+from ftrl.construction.base import Draft, Stage
+from ftrl.construction.config import BuildConfig
+from ftrl.construction.deploy import verify_each
+from ftrl.construction.driver import build_environments, rejections_path
+from ftrl.construction.procedural import ProceduralBackend
+from ftrl.construction.stats import file_stats, stats_for_path
+from ftrl.construction.world import DOMAIN_NAMES, make_world
 from ftrl.env import SCENARIOS, read_envs
 from ftrl.env.validate import validate_environment
 from ftrl.reward.episode import EpisodeScore
@@ -210,7 +210,7 @@ def test_code_that_leaks_answers_for_bad_arguments_is_rejected(runtime) -> None:
 def test_rejections_go_to_the_sidecar_and_do_not_count(
     tmp_path: Path, runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ftrl.build import deploy
+    from ftrl.construction import deploy
 
     real_write = deploy.ProceduralDeploy.write
 
