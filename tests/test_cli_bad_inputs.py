@@ -143,7 +143,7 @@ CONFIG_COMMANDS = {
 def test_bad_config_file_gives_one_clear_error(tmp_path, monkeypatch, name, kind):
     if not SAMPLE.exists():
         pytest.skip(f"shared sample not found at {SAMPLE}")
-    monkeypatch.setattr("ftrl.demo.run_demo", lambda *args: pytest.fail("the demo ran with a bad config"))
+    monkeypatch.setattr("ftrl.recipes.demo.run_demo", lambda *args: pytest.fail("the demo ran with a bad config"))
     content, fragment = BAD_CONFIGS[kind]
     bad = tmp_path / f"{kind}.toml"
     if kind == "folder":

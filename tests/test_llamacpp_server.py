@@ -107,7 +107,7 @@ def test_endpoint_policy_gets_real_replies_and_usage(server: str) -> None:
 def test_ftrl_eval_through_the_server(server: str, tmp_path: Path) -> None:
     from ftrl.construction.config import BuildConfig
     from ftrl.construction.driver import build_environments
-    from ftrl.demo import DemoConfig
+    from ftrl.recipes.demo import DemoConfig
 
     envs = tmp_path / "test.jsonl"
     build_environments(BuildConfig(n=4, seed=1, split="test", difficulty=DemoConfig().difficulty), envs)

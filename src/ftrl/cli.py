@@ -17,12 +17,12 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from ftrl.cli_config import ConfigArgs, apply_config, config_options
-from ftrl.demo import DemoConfig
 from ftrl.env.record import Environment, tool_name
 from ftrl.jsonl import DataError, iter_jsonl, write_jsonl_atomic
 from ftrl.provenance import claim_output, describe_model
+from ftrl.recipes.demo import DemoConfig
+from ftrl.recipes.loop import LoopConfig
 from ftrl.train.config import SFTConfig, TrainConfig, make_config
-from ftrl.train.loop import LoopConfig
 
 if TYPE_CHECKING:
     from ftrl.env.domains import EnvSource
@@ -86,7 +86,14 @@ def _fail(message: str) -> typer.Exit:
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out instead of resuming it.")]
 
 #: Config fields whose flag is not derived from their name (`ftrl.cli_config`): names users already type.
-FLAG_NAMES = {"max_new_tokens_train": "--train-max-new-tokens"}
+FLAG_NAMES = {
+    # `ftrl loop`: the flags its fields had before they moved into the nested train and warm-start configs
+    "train.max_new_tokens": "--train-max-new-tokens",
+    "train.lora": "--lora",
+    "warm_start.envs": "--warm-start-envs",
+    "warm_start.epochs": "--warm-start-epochs",
+    "warm_start.lr": "--warm-start-lr",
+}
 
 
 def check_tool_code(source: EnvSource, count: int | None = None, timeout_s: float = 10.0) -> None:
@@ -463,16 +470,38 @@ def sft(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
     console.print(f"[green]saved[/] {saved}")
 
 
+#: Fields of `ftrl loop`'s sub-configs that the loop sets per round: no flags.
+LOOP_SETS = ("train.model", "train.data", "train.out", "train.seed", "warm_start.model", "warm_start.out")
+
+
 @app.command()
-@config_options(LoopConfig, required=("envs", "eval_envs", "out"), flag_names=FLAG_NAMES)
-def loop(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
-    """The iterative recipe: per round collect states with the current policy, train on them, evaluate."""
+@config_options(
+    LoopConfig,
+    required=("envs", "eval_envs", "out"),
+    flag_names=FLAG_NAMES,
+    omit=LOOP_SETS,
+)
+def loop(
+    preset: str = typer.Option(
+        "cpu",
+        help="The defaults of the train table: paper (the reference verl settings) or cpu (small model, 2 cores; "
+        "the defaults shown). A --config file, then the flags given, apply on top.",
+    ),
+    overwrite: OverwriteOption = False,
+    *,
+    config_args: ConfigArgs,
+) -> None:
+    """The paper's recipe: an optional warm start, then per round collect states with the current policy, train on
+    them, evaluate."""
     from dataclasses import asdict
 
-    from ftrl.train.loop import run_loop
+    from ftrl.recipes.loop import run_loop
 
-    config = config_args.load(LoopConfig())
-    inputs = {"envs": config.envs, "eval_envs": config.eval_envs, "warm_start_envs": config.warm_start_envs}
+    try:
+        config = config_args.load(LoopConfig(train=make_config(preset)))
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    inputs = {"envs": config.envs, "eval_envs": config.eval_envs, "warm_start_envs": config.warm_start.envs or None}
     for path in filter(None, inputs.values()):
         _load_envs_checked(Path(path), None)  # before the first model loads
     # more rounds extend a loop; everything else decides what the rounds already done produced
@@ -481,10 +510,10 @@ def loop(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None
         "model": describe_model(config.model),
         "out": None,
         "rounds": None,
-        "save_every": None,
         "envs": None,
         "eval_envs": None,
-        "warm_start_envs": None,
+        "train": {**asdict(config.train), "save_every": None, "keep_checkpoints": None, "tool_workers": None},
+        "warm_start": {**asdict(config.warm_start), "envs": None},
     }
     with claim_output(config.out, "loop", inputs, settings, folder=True, overwrite=overwrite):
         run_loop(config, console=console)
@@ -932,7 +961,7 @@ def demo(
     config_args: ConfigArgs,
 ) -> None:
     """The whole loop on one machine: build, evaluate, warm-start, RL-train, evaluate again, report. Resumable."""
-    from ftrl.demo import run_demo
+    from ftrl.recipes.demo import run_demo
 
     try:
         values = config_args.values()

@@ -87,7 +87,7 @@ def config_fields(cls: type, flag_names: Mapping[str, str] | None = None) -> lis
             help_text = f"{help_text} (--config key: {path})".lstrip()
         else:
             flags = [f"--{_dashed(name)}"] if not section or counts[name] == 1 else []
-            flags += [f"--{section}.{_dashed(name)}"] if section else []
+            flags += [f"--{_dashed(section)}.{_dashed(name)}"] if section else []
         result.append(Field(path, hint, help_text, tuple(flags)))
     return result
 
@@ -229,14 +229,15 @@ def config_options(
     defaults: Any = None,
     required: tuple[str, ...] = (),
     flag_names: Mapping[str, str] | None = None,
+    omit: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a Typer command with `--config FILE` and one flag per field of `cls`.
 
     The command keeps its own parameters and receives `config_args: ConfigArgs`. The help shows the values of
     `defaults` (an instance: the preset or profile used when none is named; default: `cls()`); `required` fields
-    must come from a flag or the file.
+    must come from a flag or the file; `omit` fields (ones the command sets itself) get no flag.
     """
-    known = config_fields(cls, flag_names)
+    known = [item for item in config_fields(cls, flag_names) if item.path not in omit]
     shown = defaults if defaults is not None else cls()
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,4 +1,4 @@
-"""`ftrl loop`: rounds of collect -> train -> evaluate, resumable at round granularity."""
+"""`ftrl loop` (`ftrl.recipes.loop`): rounds of collect -> train -> evaluate, resumable at round granularity."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from ftrl.env import Environment, write_envs
-from ftrl.train.loop import LoopConfig, run_loop
+from ftrl.recipes.loop import LoopConfig, run_loop
+from ftrl.train.config import SFTConfig, make_config
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def test_loop_resumes_after_a_crash_in_round_two(tiny: Path, tmp_path: Path) -> 
     write_envs(source, [env, env])
     collected: list[str] = []
 
-    def collect(model: str, envs: str, out: Path) -> None:
+    def collect(model: str, envs: str, out: Path, round_number: int) -> None:
         collected.append(model)
         shutil.copy(source, out)
 
@@ -36,7 +37,14 @@ def test_loop_resumes_after_a_crash_in_round_two(tiny: Path, tmp_path: Path) -> 
             raise RuntimeError("killed")
         return {"solve_p": 0.5, "solve_r": 0.1 * round_number, "solve_f1": 0.2 * round_number}
 
-    config = LoopConfig(model=str(tiny), envs="train", eval_envs="test", out=str(tmp_path / "loop"), rounds=2, steps=1)
+    config = LoopConfig(
+        model=str(tiny),
+        envs="train",
+        eval_envs="test",
+        out=str(tmp_path / "loop"),
+        rounds=2,
+        train=make_config("cpu", steps=1),
+    )
     evaluated: list[str] = []
     crash = True
     with pytest.raises(RuntimeError, match="killed"):
@@ -68,7 +76,7 @@ def test_loop_runs_with_the_real_collection_and_evaluation(tiny: Path, tmp_path:
         eval_envs=str(tmp_path / "test.jsonl"),
         out=str(tmp_path / "loop"),
         rounds=1,
-        steps=1,
+        train=make_config("cpu", steps=1),
     )
     rounds = run_loop(config)
     assert [row["round"] for row in rounds] == [0, 1]
@@ -84,7 +92,7 @@ def test_warm_start_runs_once_is_reported_apart_and_seeds_round_one(tiny: Path, 
     collected: list[str] = []
     warm: list[str] = []
 
-    def collect(model: str, envs: str, out: Path) -> None:
+    def collect(model: str, envs: str, out: Path, round_number: int) -> None:
         collected.append(model)
         shutil.copy(source, out)
 
@@ -107,8 +115,8 @@ def test_warm_start_runs_once_is_reported_apart_and_seeds_round_one(tiny: Path, 
         eval_envs="test",
         out=str(tmp_path / "loop"),
         rounds=1,
-        steps=1,
-        warm_start_envs="gold.jsonl",
+        train=make_config("cpu", steps=1),
+        warm_start=SFTConfig(envs="gold.jsonl"),
     )
     with pytest.raises(RuntimeError, match="killed"):
         run_loop(config, collect, evaluate, warm_start=warm_start)
@@ -128,10 +136,10 @@ def test_warm_start_with_real_sft_skips_a_finished_model(tiny: Path, tmp_path: P
         min_hops=2, max_hops=2, min_chain_hops=1, max_chain_hops=1, min_params=2, max_params=2, min_tools=2, max_tools=2
     )
     build_environments(BuildConfig(n=2, seed=5, difficulty=small), tmp_path / "gold.jsonl")
-    config = LoopConfig(model=str(tiny), warm_start_envs=str(tmp_path / "gold.jsonl"))
-    model = Path(config.warm_start(str(tiny), tmp_path / "warm"))
+    config = LoopConfig(model=str(tiny), warm_start=SFTConfig(envs=str(tmp_path / "gold.jsonl")))
+    model = Path(config.run_warm_start(str(tiny), tmp_path / "warm"))
     assert (model / "config.json").exists()
     assert json.loads((tmp_path / "warm" / "config.json").read_text())["envs"] == str(tmp_path / "gold.jsonl")
     before = (model / "model.safetensors").stat().st_mtime_ns
-    assert config.warm_start(str(tiny), tmp_path / "warm") == str(model)
+    assert config.run_warm_start(str(tiny), tmp_path / "warm") == str(model)
     assert (model / "model.safetensors").stat().st_mtime_ns == before

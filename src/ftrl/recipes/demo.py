@@ -1,16 +1,16 @@
 """`ftrl demo`: the whole loop on the embedded model, on one CPU, in one resumable command.
 
-Builds a procedural training set and a test set from world domains never trained on, evaluates the base model,
-warm-starts it on gold trajectories (SFT), collects trajectory states with the warm-started policy, trains it
-with RL on the per-turn verifiable reward, evaluates again, and writes a before/after report. Every step leaves
-its output under `out/` and is skipped when that output is complete, so an interrupted demo resumes.
+A preset of `ftrl loop` (`ftrl.recipes.loop`) plus its environment build and report: builds a procedural training
+set and a test set from world domains never trained on, then runs the loop (evaluate the base model, warm-start
+it on gold trajectories (SFT), collect trajectory states with the current policy from fresh training environments,
+train it with RL on the per-turn verifiable reward, evaluate again) and writes a before/after report. Every step
+leaves its output under `out/` and is skipped when that output is complete, so an interrupted demo resumes.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,13 @@ from rich.table import Table
 
 from ftrl.construction.config import BuildConfig, Difficulty
 from ftrl.construction.world import DOMAIN_NAMES
+from ftrl.recipes.loop import LoopConfig, round_dir
+from ftrl.train.config import SFTConfig, make_config
 
 #: World domains the demo trains on; the rest are held out for the test set.
 HELD_OUT_DOMAINS = ("river", "mountain", "sports_club")
+#: Turns per episode when collecting and evaluating.
+DEMO_MAX_TURNS = 8
 
 
 @dataclass(kw_only=True)
@@ -140,7 +144,7 @@ class DemoConfig:
 
 
 class Demo:
-    """Runs the demo's steps in order; each step checks whether its output already exists."""
+    """The demo: its environment build, then `ftrl loop` with the demo's settings, then its report."""
 
     def __init__(self, config: DemoConfig, console: Console | None = None):
         self.config = config
@@ -158,28 +162,67 @@ class Demo:
     def test_file(self) -> Path:
         return self.out / "envs" / "test.jsonl"
 
+    def loop_config(self) -> LoopConfig:
+        """The loop the demo runs: SFT on the first `sft_envs` training environments, then `rl_rounds` rounds, each
+        collecting from the next `rl_states_envs` of them; evaluated on the test set before, after the warm start
+        and after the last round."""
+        c = self.config
+        train = make_config(
+            "cpu",
+            algo=c.rl_algo,
+            steps=c.rl_steps,
+            n=c.rl_n,
+            lr=c.rl_lr,
+            temperature=c.rl_temperature,
+            batch_states=c.rl_batch_states,
+            mini_batch_states=c.rl_batch_states,
+            filter_groups=c.rl_gen_states > c.rl_batch_states,
+            gen_batch_states=c.rl_gen_states,
+            prefer_solved=c.rl_prefer_solved,
+            kl_coef=c.rl_kl_coef,
+            freeze_layers=c.rl_freeze_layers,
+            max_new_tokens=c.max_new_tokens,
+            max_prompt_tokens=c.max_prompt_tokens,
+        )
+        warm_start = SFTConfig(
+            envs=str(self.out / "envs" / "sft.jsonl"),
+            epochs=c.sft_epochs,
+            lr=c.sft_lr,
+            freeze_layers=c.sft_freeze_layers,
+        )
+        return LoopConfig(
+            model=c.model,
+            envs=str(self.out / "envs" / "rl.jsonl"),
+            eval_envs=str(self.test_file),
+            out=str(self.out),
+            rounds=c.rl_rounds,
+            seed=c.seed,
+            max_new_tokens=c.max_new_tokens,
+            max_turns=DEMO_MAX_TURNS,
+            collect_temperature=c.rl_collect_temperature,
+            batch_size=c.eval_batch,
+            envs_per_round=c.rl_states_envs,
+            eval_every_round=False,
+            train=train,
+            warm_start=warm_start,
+        )
+
     def run(self) -> dict[str, Any]:
-        steps: list[tuple[str, Callable[[], Any]]] = [
-            ("build environments", self.build),
-            ("evaluate base model", lambda: self.evaluate(self.config.model, "base")),
-            ("warm start (SFT on gold trajectories)", self.warm_start),
-            ("evaluate warm-started model", lambda: self.evaluate(self.sft_model, "sft")),
-            *(
-                (f"RL round {k}: collect states, train", lambda k=k: self.rl_round(k))
-                for k in range(1, self.config.rl_rounds + 1)
-            ),
-            ("evaluate RL-trained model", lambda: self.evaluate(self.rl_model, "rl")),
-        ]
-        for number, (title, step) in enumerate(steps, start=1):
-            self.console.rule(f"[bold]{number}/{len(steps) + 1} {title}")
-            started = time.perf_counter()
-            step()
-            self.timings[title] = round(time.perf_counter() - started, 1)
-        self.console.rule(f"[bold]{len(steps) + 1}/{len(steps) + 1} report")
+        from ftrl.recipes.loop import run_loop
+
+        self.console.rule("[bold]build environments")
+        started = time.perf_counter()
+        self.build()
+        self.timings["build environments"] = round(time.perf_counter() - started, 1)
+        rows = run_loop(self.loop_config(), console=self.console)
+        self.timings |= {row["label"]: row["seconds"] for row in rows if "seconds" in row}
+        self.console.rule("[bold]report")
         return self.report()
 
     def build(self) -> None:
+        """The training and test sets, then the warm start's share of the training set and the rounds' rest."""
         from ftrl.construction.driver import build_environments
+        from ftrl.env import read_envs, write_envs
 
         held_out = tuple(self.config.held_out)
         unknown = [name for name in held_out if name not in DOMAIN_NAMES]
@@ -195,106 +238,35 @@ class Demo:
         for config, path in ((train, self.train_file), (test, self.test_file)):
             report = build_environments(config, path)
             self.console.print(f"{path}: {report.written + report.resumed} environments ({report.rejected} rejected)")
+        envs = read_envs(self.train_file)
+        write_envs(self.out / "envs" / "sft.jsonl", envs[: self.config.sft_envs])
+        write_envs(self.out / "envs" / "rl.jsonl", envs[self.config.sft_envs :])
 
-    def evaluate(self, model: str | Path, label: str) -> dict[str, Any]:
-        from ftrl.eval.run import evaluate
-        from ftrl.rollout.load import PolicySpec
-        from ftrl.settings import SamplingConfig
-
-        spec = PolicySpec(
-            model=str(model),
-            sampling=SamplingConfig(max_new_tokens=self.config.max_new_tokens),
-            batch_size=self.config.eval_batch,
-        )
-        return evaluate(spec, self.test_file, self.out / "eval" / label, max_turns=8, console=self.console)
-
-    @property
-    def sft_model(self) -> Path:
-        return self.out / "sft" / "model"
-
-    @property
-    def rl_model(self) -> Path:
-        return self.round_dir(self.config.rl_rounds) / "model"
-
-    def round_dir(self, k: int) -> Path:
-        return self.out / "rl" / f"round_{k}"
-
-    def warm_start(self) -> None:
-        from ftrl.env import read_envs, write_envs
-        from ftrl.train.sft import SFTConfig, sft
-
-        if (self.sft_model / "config.json").exists():
-            return
-        subset = self.out / "envs" / "sft.jsonl"
-        write_envs(subset, read_envs(self.train_file)[: self.config.sft_envs])
-        sft(
-            SFTConfig(
-                model=self.config.model,
-                envs=str(subset),
-                out=str(self.sft_model.parent),
-                epochs=self.config.sft_epochs,
-                lr=self.config.sft_lr,
-                freeze_layers=self.config.sft_freeze_layers,
-            ),
-            console=self.console,
-        )
-
-    def rl_round(self, k: int) -> None:
-        """Collect states with the current policy on fresh training environments, then train on them."""
-        from ftrl.env import read_envs, write_envs
-        from ftrl.rollout.collect import collect
-        from ftrl.rollout.load import PolicySpec
-        from ftrl.settings import SamplingConfig
-        from ftrl.train.config import make_config
-        from ftrl.train.trainer import train
-
-        folder, config = self.round_dir(k), self.config
-        if (folder / "model" / "config.json").exists():
-            return
-        policy = self.sft_model if k == 1 else self.round_dir(k - 1) / "model"
-        first = config.sft_envs + (k - 1) * config.rl_states_envs
-        envs = read_envs(self.train_file)[first : first + config.rl_states_envs]
-        if not envs:
-            raise ValueError(f"round {k} needs training environments {first}..; raise train_envs")
-        folder.mkdir(parents=True, exist_ok=True)
-        write_envs(folder / "envs.jsonl", envs)
-        sampling = SamplingConfig(
-            temperature=config.rl_collect_temperature, max_new_tokens=config.max_new_tokens, seed=config.seed + k
-        )
-        spec = PolicySpec(model=str(policy), sampling=sampling, batch_size=config.eval_batch)
-        collect(spec, folder / "envs.jsonl", folder / "states.jsonl", max_turns=8, console=self.console)
-        train_config = make_config(
-            "cpu",
-            model=str(policy),
-            data=str(folder / "states.jsonl"),
-            out=str(folder),
-            algo=config.rl_algo,
-            steps=config.rl_steps,
-            n=config.rl_n,
-            lr=config.rl_lr,
-            temperature=config.rl_temperature,
-            batch_states=config.rl_batch_states,
-            mini_batch_states=config.rl_batch_states,
-            filter_groups=config.rl_gen_states > config.rl_batch_states,
-            gen_batch_states=config.rl_gen_states,
-            prefer_solved=config.rl_prefer_solved,
-            kl_coef=config.rl_kl_coef,
-            freeze_layers=config.rl_freeze_layers,
-            max_new_tokens=config.max_new_tokens,
-            max_prompt_tokens=config.max_prompt_tokens,
-            seed=config.seed + k,
-        )
-        train(train_config, console=self.console)
+    def evaluation_dirs(self) -> dict[str, Path]:
+        """Where the loop evaluated the three stages the report compares."""
+        return {
+            "base": round_dir(self.out, 0) / "eval",
+            "sft": self.out / "warm_start" / "eval",
+            "rl": round_dir(self.out, self.config.rl_rounds) / "eval",
+        }
 
     def report(self) -> dict[str, Any]:
         from ftrl.eval.paired import difference_rows, pairwise
         from ftrl.eval.report import plot
         from ftrl.eval.summary import to_rich
 
-        labels = ("base", "sft", "rl")
-        summaries = {label: json.loads((self.out / "eval" / label / "summary.json").read_text()) for label in labels}
+        folders = self.evaluation_dirs()
+        loop = self.loop_config()
+        models = {"base": loop.model, "sft": self.out / "warm_start" / "model"}
+        models["rl"] = round_dir(self.out, self.config.rl_rounds) / "train" / "model"
+        summaries = {
+            label: json.loads((folder / "summary.json").read_text())
+            if (folder / "summary.json").exists()  # else every episode is done: this rereads them
+            else loop.evaluation(str(models[label]), loop.eval_envs, folder, self.console)
+            for label, folder in folders.items()
+        }
         rows = before_after_rows(summaries)
-        differences = pairwise({label: self.out / "eval" / label for label in labels}, seed=self.config.seed)
+        differences = pairwise({label: str(folder) for label, folder in folders.items()}, seed=self.config.seed)
         folder = self.out / "report"
         folder.mkdir(parents=True, exist_ok=True)
         plot(summaries, folder / "report.png")
