@@ -672,6 +672,18 @@ def build(
     api_key: str | None = typer.Option(None, help=f"llm backend: {_API_KEY_HELP}"),
     seed_questions: str | None = typer.Option(None, help="llm backend: JSONL of seed questions."),
     concurrency: int = typer.Option(8, min=1, help="llm backend: parallel requests."),
+    probe_model: str | None = typer.Option(
+        None,
+        help="After building, probe every environment with this local model (responses sampled and scored as "
+        "`ftrl train --preset cpu` does) and keep those whose pass rate is inside --target-solve-rate.",
+    ),
+    target_solve_rate: str = typer.Option("0.2:0.8", help="With --probe-model: the pass-rate band kept, LOW:HIGH."),
+    probe_n: int = typer.Option(4, min=2, help="With --probe-model: responses sampled per environment."),
+    probe_out: Path | None = typer.Option(
+        None,
+        help="With --probe-model: file of the environments in the band (default: OUT with .probed before its "
+        "suffix); every environment with its pass_rate goes to PROBE_OUT.probe.jsonl.",
+    ),
     overwrite: OverwriteOption = False,
 ) -> None:
     """Build verified tool-use environments (every gold trajectory is replayed in the isolated runtime)."""
@@ -718,6 +730,31 @@ def build(
             f"(see {out}.rejections.jsonl for why the others were rejected)"
         )
         raise typer.Exit(code=1)
+    if probe_model is not None:
+        _probe_built(out, probe_model, target_solve_rate, probe_n, probe_out)
+
+
+def _probe_built(out: Path, model: str, band_text: str, n: int, probe_out: Path | None) -> None:
+    """`ftrl build --probe-model`: the curriculum's probe and filter on a finished build, for training elsewhere."""
+    from ftrl.recipes.curriculum import parse_band, policy_pass_rates, probe_file
+    from ftrl.rollout.models import ModelNotFound, resolve_model
+
+    try:
+        band = parse_band(band_text)
+        resolve_model(model)
+    except (ValueError, ModelNotFound) as error:
+        raise _fail(str(error)) from None
+    target = probe_out or out.with_name(f"{out.stem}.probed{out.suffix}")
+    result = probe_file(out, target, policy_pass_rates(model, make_config("cpu"), n), band, n)
+    report = result.report()
+    bins = " ".join(f"{name}: {count}" for name, count in report["histogram"].items())
+    console.print(
+        f"probed {report['probed']} environments with {model} ({n} responses each): mean pass rate "
+        f"{report['pass_rate_mean']}; histogram {bins}; by scenario {report['pass_rate_by_scenario']}"
+    )
+    console.print(
+        f"wrote {report['kept']} in the band {band_text} to {target} (all with pass_rate: {target}.probe.jsonl)"
+    )
 
 
 @app.command()

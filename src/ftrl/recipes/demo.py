@@ -20,6 +20,7 @@ from rich.table import Table
 
 from ftrl.construction.config import BuildConfig, Difficulty
 from ftrl.construction.world import DOMAIN_NAMES
+from ftrl.recipes.curriculum import CurriculumConfig
 from ftrl.recipes.loop import LoopConfig, round_dir
 from ftrl.train.config import SFTConfig, make_config
 
@@ -103,6 +104,8 @@ class DemoConfig:
     max_prompt_tokens: int = 4096
     #: Episodes decoded together; all 48 test episodes at once (short prompts keep their caches small).
     eval_batch: int = 48
+    #: Environments built for the learner each RL round instead of --rl-states-envs fixed ones (issue 23).
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
 
     @classmethod
     def long(cls, out: str = "runs/demo-long", model: str = "embedded") -> DemoConfig:
@@ -205,6 +208,7 @@ class Demo:
             eval_every_round=False,
             train=train,
             warm_start=warm_start,
+            curriculum=c.curriculum,
         )
 
     def run(self) -> dict[str, Any]:
@@ -214,7 +218,7 @@ class Demo:
         started = time.perf_counter()
         self.build()
         self.timings["build environments"] = round(time.perf_counter() - started, 1)
-        rows = run_loop(self.loop_config(), console=self.console)
+        rows = run_loop(self.loop_config(), console=self.console, build=self.train_build)
         self.timings |= {row["label"]: row["seconds"] for row in rows if "seconds" in row}
         self.console.rule("[bold]report")
         return self.report()
@@ -229,9 +233,7 @@ class Demo:
         if unknown:
             raise ValueError(f"unknown held-out domains {unknown}; known: {', '.join(DOMAIN_NAMES)}")
         seed, difficulty = self.config.seed, self.config.difficulty
-        train = BuildConfig(
-            n=self.config.train_envs, split="train", exclude_domains=held_out, seed=seed, difficulty=difficulty
-        )
+        train = self.train_build
         test = BuildConfig(
             n=self.config.test_envs, split="test", domains=held_out, seed=seed + 1, difficulty=difficulty
         )
@@ -241,6 +243,14 @@ class Demo:
         envs = read_envs(self.train_file)
         write_envs(self.out / "envs" / "sft.jsonl", envs[: self.config.sft_envs])
         write_envs(self.out / "envs" / "rl.jsonl", envs[self.config.sft_envs :])
+
+    @property
+    def train_build(self) -> BuildConfig:
+        """How the training environments are built (and, with the curriculum, each round's, at moved knobs)."""
+        c = self.config
+        return BuildConfig(
+            n=c.train_envs, split="train", exclude_domains=tuple(c.held_out), seed=c.seed, difficulty=c.difficulty
+        )
 
     def evaluation_dirs(self) -> dict[str, Path]:
         """Where the loop evaluated the three stages the report compares."""
