@@ -183,3 +183,25 @@ def test_the_loop_builds_probes_filters_and_moves_knobs_per_scenario(tiny: Path,
     assert state["levels"] == second["levels_next"]
     again = run_loop(replace(config, rounds=2), collect, evaluate, pass_rates=pass_rates, build=base)
     assert again == rows and len(probed) == 2  # resumed: nothing probed or built twice
+
+
+def test_build_with_probe_model_keeps_the_band_with_a_real_probe(tiny: Path, tmp_path: Path) -> None:
+    """`ftrl build --probe-model`: the real probe (the tiny model sampled and scored as training does)."""
+    from typer.testing import CliRunner
+
+    from ftrl.cli import app
+
+    out = tmp_path / "envs.jsonl"
+    args = ["build", "--n", "4", "--seed", "2", "--out", str(out), "--min-tools", "2", "--max-tools", "2"]
+    args += ["--min-params", "2", "--max-params", "2", "--min-hops", "2", "--max-hops", "2"]
+    result = CliRunner().invoke(
+        app, [*args, "--probe-model", str(tiny), "--target-solve-rate", "0:0.5", "--probe-n", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    probed = read_envs(tmp_path / "envs.probed.jsonl.probe.jsonl")
+    assert len(probed) == 4 and all(env.extra["pass_rate"] in (0.0, 0.5, 1.0) for env in probed)
+    kept = read_envs(tmp_path / "envs.probed.jsonl")
+    assert [env.messages for env in kept] == [env.messages for env in probed if env.extra["pass_rate"] <= 0.5]
+    assert "probed 4 environments" in result.output
+    bad = CliRunner().invoke(app, [*args, "--probe-model", str(tiny), "--target-solve-rate", "0.9:0.1"])
+    assert bad.exit_code != 0 and "LOW <= HIGH" in bad.output

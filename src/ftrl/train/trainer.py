@@ -395,5 +395,6 @@ def _summary(step: int, metrics: dict[str, float]) -> str:
     return (
         f"step {step}: reward {metrics['reward_mean']:+.3f}±{metrics['reward_std']:.3f} "
         f"calls {metrics['tool_call_rate']:.2f} kl {metrics['kl']:.4f} entropy {metrics['entropy']:.3f} "
-        f"len {metrics['response_len']:.0f} {metrics['seconds']:.1f}s"
+        f"len {metrics['response_len']:.0f} groups with spread {metrics['informative_groups']:.2f} "
+        f"solved {metrics['solved_groups']:.2f} {metrics['seconds']:.1f}s"
     )
