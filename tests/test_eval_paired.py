@@ -69,3 +69,41 @@ def test_pairwise_orders_pairs_as_given(tmp_path):
     pairs = pairwise(runs)
     assert [(d.a, d.b) for d in pairs] == [("base", "sft"), ("base", "rl"), ("sft", "rl")]
     assert [round(d.mean, 6) for d in pairs] == [50.0, 70.0, 20.0]
+
+
+def test_pooled_difference_is_the_mean_of_the_seeds_and_resamples_within_each(tmp_path):
+    from ftrl.eval.paired import pooled_difference
+
+    # seed 0: +10 everywhere (no spread); seed 1: +0 or +40 in single_hop, +20 in multi_hop -> mean (20 + 20) / 2
+    a0 = write_run(tmp_path / "s0a", [("single_hop", 0.2), ("multi_hop", 0.3)] * 2)
+    b0 = write_run(tmp_path / "s0b", [("single_hop", 0.3), ("multi_hop", 0.4)] * 2)
+    a1 = write_run(tmp_path / "s1a", [("single_hop", 0.0), ("single_hop", 0.0), ("multi_hop", 0.0)])
+    b1 = write_run(tmp_path / "s1b", [("single_hop", 0.0), ("single_hop", 0.4), ("multi_hop", 0.2)])
+    per_seed, pooled = pooled_difference({"s0": (a0, b0), "s1": (a1, b1)}, seed=1, labels=("sft", "rl"))
+    assert [d.mean for d in per_seed] == [pytest.approx(10.0), pytest.approx(20.0)]
+    assert pooled.mean == pytest.approx(15.0) and pooled.n == 7 and pooled.b == "pooled: rl"
+    # only seed 1's single_hop varies (0 or 40 per draw of 2): pooled = (10 + (x + 20) / 2) / 2, x in [0, 40]
+    assert pooled.low >= 10.0 - 1e-9 and pooled.high <= 20.0 + 1e-9 and pooled.low < pooled.mean < pooled.high
+    with pytest.raises(ValueError, match="no runs"):
+        pooled_difference({})
+
+
+def test_report_seeds_pools_loop_folders(tmp_path):
+    from typer.testing import CliRunner
+
+    from ftrl.cli import app
+
+    for name, shift in (("s0", 0.1), ("s1", 0.3)):
+        run = tmp_path / name
+        write_run(run / "warm_start" / "eval", [("single_hop", 0.2), ("multi_hop", 0.1)])
+        write_run(run / "round_2" / "eval", [("single_hop", 0.2 + shift), ("multi_hop", 0.1 + shift)])
+        state = {"rounds": [{"round": 0}, {"round": 1}, {"round": 2, "solve_f1": 1.0}], "warm_start": {"round": 0}}
+        (run / "loop_state.json").write_text(json.dumps(state))
+    result = CliRunner().invoke(
+        app, ["report", "--seeds", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 0, result.output
+    pooled = json.loads((tmp_path / "r" / "pooled.json").read_text())
+    assert [round(d["mean"], 6) for d in pooled] == [10.0, 30.0, 20.0]
+    bad = CliRunner().invoke(app, ["report", "--seeds", str(tmp_path / "missing")])
+    assert bad.exit_code != 0 and "not found" in bad.output and "Traceback" not in bad.output

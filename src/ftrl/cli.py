@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -966,12 +967,24 @@ def eval_command(
 
 @app.command("report")
 def report_command(
-    runs: list[Path] = typer.Argument(..., help="Evaluation folders (each with summary.json)."),
+    runs: list[Path] = typer.Argument(
+        ..., help="Evaluation folders (each with summary.json); with --seeds, loop or demo folders."
+    ),
     out: Path = typer.Option(Path("report"), help="Folder for report.md and report.png."),
+    seeds: bool = typer.Option(
+        False,
+        "--seeds",
+        help="RUNS are `ftrl demo`/`ftrl loop` runs of different seeds: per seed, its last round minus its warm start, "
+        "and the pooled difference with a bootstrap interval resampling environments within seed and scenario.",
+    ),
 ) -> None:
     """Compare evaluation runs side by side (e.g. base vs trained): a table and a bar chart per scenario."""
     from ftrl.eval import report
     from ftrl.eval.summary import to_rich
+
+    if seeds:
+        _pooled_report(runs, out)
+        return
 
     try:
         rows, differences = report(runs, out)
@@ -981,6 +994,26 @@ def report_command(
     if differences:
         console.print(to_rich(differences, "Paired differences of mean Solve-F1 (x100)"))
     console.print(f"wrote {out / 'report.md'} and {out / 'report.png'}")
+
+
+def _pooled_report(runs: list[Path], out: Path) -> None:
+    from ftrl.eval.paired import difference_rows, pooled_difference
+    from ftrl.eval.summary import to_markdown, to_rich
+    from ftrl.recipes.loop import compared_evaluations
+
+    try:
+        pairs = {str(run): compared_evaluations(run) for run in runs}
+        per_seed, pooled = pooled_difference(pairs, labels=("warm start", "RL"))
+    except (OSError, KeyError, ValueError) as error:
+        raise _fail(f"cannot read the runs: {error}") from None
+    rows = difference_rows([*per_seed, pooled])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(
+        to_markdown(rows, "RL - warm start per seed and pooled (Solve-F1 x100)"), encoding="utf-8"
+    )
+    (out / "pooled.json").write_text(json.dumps([d.to_dict() for d in [*per_seed, pooled]], indent=2))
+    console.print(to_rich(rows, "RL - warm start per seed and pooled (Solve-F1 x100)"))
+    console.print(f"wrote {out / 'report.md'} and {out / 'pooled.json'}")
 
 
 @app.command()

@@ -9,6 +9,7 @@ weights fixed. The seed is fixed: the same two runs always give the same interva
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,53 @@ def paired_difference(
     low, high = np.quantile(draws, [tail, 1 - tail])
     name_a, name_b = labels or (Path(a).name, Path(b).name)
     return PairedDifference(name_a, name_b, metric, point, float(low), float(high), len(scores_a), resamples, seed)
+
+
+def pooled_difference(
+    pairs: Mapping[str, tuple[str | Path, str | Path]],
+    *,
+    metric: str = "solve_f1",
+    resamples: int = 10_000,
+    seed: int = 0,
+    level: float = 0.95,
+    labels: tuple[str, str] = ("a", "b"),
+) -> tuple[list[PairedDifference], PairedDifference]:
+    """Several seeds' `b - a` (each a pair of evaluation folders over that seed's environments) pooled: the mean of
+    the seeds' headline differences, with a bootstrap that resamples environments within each seed and scenario.
+    Returns each seed's own difference and the pooled one (its `n` counts environments over all seeds)."""
+    if not pairs:
+        raise ValueError("no runs to pool")
+    per_seed = [
+        paired_difference(
+            a,
+            b,
+            metric=metric,
+            resamples=resamples,
+            seed=seed,
+            level=level,
+            labels=(f"{name}: {labels[0]}", f"{name}: {labels[1]}"),
+        )
+        for name, (a, b) in pairs.items()
+    ]
+    rng = np.random.default_rng(seed)
+    point, draws = 0.0, np.zeros(resamples)
+    for a, b in pairs.values():
+        scores_a, scores_b = episode_scores(a, metric), episode_scores(b, metric)
+        by_scenario: dict[str, list[float]] = {}
+        for episode, (scenario, score) in scores_a.items():
+            by_scenario.setdefault(scenario, []).append(scores_b[episode][1] - score)
+        point += float(np.mean([np.mean(d) for d in by_scenario.values()])) / len(pairs)
+        for diffs in by_scenario.values():
+            values = np.asarray(diffs)
+            picks = rng.integers(0, len(values), size=(resamples, len(values)))
+            draws += values[picks].mean(axis=1) / (len(by_scenario) * len(pairs))
+    tail = (1 - level) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail])
+    n = sum(d.n for d in per_seed)
+    pooled = PairedDifference(
+        f"pooled: {labels[0]}", f"pooled: {labels[1]}", metric, point, float(low), float(high), n, resamples, seed
+    )
+    return per_seed, pooled
 
 
 def pairwise(folders: dict[str, str | Path], metric: str = "solve_f1", seed: int = 0) -> list[PairedDifference]:

@@ -311,6 +311,21 @@ def curriculum_table(number: int, row: dict[str, Any]) -> Table:
     return table
 
 
+def compared_evaluations(out: str | Path) -> tuple[Path, Path]:
+    """The two evaluations a loop (or demo) run is judged by: its warm start (else its start) and its last
+    evaluated round, as folders."""
+    out = Path(out)
+    path = out / STATE_FILE
+    if not path.is_file():
+        raise ValueError(f"{path}: not found (an `ftrl loop` or `ftrl demo` output folder has one)")
+    state = json.loads(path.read_text())
+    evaluated = [row for row in state["rounds"][1:] if "solve_f1" in row]
+    if not evaluated:
+        raise ValueError(f"{out}: no evaluated round yet")
+    first = out / "warm_start" / "eval" if "warm_start" in state else round_dir(out, 0) / "eval"
+    return first, round_dir(out, evaluated[-1]["round"]) / "eval"
+
+
 def loop_rows(state: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows of a loop state in order: start, warm start (if any), rounds."""
     return state["rounds"][:1] + ([state["warm_start"]] if "warm_start" in state else []) + state["rounds"][1:]
