@@ -299,7 +299,7 @@ def curriculum_table(number: int, row: dict[str, Any]) -> Table:
         knobs = row.get("knobs", {}).get(scenario, {})
         table.add_row(
             scenario,
-            str(row.get("levels", {}).get(scenario, "-")),
+            str(row["levels"].get(scenario, 0)) if "levels" in row else "-",
             " ".join(f"{k} {v}" for k, v in knobs.items()) or "-",
             f"{rate:.2f}",
             str(row["levels_next"].get(scenario, "-")),
