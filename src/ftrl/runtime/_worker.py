@@ -15,14 +15,27 @@ calls in one message share one child; a stateful episode keeps its child (holdin
 and a dead child is re-forked and its journal replayed.
 
 Isolation layers (each best effort; active ones are reported to the parent in the ready message; without root and
-without user namespaces only fork, rlimits, audit and timer remain, and the parent warns once):
+without user namespaces only fork, seccomp, rlimits, audit and timer remain, and the parent warns once):
   userns     server, when not root: unshare(CLONE_NEWUSER) mapping only the user's own uid and gid, which grants the
-             rights the next two layers need inside the namespace; the server drops them once they are set up
+             rights the layers below need inside the namespace; the server keeps them to set up each child, every
+             child drops them before tool code runs
+  pidns      child: each child is pid 1 of a PID namespace of its own (the server unshares CLONE_NEWPID before each
+             fork and re-enters its own namespace after it): no other process exists for tool code, so none can be
+             seen, signalled, reniced or rescheduled, whichever ftrl run or worker it belongs to. Being pid 1, a
+             signal that tool code sends itself without a handler (signal.raise_signal) is ignored; faults kill it
   netns      server: unshare(CLONE_NEWNET): no interfaces except a down loopback
-  mountns    server: unshare(CLONE_NEWNS): scratch becomes a private size-capped tmpfs, every other mount read-only
-  view       server: the user's home, the project and the working directory are covered by empty tmpfs mounts (the
-             stdlib is bound back in where it lives under them); /etc/shadow and /etc/gshadow read as empty
-  fork       a fresh child process per environment (see above)
+  ipcns      server: unshare(CLONE_NEWIPC): no System V IPC or POSIX message queues shared with anyone
+  mountns    server: unshare(CLONE_NEWNS), no propagation to or from the host; each child unshares its own and
+             mounts a fresh size-capped tmpfs on its scratch folder, which disappears with the child whatever it
+             holds; only the server writes in the folder that holds the scratch folders
+  view       server: pivot_root into a read-only tmpfs holding only the stdlib folders (site-packages covered), the
+             OS's shared libraries, time zones, /etc/localtime and ld.so.cache, /dev/null, zero, full, random and
+             urandom, and the scratch folder; no /proc, /sys, home, project, working directory or other files
+  seccomp    server, inherited by every child: mknod and mknodat fail with EPERM (FIFOs and device nodes have no
+             audit event)
+  fork       a fresh child process per environment (see above); it forgets, before tool code runs, everything the
+             server holds for other environments (code, states, journals, the batch in hand), since tool code can
+             walk up its stack into the server's frames; its own code arrives with each request
   uid        child, when root: drop to 65534 (so RLIMIT_NPROC=0 applies: no fork, no threads); skipped only when
              the stdlib would stay unreadable to that uid (no mount namespace and Python under a private home).
              Without root, tool code keeps the user's uid, which RLIMIT_NPROC=0 already stops from forking
