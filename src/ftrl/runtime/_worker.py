@@ -877,6 +877,7 @@ class _Server:
         self.serial = 0
         self.inbox = bytearray()  # bytes read from the parent past the current message
         self.batch: dict[str, Any] = {}  # the message being handled
+        self.dying: list[int] = []  # children killed after their work, not reaped yet
         self.spare: _Child | None = None  # a child forked ahead for the next stateless environment
 
     def handle(self, message: dict[str, Any], out_fd: int) -> None:
@@ -889,7 +890,7 @@ class _Server:
                 op, episode = item.get(OP, CALL), item.get(EPISODE)
                 if op == CLOSE:
                     self.episodes.pop(episode, None)
-                    self._end(self.children.pop(episode, None))
+                    self._end(self.children.pop(episode, None), wait=False)
                     continue
                 try:
                     if op == OPEN:
@@ -905,7 +906,7 @@ class _Server:
                         response = self._stateful(episode, op, item)
                     elif op in (CALL, CHECK):
                         if transient is None or transient[0] != episode:
-                            self._end(transient[1] if transient else None)
+                            self._end(transient[1] if transient else None, wait=False)
                             transient = None
                             transient = (episode, self._take_spare())
                         try:
@@ -920,13 +921,17 @@ class _Server:
                 send_frame(out_fd, response)
                 del response  # a child forked for the next item must not find this one's answer on its stack
         finally:
-            self._end(transient[1] if transient else None)
+            self._end(transient[1] if transient else None, wait=False)
             self.batch = {}
 
     def refill(self) -> None:
-        """Fork the spare child while the parent reads the answers: off the next call's path."""
+        """Fork the spare child and reap the children ended without waiting, while the parent reads the answers:
+        off the next call's path."""
         if self.spare is None:
             self.spare = self._fork()
+        for pid in self.dying:
+            os.waitpid(pid, 0)
+        self.dying.clear()
 
     def _receive(self, message: dict[str, Any]) -> None:
         import marshal
@@ -945,7 +950,7 @@ class _Server:
                 item.clear()
         for episode in self.episodes.values():
             episode.clear()
-        for container in (self.batch, self.sources, self.domains, self.episodes, self.children, self.inbox):
+        for container in (self.batch, self.sources, self.domains, self.episodes, self.children, self.inbox, self.dying):
             container.clear()
         self.libc = None
         return kept
@@ -1024,8 +1029,10 @@ class _Server:
         except (EOFError, OSError):
             raise _Failure("worker exited", self._end(child)) from None
 
-    def _end(self, child: _Child | None, reaped: bool = False) -> str:
-        """Kill a child (idle children are killed too: it is the quickest clean stop) and remove its scratch."""
+    def _end(self, child: _Child | None, reaped: bool = False, wait: bool = True) -> str:
+        """Kill a child (idle children are killed too: it is the quickest clean stop) and remove its scratch. Without
+        `wait` (a child that did its work) it is reaped later, off the call's path (see `refill`): its exit, the
+        teardown of its address space and namespaces, takes longer than the rest of the call."""
         import shutil
 
         if child is None:
@@ -1033,7 +1040,10 @@ class _Server:
         code = 0
         if not reaped:
             os.kill(child.pid, signal.SIGKILL)  # a dead child stays a zombie until reaped, so this cannot miss
-            code = os.waitstatus_to_exitcode(os.waitpid(child.pid, 0)[1])
+            if wait:
+                code = os.waitstatus_to_exitcode(os.waitpid(child.pid, 0)[1])
+            else:
+                self.dying.append(child.pid)
         os.close(child.to_child)
         os.close(child.from_child)
         shutil.rmtree(child.directory, ignore_errors=True)
