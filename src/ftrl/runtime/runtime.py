@@ -417,7 +417,10 @@ def _plain_arguments(arguments: str | Mapping[str, Any]) -> Any:
 def _claim_folder() -> tuple[str, int]:
     """A new temp folder for this runtime's workers and the fd of its lock, held for as long as this process lives.
     Folders that runtimes killed earlier left behind (kill -9 included) are removed first."""
-    remove_abandoned_folders(tempfile.gettempdir())
+    try:
+        remove_abandoned_folders(tempfile.gettempdir())
+    except OSError:  # an unreadable temp folder: nothing to clean, and mkdtemp below says what is wrong
+        pass
     root = tempfile.mkdtemp(prefix=_FOLDER_PREFIX)
     os.chmod(root, 0o755)  # workers drop to an unprivileged uid and must reach their scratch dirs
     lock = os.open(os.path.join(root, _OWNER_LOCK), os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600)
