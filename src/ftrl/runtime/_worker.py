@@ -193,7 +193,8 @@ _CLONE_NEWNS, _CLONE_NEWIPC, _CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = (
 _MNT_DETACH = 2
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}  # syscall numbers: glibc has no wrapper
 # What tool code may read besides its scratch: the stdlib (the folders on `sys.path` of `python -I -S`, each with its
-# site-packages covered), the OS's shared libraries (extension modules load them), time zones, and these devices.
+# site-packages covered) and the Python installation's lib folder, the OS's shared libraries (extension modules load
+# them), time zones, and these devices.
 _SYSTEM_VIEW = ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/share/zoneinfo", "/etc/localtime", "/etc/ld.so.cache")
 _DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 # seccomp: per architecture, its AUDIT_ARCH value and the mknod/mknodat syscall numbers (x86_64: also its x32 ABI)
@@ -414,7 +415,9 @@ def _minimal_root(libc: Any, scratch: str) -> bool:
     if libc.mount(b"tmpfs", new.encode(), b"tmpfs", flags, b"size=1m,mode=0755") != 0:
         return False
     try:
-        python = [path for path in sys.path if os.path.isdir(path)]  # `python -I -S`: the stdlib folders only
+        # `python -I -S`: sys.path holds the stdlib folders only; the installation's lib folder holds the shared
+        # libraries its extension modules may link (conda, pyenv --enable-shared)
+        python = [path for path in (os.path.join(sys.base_prefix, "lib"), *sys.path) if os.path.isdir(path)]
         for path in (*python, *_SYSTEM_VIEW, *_DEVICES):
             if not _bind_into(libc, new, path):
                 raise OSError(f"cannot bind {path}")
