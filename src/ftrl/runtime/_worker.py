@@ -15,14 +15,27 @@ calls in one message share one child; a stateful episode keeps its child (holdin
 and a dead child is re-forked and its journal replayed.
 
 Isolation layers (each best effort; active ones are reported to the parent in the ready message; without root and
-without user namespaces only fork, rlimits, audit and timer remain, and the parent warns once):
+without user namespaces only fork, seccomp, rlimits, audit and timer remain, and the parent warns once):
   userns     server, when not root: unshare(CLONE_NEWUSER) mapping only the user's own uid and gid, which grants the
-             rights the next two layers need inside the namespace; the server drops them once they are set up
+             rights the layers below need inside the namespace; the server keeps them to set up each child, every
+             child drops them before tool code runs
+  pidns      child: each child is pid 1 of a PID namespace of its own (the server unshares CLONE_NEWPID before each
+             fork and re-enters its own namespace after it): no other process exists for tool code, so none can be
+             seen, signalled, reniced or rescheduled, whichever ftrl run or worker it belongs to. Being pid 1, a
+             signal that tool code sends itself without a handler (signal.raise_signal) is ignored; faults kill it
   netns      server: unshare(CLONE_NEWNET): no interfaces except a down loopback
-  mountns    server: unshare(CLONE_NEWNS): scratch becomes a private size-capped tmpfs, every other mount read-only
-  view       server: the user's home, the project and the working directory are covered by empty tmpfs mounts (the
-             stdlib is bound back in where it lives under them); /etc/shadow and /etc/gshadow read as empty
-  fork       a fresh child process per environment (see above)
+  ipcns      server: unshare(CLONE_NEWIPC): no System V IPC or POSIX message queues shared with anyone
+  mountns    server: unshare(CLONE_NEWNS), no propagation to or from the host; each child unshares its own and
+             mounts a fresh size-capped tmpfs on its scratch folder, which disappears with the child whatever it
+             holds; only the server writes in the folder that holds the scratch folders
+  view       server: pivot_root into a read-only tmpfs holding only the stdlib folders (site-packages covered), the
+             OS's shared libraries, time zones, /etc/localtime and ld.so.cache, /dev/null, zero, full, random and
+             urandom, and the scratch folder; no /proc, /sys, home, project, working directory or other files
+  seccomp    server, inherited by every child: mknod and mknodat fail with EPERM (FIFOs and device nodes have no
+             audit event)
+  fork       a fresh child process per environment (see above); it forgets, before tool code runs, everything the
+             server holds for other environments (code, states, journals, the batch in hand), since tool code can
+             walk up its stack into the server's frames; its own code arrives with each request
   uid        child, when root: drop to 65534 (so RLIMIT_NPROC=0 applies: no fork, no threads); skipped only when
              the stdlib would stay unreadable to that uid (no mount namespace and Python under a private home).
              Without root, tool code keeps the user's uid, which RLIMIT_NPROC=0 already stops from forking
@@ -57,8 +70,9 @@ ITEMS, SOURCES, DOMAINS = "items", "src", "defs"
 # an item: what to do, for which episode (one process per environment), with which tool, code and arguments
 OP, EPISODE, NAME, CODE_HASH, ARGUMENTS = "op", "e", "n", "h", "a"
 CALL, CHECK, OPEN, GET, HASH, CLOSE = "call", "check", "open", "get", "hash", "close"
-# an "open" item: the episode's initial state (a shared domain's key, or its own JSON), keyword and journal
-DOMAIN_KEY, STATE_JSON, STATE_KWARG, REPLAY = "k", "s", "kw", "r"
+# an "open" item: the episode's initial state (a shared domain's key, or its own JSON), keyword and journal (and,
+# from the server to its child, the code the journal's calls need)
+DOMAIN_KEY, STATE_JSON, STATE_KWARG, REPLAY, REPLAY_SOURCES = "k", "s", "kw", "r", "rs"
 # a response: a call's tool message (and whether it did not complete), a check's error text (or null), the state,
 # its digest, an acknowledged open, or a protocol-level failure; the first message of a worker says it is ready
 OUTPUT, INCOMPLETE, CHECKED, VALUE, DIGEST, OPENED, PROTOCOL_ERROR = "o", "t", "c", "v", "h", "ok", "x"
@@ -149,44 +163,77 @@ _PRELOAD = (
     "time",
     "typing",
 )
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = (
+    1,
+    2,
+    4,
+    8,
+    32,
+    4096,
+    16384,
+    1 << 18,
+)
 # per-mount flags a read-only remount must repeat: inside a user namespace the kernel refuses to clear them
 _MOUNT_OPTIONS = {
     "nosuid": _MS_NOSUID,
     "nodev": _MS_NODEV,
-    "noexec": 8,
+    "noexec": _MS_NOEXEC,
     "noatime": 1024,
     "nodiratime": 2048,
     "relatime": 1 << 21,
     "strictatime": 1 << 24,
 }
-_CLONE_NEWNS, _CLONE_NEWUSER, _CLONE_NEWNET = 0x00020000, 0x10000000, 0x40000000
-_SECRETS = ("/etc/shadow", "/etc/gshadow")
-# never covered: the OS itself and what the runtime needs (a covered ancestor would hide them)
-_NEEDED = ("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/dev", "/proc", "/sys", "/tmp")
+_CLONE_NEWNS, _CLONE_NEWIPC, _CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = (
+    0x00020000,
+    0x08000000,
+    0x10000000,
+    0x20000000,
+    0x40000000,
+)
+_MNT_DETACH = 2
+_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}  # syscall numbers: glibc has no wrapper
+# What tool code may read besides its scratch: the stdlib (the folders on `sys.path` of `python -I -S`, each with its
+# site-packages covered) and the Python installation's lib folder, the OS's shared libraries (extension modules load
+# them), time zones, and these devices.
+_SYSTEM_VIEW = ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/share/zoneinfo", "/etc/localtime", "/etc/ld.so.cache")
+_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+# seccomp: per architecture, its AUDIT_ARCH value and the mknod/mknodat syscall numbers (x86_64: also its x32 ABI)
+_MKNOD_SYSCALLS = {
+    "x86_64": (0xC000003E, (133, 259, 0x40000000 | 133, 0x40000000 | 259)),
+    "aarch64": (0xC00000B7, (33,)),
+}
 
 
-def _harden_server(scratch: str, settings: dict[str, Any], libc: Any) -> tuple[list[str], bool]:
-    """Namespaces and the mount view, shared by all children; returns active layers and whether children drop root."""
+def _harden_server(scratch: str, settings: dict[str, Any], libc: Any) -> tuple[list[str], bool, int | None]:
+    """Namespaces and the mount view, shared by all children; returns the active layers, whether children drop root,
+    and an fd of the PID namespace in which each child gets one of its own (None: children share the server's)."""
     layers: list[str] = []
     root = os.geteuid() == 0
     in_user_namespace = libc is not None and not root and _enter_user_namespace(libc)
     if in_user_namespace:
         layers.append("userns")
+    privileged = libc is not None and (root or in_user_namespace)
+    pid_namespace = _pid_namespaces(libc, in_user_namespace) if privileged else None
+    if pid_namespace is not None:
+        layers.append("pidns")
     if libc is not None and libc.unshare(_CLONE_NEWNET) == 0:
         layers.append("netns")
-    os.chdir("/")  # the parent's working directory may be covered below; keep no handle on it
-    if libc is not None and (root or in_user_namespace) and _private_mounts(libc, scratch, settings["scratch_mb"]):
+    if libc is not None and libc.unshare(_CLONE_NEWIPC) == 0:
+        layers.append("ipcns")
+    os.chdir("/")  # the parent's working directory is not in the view; keep no handle on it
+    if privileged and _private_mounts(libc):
         layers.append("mountns")
-        if _cover(libc, settings.get("hide", []), scratch):
+        if _minimal_root(libc, scratch):
             layers.append("view")
-        _read_only(libc, scratch)
-    if in_user_namespace:
-        _drop_capabilities(libc)  # children, which run the tool code, inherit none of the namespace's rights
+        else:  # every mount stays visible, read-only; children still get their own scratch (see `_isolate_child`)
+            _mount_scratch_root(libc, scratch)
+            _read_only(libc, "/", keep=(scratch,))
+    if libc is not None and _refuse_mknod(libc):
+        layers.append("seccomp")
     drop = root and _can_run_as(_NOBODY)
-    if drop:
-        os.chown(scratch, _NOBODY, _NOBODY)
-    return layers, drop
+    if drop and "mountns" not in layers:
+        os.chmod(scratch, 0o711)  # children reach their own folders, and create nothing beside them
+    return layers, drop, pid_namespace
 
 
 def _enter_user_namespace(libc: Any) -> bool:
@@ -208,6 +255,40 @@ def _enter_user_namespace(libc: Any) -> bool:
     return True
 
 
+def _pid_namespaces(libc: Any, in_user_namespace: bool) -> int | None:
+    """An fd of the server's PID namespace, or None when the kernel refuses new ones.
+
+    Before each fork the server unshares CLONE_NEWPID (its next child becomes pid 1 of a namespace of its own, in
+    which no other process exists, so none can be seen or signalled) and then re-enters this namespace with setns,
+    which allows the next unshare. Re-entering needs the rights over the namespace: in a user namespace the server
+    first becomes pid 1 of a PID namespace that its user namespace owns, and the process the parent started stays
+    behind as its stand-in (see `_stand_in`)."""
+    if in_user_namespace:
+        if libc.unshare(_CLONE_NEWPID) != 0:
+            return None
+        _stand_in(libc)
+    fd = os.open("/proc/self/ns/pid", os.O_RDONLY)
+    if libc.unshare(_CLONE_NEWPID) != 0 or libc.setns(fd, _CLONE_NEWPID) != 0:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _stand_in(libc: Any) -> None:
+    """Fork: the child returns and carries on as the server; this process keeps no fds (so the parent sees EOF when
+    the server ends), waits, and ends the way the server ended. The server dies with it (the parent kills it)."""
+    pid = os.fork()
+    if pid == 0:
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        return
+    os.closerange(3, 1 << 16)
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code)
+
+
 def _drop_capabilities(libc: Any) -> None:
     """Empty this process's effective, permitted and inheritable capability sets (capset, version 3)."""
     import ctypes
@@ -216,19 +297,65 @@ def _drop_capabilities(libc: Any) -> None:
     libc.capset(header, (ctypes.c_uint32 * 6)())
 
 
-def _harden_child(directory: str, settings: dict[str, Any], drop: bool, prctl: Any, server_pid: int) -> None:
-    """Per-child layers, applied after the fork and before any tool code: uid, death with the server, rlimits,
-    audit hook."""
+def _refuse_mknod(libc: Any) -> bool:
+    """A seccomp filter (inherited by every child) that fails mknod and mknodat with EPERM: FIFOs and device nodes
+    have no audit event, so the audit hook cannot see them. Needs no_new_privs, harmless here (nothing is exec'd)."""
+    import ctypes
+    import errno
+
+    known = _MKNOD_SYSCALLS.get(os.uname().machine)
+    if known is None:
+        return False
+    arch, numbers = known
+    load, equal, answer = 0x20, 0x15, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K
+    allow, refuse = 0x7FFF0000, 0x00050000 | errno.EPERM  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO
+    count = len(numbers)
+    program = [(load, 0, 0, 4), (equal, 0, count + 1, arch), (load, 0, 0, 0)]  # seccomp_data.arch, then .nr
+    program += [(equal, count - i, 0, number) for i, number in enumerate(numbers)]
+    program += [(answer, 0, 0, allow), (answer, 0, 0, refuse)]
+
+    class Instruction(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Instruction))]
+
+    instructions = (Instruction * len(program))(*(Instruction(*fields) for fields in program))
+    fprog = Program(len(program), instructions)
+    # PR_SET_NO_NEW_PRIVS, then PR_SET_SECCOMP with SECCOMP_MODE_FILTER
+    return libc.prctl(38, 1, 0, 0, 0) == 0 and libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0
+
+
+def _isolate_child(libc: Any, directory: str, settings: dict[str, Any], mounts: bool, uid: int) -> None:
+    """Per-child layers that need the server's rights, so applied before the uid or capability drop: a session of
+    its own, and a mount namespace of its own in which its scratch folder is a fresh size-capped tmpfs that
+    disappears with the child, whatever it holds (FIFOs and sockets included). Tool code finds its temp folder
+    there too."""
+    os.setsid()
+    os.environ["TMPDIR"] = directory
+    if mounts:
+        options = f"size={settings['scratch_mb']}m,mode=0700,uid={uid},gid={uid if uid == _NOBODY else os.getgid()}"
+        flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+        if (
+            libc.unshare(_CLONE_NEWNS) != 0
+            or libc.mount(b"tmpfs", directory.encode(), b"tmpfs", flags, options.encode()) != 0
+        ):
+            os._exit(70)  # never run tool code in a scratch folder other environments could reach
+
+
+def _harden_child(directory: str, settings: dict[str, Any], drop: bool, libc: Any) -> None:
+    """Per-child layers, applied after the fork and before any tool code: uid (or, in a user namespace, no
+    capabilities), death with the server, rlimits, audit hook."""
     import resource
 
     if drop:
         os.setgroups([])
         os.setgid(_NOBODY)
         os.setuid(_NOBODY)
-    if prctl is not None:  # after the uid change, which would clear it
-        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: a child must never outlive its server (even stuck in C code)
-    if os.getppid() != server_pid:  # the server died before the line above took effect
-        os._exit(0)
+    elif libc is not None and os.geteuid() != 0:
+        _drop_capabilities(libc)  # the server keeps its namespace's rights to set up each child; tool code has none
+    if libc is not None:  # after the uid change, which would clear it; a server that died before this line
+        libc.prctl(1, signal.SIGKILL)  # closed the child's pipe, so its first read ends it (PR_SET_PDEATHSIG)
     os.chdir(directory)
     memory = settings["memory_mb"] * 1024 * 1024
     cpu = int(settings["cpu_s"])
@@ -267,47 +394,82 @@ def _libc() -> Any:
         return None
 
 
-def _private_mounts(libc: Any, scratch: str, size_mb: int) -> bool:
-    """Own mount namespace in which scratch is a private size-capped tmpfs."""
-    if libc.unshare(_CLONE_NEWNS) != 0 or libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
+def _private_mounts(libc: Any) -> bool:
+    """Own mount namespace, whose mounts no longer propagate to or from the host's."""
+    return libc.unshare(_CLONE_NEWNS) == 0 and libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) == 0
+
+
+def _mount_scratch_root(libc: Any, path: str) -> bool:
+    """The folder holding the children's scratch folders: a small tmpfs only the server writes in (mode 0555: a
+    child, as uid 65534 or without capabilities, can create nothing there, so nothing it leaves reaches the next)."""
+    flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+    return libc.mount(b"tmpfs", path.encode(), b"tmpfs", flags, b"size=1m,mode=0555") == 0
+
+
+def _minimal_root(libc: Any, scratch: str) -> bool:
+    """Pivot into a new root, a read-only tmpfs holding only the stdlib, the OS's shared libraries and time zones, a
+    few devices and the scratch folder: the user's files, the project, held-out data and other runs' files do not
+    exist for tool code. Built on the scratch folder itself (it is empty); False, with nothing changed, on failure."""
+    new = scratch.rstrip("/")
+    flags = _MS_NOSUID | _MS_NODEV
+    if libc.mount(b"tmpfs", new.encode(), b"tmpfs", flags, b"size=1m,mode=0755") != 0:
         return False
-    options = f"size={size_mb}m,mode=0700".encode()
-    return libc.mount(b"tmpfs", scratch.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, options) == 0
+    try:
+        # `python -I -S`: sys.path holds the stdlib folders only; the installation's lib folder holds the shared
+        # libraries its extension modules may link (conda, pyenv --enable-shared)
+        python = [path for path in (os.path.join(sys.base_prefix, "lib"), *sys.path) if os.path.isdir(path)]
+        for path in (*python, *_SYSTEM_VIEW, *_DEVICES):
+            if not _bind_into(libc, new, path):
+                raise OSError(f"cannot bind {path}")
+        for path in python:
+            for packages in ("site-packages", "dist-packages"):
+                if os.path.isdir(os.path.join(path, packages)):  # installed packages are not the stdlib
+                    libc.mount(b"tmpfs", f"{new}{path}/{packages}".encode(), b"tmpfs", flags, b"size=4k,mode=0555")
+        os.makedirs(new + scratch)
+        if not _mount_scratch_root(libc, new + scratch):
+            raise OSError("cannot mount the scratch folder")
+        os.mkdir(new + "/.old")
+        _read_only(libc, new, keep=(new, new + scratch))
+        number = _PIVOT_ROOT.get(os.uname().machine)
+        if number is None or libc.syscall(number, new.encode(), f"{new}/.old".encode()) != 0:
+            raise OSError("pivot_root failed")
+    except OSError:
+        libc.umount2(new.encode(), _MNT_DETACH)
+        return False
+    os.chdir("/")
+    libc.umount2(b"/.old", _MNT_DETACH)
+    os.rmdir("/.old")
+    libc.mount(None, b"/", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | flags, None)
+    return True
 
 
-def _cover(libc: Any, hide: list[str], scratch: str) -> bool:
-    """Cover each folder in `hide` with an empty tmpfs, binding the stdlib back in when it lives below one."""
-    stdlib = os.path.realpath(os.path.dirname(os.__file__))
-    ok = True
-    for path in sorted({os.path.realpath(p) for p in hide}, key=len):
-        needed = (scratch, *_NEEDED)
-        if path == "/" or not os.path.isdir(path) or any(n == path or n.startswith(path + "/") for n in needed):
-            continue
-        keep = os.open(stdlib, os.O_PATH | os.O_DIRECTORY) if stdlib.startswith(path + "/") else None
-        try:
-            if libc.mount(b"tmpfs", path.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=64k,mode=0755") != 0:
-                ok = False
-            elif keep is not None:
-                os.makedirs(stdlib, mode=0o755)
-                source = f"/proc/self/fd/{keep}".encode()
-                if libc.mount(source, stdlib.encode(), None, _MS_BIND | _MS_REC, None) != 0:
-                    libc.umount2(path.encode(), 2)  # MNT_DETACH: better a visible folder than a missing stdlib
-                    ok = False
-        finally:
-            if keep is not None:
-                os.close(keep)
-    for secret in _SECRETS:
-        if os.path.isfile(secret) and libc.mount(b"/dev/null", secret.encode(), None, _MS_BIND, None) != 0:
-            ok = False
-    return ok
+def _bind_into(libc: Any, new: str, path: str) -> bool:
+    """Bind `path` (a folder or file) at the same place under `new`; a symlink is copied as a symlink (its target
+    must be bound on its own). A path this system does not have is skipped."""
+    if not os.path.lexists(path):
+        return True
+    target = new + path
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if os.path.islink(path):
+        if not os.path.lexists(target):
+            os.symlink(os.readlink(path), target)
+        return True
+    real = os.path.realpath(path)
+    if os.path.isdir(real):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+    return libc.mount(real.encode(), target.encode(), None, _MS_BIND | _MS_REC, None) == 0
 
 
-def _read_only(libc: Any, scratch: str) -> None:
-    """Remount every mount but scratch read-only, keeping its nosuid/nodev/noexec/atime flags."""
+def _read_only(libc: Any, under: str, keep: tuple[str, ...]) -> None:
+    """Remount every mount at or below `under` but those in `keep` read-only, keeping its nosuid/nodev/noexec/atime
+    flags."""
     with open("/proc/self/mountinfo", encoding="utf-8") as table:
         mounts = [(fields[4], fields[5].split(",")) for fields in (line.split() for line in table)]
+    prefix = under.rstrip("/") + "/"
     for point, options in mounts:
-        if point != scratch and "\\" not in point:
+        if point not in keep and (point == under or point.startswith(prefix)) and "\\" not in point:
             kept = sum(_MOUNT_OPTIONS.get(option, 0) for option in options)
             libc.mount(None, point.encode(), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | kept, None)
 
@@ -658,6 +820,7 @@ class _Runner:
             output, timed_out = self.call(item[NAME], item[CODE_HASH], item[ARGUMENTS])
             return {OUTPUT: output, INCOMPLETE: 1} if timed_out else {OUTPUT: output}
         if op == OPEN:
+            self.sources.update(item.get(REPLAY_SOURCES) or {})
             self.open(item.get(DOMAIN_KEY), item.get(STATE_JSON), item[STATE_KWARG], item[REPLAY])
             return {OPENED: 1}
         if op == CHECK:
@@ -692,8 +855,19 @@ class _Failure(Exception):
 class _Server:
     """The pristine process: holds sources, domain blobs and stateful episodes' journals, never runs tool code."""
 
-    def __init__(self, scratch: str, settings: dict[str, Any], drop: bool, prctl: Any) -> None:
-        self.scratch, self.settings, self.drop, self.prctl = scratch, settings, drop, prctl
+    def __init__(
+        self,
+        scratch: str,
+        settings: dict[str, Any],
+        layers: list[str],
+        drop: bool,
+        pid_namespace: int | None,
+        libc: Any,
+    ) -> None:
+        self.scratch, self.settings, self.drop, self.libc = scratch, settings, drop, libc
+        self.pid_namespace = pid_namespace
+        self.private_scratch = "mountns" in layers  # each child mounts its own scratch tmpfs
+        self.tool_uid = _NOBODY if drop else os.geteuid()
         self.timeout = float(settings["timeout_s"])
         # the server stops a stuck child before the parent's deadline (timeout + grace) would stop the server
         self.call_deadline = self.timeout + float(settings["kill_grace_s"]) / 2
@@ -704,23 +878,22 @@ class _Server:
         self.episodes: dict[str, dict[str, Any]] = {}  # stateful episode -> its open item and journal of calls
         self.children: dict[str, _Child] = {}  # stateful episode -> the child holding its state
         self.serial = 0
-        self.pid = os.getpid()
+        self.inbox = bytearray()  # bytes read from the parent past the current message
+        self.batch: dict[str, Any] = {}  # the message being handled
+        self.dying: list[int] = []  # children killed after their work, not reaped yet
         self.spare: _Child | None = None  # a child forked ahead for the next stateless environment
 
     def handle(self, message: dict[str, Any], out_fd: int) -> None:
         """One message from the parent: a batch of items, one response per item that expects one."""
-        import marshal
-
-        self.sources.update(message.get(SOURCES, {}))
-        for key, state_json in message.get(DOMAINS, {}).items():
-            self.domains[key] = marshal.dumps(json.loads(state_json))
+        self.batch = message
+        self._receive(message)
         transient: tuple[str, _Child] | None = None  # the child running the current stateless environment
         try:
             for item in message[ITEMS]:
                 op, episode = item.get(OP, CALL), item.get(EPISODE)
                 if op == CLOSE:
                     self.episodes.pop(episode, None)
-                    self._end(self.children.pop(episode, None))
+                    self._end(self.children.pop(episode, None), wait=False)
                     continue
                 try:
                     if op == OPEN:
@@ -736,7 +909,7 @@ class _Server:
                         response = self._stateful(episode, op, item)
                     elif op in (CALL, CHECK):
                         if transient is None or transient[0] != episode:
-                            self._end(transient[1] if transient else None)
+                            self._end(transient[1] if transient else None, wait=False)
                             transient = None
                             transient = (episode, self._take_spare())
                         try:
@@ -749,10 +922,41 @@ class _Server:
                 except Exception as error:  # noqa: BLE001 - protocol-level failure, reported to the parent
                     response = {PROTOCOL_ERROR: f"{type(error).__name__}: {error}"}
                 send_frame(out_fd, response)
+                del response  # a child forked for the next item must not find this one's answer on its stack
         finally:
-            self._end(transient[1] if transient else None)
-            if self.spare is None:
-                self.spare = self._fork()  # forked while the parent reads the answers: off the next call's path
+            self._end(transient[1] if transient else None, wait=False)
+            self.batch = {}
+
+    def refill(self) -> None:
+        """Fork the spare child and reap the children ended without waiting, while the parent reads the answers:
+        off the next call's path."""
+        if self.spare is None:
+            self.spare = self._fork()
+        for pid in self.dying:
+            os.waitpid(pid, 0)
+        self.dying.clear()
+
+    def _receive(self, message: dict[str, Any]) -> None:
+        import marshal
+
+        self.sources.update(message.get(SOURCES, {}))
+        for key, state_json in message.get(DOMAINS, {}).items():
+            self.domains[key] = marshal.dumps(json.loads(state_json))
+
+    def forget(self, domain: str | None) -> dict[str, bytes]:
+        """In a new child, before any tool code: drop everything other environments sent (code, states, journals,
+        the batch in hand, unread bytes), which the server's frames above the child's would otherwise still reach
+        (tool code can walk up its stack). Returns the one shared state this child may need."""
+        kept = {domain: self.domains[domain]} if domain is not None and domain in self.domains else {}
+        for item in self.batch.get(ITEMS, ()):
+            if isinstance(item, dict):
+                item.clear()
+        for episode in self.episodes.values():
+            episode.clear()
+        for container in (self.batch, self.sources, self.domains, self.episodes, self.children, self.inbox, self.dying):
+            container.clear()
+        self.libc = None
+        return kept
 
     def _take_spare(self) -> _Child:
         """A clean child for a stateless environment: the one forked ahead of time, or a new one."""
@@ -781,7 +985,8 @@ class _Server:
 
     def _open(self, episode: str) -> dict[str, Any]:
         item = {OP: OPEN, **self.episodes[episode]}
-        child = self._fork()
+        item[REPLAY_SOURCES] = {entry[1]: self.sources[entry[1]] for entry in item[REPLAY] if entry[1] in self.sources}
+        child = self._fork(item[DOMAIN_KEY])
         deadline = self.setup_deadline + len(item[REPLAY]) * self.call_deadline
         response = self._exchange(child, item, deadline)
         self.children[episode] = child
@@ -792,20 +997,24 @@ class _Server:
         code_hash = item.get(CODE_HASH)
         return {**item, SOURCES: self.sources.get(code_hash)} if isinstance(code_hash, str) else item
 
-    def _fork(self) -> _Child:
+    def _fork(self, domain: str | None = None) -> _Child:
         self.serial += 1
         directory = os.path.join(self.scratch, f"c{self.serial}")
         os.mkdir(directory, 0o700)
-        if self.drop:
+        if self.drop and not self.private_scratch:
             os.chown(directory, _NOBODY, _NOBODY)
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
+        if self.pid_namespace is not None and self.libc.unshare(_CLONE_NEWPID) != 0:
+            raise OSError("cannot create a PID namespace for a tool process")
         pid = os.fork()
         if pid == 0:
             try:
-                _child_main(self, to_child_r, from_child_w, directory)
+                _child_main(self, to_child_r, from_child_w, directory, domain)
             finally:
                 os._exit(0)
+        if self.pid_namespace is not None:
+            self.libc.setns(self.pid_namespace, _CLONE_NEWPID)  # back in its own: the next fork gets a new one
         os.close(to_child_r)
         os.close(from_child_w)
         os.set_blocking(from_child_r, False)
@@ -823,8 +1032,10 @@ class _Server:
         except (EOFError, OSError):
             raise _Failure("worker exited", self._end(child)) from None
 
-    def _end(self, child: _Child | None, reaped: bool = False) -> str:
-        """Kill a child (idle children are killed too: it is the quickest clean stop) and remove its scratch."""
+    def _end(self, child: _Child | None, reaped: bool = False, wait: bool = True) -> str:
+        """Kill a child (idle children are killed too: it is the quickest clean stop) and remove its scratch. Without
+        `wait` (a child that did its work) it is reaped later, off the call's path (see `refill`): its exit, the
+        teardown of its address space and namespaces, takes longer than the rest of the call."""
         import shutil
 
         if child is None:
@@ -832,7 +1043,10 @@ class _Server:
         code = 0
         if not reaped:
             os.kill(child.pid, signal.SIGKILL)  # a dead child stays a zombie until reaped, so this cannot miss
-            code = os.waitstatus_to_exitcode(os.waitpid(child.pid, 0)[1])
+            if wait:
+                code = os.waitstatus_to_exitcode(os.waitpid(child.pid, 0)[1])
+            else:
+                self.dying.append(child.pid)
         os.close(child.to_child)
         os.close(child.from_child)
         shutil.rmtree(child.directory, ignore_errors=True)
@@ -853,16 +1067,20 @@ def _failed(op: str, item: dict[str, Any], failure: _Failure, settings: dict[str
     return {CHECKED: text}
 
 
-def _child_main(server: _Server, in_fd: int, out_fd: int, directory: str) -> None:
-    """A fresh child: keep only its own pipes, die with the server, harden, then serve requests."""
+def _child_main(server: _Server, in_fd: int, out_fd: int, directory: str, domain: str | None) -> None:
+    """A fresh child: keep only its own pipes, forget other environments, isolate and harden, then serve requests
+    (its code arrives with each request)."""
     keep = sorted((in_fd, out_fd))
     os.closerange(3, keep[0])
     os.closerange(keep[0] + 1, keep[1])
     os.closerange(keep[1] + 1, 1 << 16)
-    prctl, server.prctl = server.prctl, None
-    _harden_child(directory, server.settings, server.drop, prctl, server.pid)
-    del prctl
-    runner = _Runner(directory, server.settings, server.sources, server.domains)
+    libc = server.libc
+    domains = server.forget(domain)
+    if libc is not None:
+        _isolate_child(libc, directory, server.settings, server.private_scratch, server.tool_uid)
+    _harden_child(directory, server.settings, server.drop, libc)
+    del libc
+    runner = _Runner(directory, server.settings, {}, domains)
     del server
     runner.serve(in_fd, out_fd)
 
@@ -899,23 +1117,25 @@ def main(argv: list[str]) -> None:
         os.dup2(null, fd)
     os.close(null)
     sys.stdout = sys.stderr = _Sink()
+    os.umask(0o022)  # the view's folders must stay readable to uid 65534
     for module in _PRELOAD:
         __import__(module)
     _plain_path_types()
     libc = _libc()
-    layers, drop = _harden_server(scratch, settings, libc)
+    layers, drop, pid_namespace = _harden_server(scratch, settings, libc)
     layers += ["fork", *(["uid"] if drop else []), "rlimits", "audit", "timer"]
-    server = _Server(scratch, settings, drop, libc.prctl if libc is not None else None)
+    server = _Server(scratch, settings, layers, drop, pid_namespace, libc)
     del libc
     gc.freeze()  # children then share the server's objects without copying the pages gc would touch
     send_frame(out_fd, {READY: 1, LAYERS: layers})
-    buffer = bytearray()
     while True:
         try:
-            message = read_frame(in_fd, buffer)
+            message = read_frame(in_fd, server.inbox)
         except EOFError:
             return
         server.handle(message, out_fd)
+        del message
+        server.refill()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ Design notes:
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import itertools
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import warnings
 import weakref
 from collections import deque
@@ -68,6 +70,9 @@ from ftrl.runtime._worker import (
 )
 
 _WORKER_SCRIPT = str(Path(__file__).with_name("_worker.py"))
+_FOLDER_PREFIX = "ftrl-runtime-"
+_OWNER_LOCK = ".owner.lock"  # flock'ed by the runtime's process for its lifetime; the kernel drops it when it dies
+_CLAIM_GRACE_S = 10.0  # a folder this young may belong to a runtime that has not taken its lock yet
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,7 +128,7 @@ class _Slot:
         self.scratch = tempfile.mkdtemp(prefix=f"w{self.index}-", dir=self.root)
         to_worker_r, self.to_worker = os.pipe()
         self.from_worker, from_worker_w = os.pipe()
-        settings = {**asdict(self.config), "scratch": self.scratch, "hide": _private_paths()}
+        settings = {**asdict(self.config), "scratch": self.scratch}
         self.process = subprocess.Popen(
             [sys.executable, "-I", "-S", _WORKER_SCRIPT, str(to_worker_r), str(from_worker_w), json.dumps(settings)],
             stdin=subprocess.DEVNULL,
@@ -188,8 +193,9 @@ class _Slot:
             raise RuntimeError(f"tool worker failed to start ({failure}, {ended})") from None
         self.layers = [str(layer) for layer in hello.get(LAYERS, [])]
         self.ready = True
-        if "view" not in self.layers:
-            _warn_private_paths_visible(os.geteuid() == 0, 65534 if "uid" in self.layers else os.geteuid())
+        if "view" not in self.layers or "pidns" not in self.layers:
+            tool_uid = 65534 if "uid" in self.layers else os.geteuid()
+            _warn_weak_isolation(os.geteuid() == 0, tool_uid, "view" in self.layers, "pidns" in self.layers)
 
     # ---- running jobs
     def run(self, jobs: list[_Job]) -> None:
@@ -384,23 +390,20 @@ def _release(slot: _Slot, episode_id: str) -> None:
     slot.pinned -= 1
 
 
-def _private_paths() -> list[str]:
-    """Folders the tool code must not read: the user's home, the working directory and the project holding ftrl."""
-    package = Path(__file__).resolve().parents[1]  # .../ftrl
-    project = package.parent.parent if package.parent.name == "src" else package
-    return [str(Path.home()), "/root", os.getcwd(), str(project)]
-
-
 @functools.cache
-def _warn_private_paths_visible(root: bool, tool_uid: int) -> None:
-    """Said once per process: the fallback when the OS grants no mount namespace (see `_worker.py`, layer view)."""
-    why = "no mount namespace could be created" if root else "this kernel refuses unprivileged user namespaces"
-    warnings.warn(
-        f"ftrl's tool runtime cannot hide the user's home, the project and the working directory from tool code "
-        f"({why}): generated tool code can read there whatever uid {tool_uid} may read",
-        RuntimeWarning,
-        stacklevel=2,
-    )
+def _warn_weak_isolation(root: bool, tool_uid: int, view: bool, pid_namespaces: bool) -> None:
+    """Said once per process: the fallback when the OS grants no mount or PID namespaces (see `_worker.py`, layers
+    view and pidns)."""
+    why = "the kernel refused the namespaces" if root else "this kernel refuses unprivileged user namespaces"
+    lost = []
+    if not view:
+        lost.append(
+            f"cannot hide the user's home, the project, the working directory and other files from tool code: "
+            f"generated tool code can read whatever uid {tool_uid} may read"
+        )
+    if not pid_namespaces:
+        lost.append(f"cannot hide other processes of uid {tool_uid} from tool code, nor stop it signalling them")
+    warnings.warn(f"ftrl's tool runtime {' and '.join(lost)} ({why})", RuntimeWarning, stacklevel=2)
 
 
 def _null_digest() -> str:
@@ -411,13 +414,59 @@ def _plain_arguments(arguments: str | Mapping[str, Any]) -> Any:
     return arguments if isinstance(arguments, str) else dict(arguments)
 
 
+def _claim_folder() -> tuple[str, int]:
+    """A new temp folder for this runtime's workers and the fd of its lock, held for as long as this process lives.
+    Folders that runtimes killed earlier left behind (kill -9 included) are removed first."""
+    try:
+        remove_abandoned_folders(tempfile.gettempdir())
+    except OSError:  # an unreadable temp folder: nothing to clean, and mkdtemp below says what is wrong
+        pass
+    root = tempfile.mkdtemp(prefix=_FOLDER_PREFIX)
+    os.chmod(root, 0o755)  # workers drop to an unprivileged uid and must reach their scratch dirs
+    lock = os.open(os.path.join(root, _OWNER_LOCK), os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return root, lock
+
+
+def _release_folder(root: str, lock: int) -> None:
+    shutil.rmtree(root, ignore_errors=True)
+    os.close(lock)
+
+
+def remove_abandoned_folders(temp: str) -> list[str]:
+    """Remove this user's `ftrl-runtime-*` folders in `temp` whose lock no process holds (their runtime died without
+    cleaning up); returns them. A folder without a lock (made by an older ftrl, which may still be running) is left."""
+    removed = []
+    uid = os.geteuid()
+    with os.scandir(temp) as entries:
+        candidates = [e.path for e in entries if e.name.startswith(_FOLDER_PREFIX) and e.is_dir(follow_symlinks=False)]
+    for folder in candidates:
+        try:
+            lock = os.open(os.path.join(folder, _OWNER_LOCK), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            status = os.fstat(lock)
+            if status.st_uid != uid or time.time() - status.st_mtime < _CLAIM_GRACE_S:
+                continue
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # its runtime is alive
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        finally:
+            os.close(lock)
+    return removed
+
+
 class ToolRuntime:
     """Runs tool code in warm, hardened worker subprocesses (see `_worker.py` for the isolation layers)."""
 
     def __init__(self, config: RuntimeConfig = RuntimeConfig()) -> None:
         self.config = config
-        self._root = tempfile.mkdtemp(prefix="ftrl-runtime-")
-        os.chmod(self._root, 0o755)  # workers drop to an unprivileged uid and must reach their scratch dirs
+        self._root, lock = _claim_folder()
+        self._release_folder = weakref.finalize(self, _release_folder, self._root, lock)
         count = config.workers or os.cpu_count() or 1
         self._slots = [_Slot(config, self._root, index) for index in range(count)]
         self._domains: dict[str, str] = {}
@@ -537,7 +586,7 @@ class ToolRuntime:
         for slot in self._slots:
             with slot.lock:
                 slot.kill()
-        shutil.rmtree(self._root, ignore_errors=True)
+        self._release_folder()
 
     def __enter__(self) -> ToolRuntime:
         return self
