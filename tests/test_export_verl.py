@@ -15,7 +15,7 @@ import pytest
 from ftrl.env import Environment, read_envs, write_envs
 from ftrl.export import export_verl
 from ftrl.export.verl import ExportError, flat_prompt
-from ftrl.reward import score_response
+from ftrl.reward import RewardSpec, score_response
 from ftrl.runtime import RuntimeConfig, ToolRuntime
 from ftrl.train.tiny import build_tiny_model
 from ftrl.train.trainer import prompt_messages, render_prompt
@@ -107,7 +107,7 @@ def states(tmp_path: Path) -> Path:
 
 def test_export_rows_and_reward_module_agree_with_score_response(states: Path, tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "verl"
-    written = export_verl(states, out, model=str(tiny), reward="f1")
+    written = export_verl(states, out, model=str(tiny), reward=RewardSpec(kind="f1"))
     assert {p.name for p in written} == {"train.parquet", "ftrl_reward.py", "train_grpo.sh", "train_reinforce_pp.sh"}
     rows = pq.read_table(out / "train.parquet").to_pylist()
     envs = read_envs(states)
@@ -123,14 +123,7 @@ def test_export_rows_and_reward_module_agree_with_score_response(states: Path, t
     with ToolRuntime(RuntimeConfig(timeout_s=10.0)) as runtime:
         for row, env in zip(rows, envs, strict=False):
             for text in RESPONSES:
-                direct = score_response(
-                    text,
-                    codes=env.codes,
-                    unsolved_set=env.unsolved_set,
-                    solve_rate=env.solve_rate,
-                    answer=env.answer or None,
-                    runtime=runtime,
-                ).reward
+                direct = score_response(text, env, runtime).reward
                 exported = module.compute_score(
                     row["data_source"], text, row["reward_model"]["ground_truth"], row["extra_info"]
                 )
@@ -142,7 +135,7 @@ def test_export_rows_and_reward_module_agree_with_score_response(states: Path, t
 
 def test_export_reward_kind_and_scripts(states: Path, tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "verl"
-    export_verl(states, out, model=str(tiny), reward="p")
+    export_verl(states, out, model=str(tiny), reward=RewardSpec(kind="p"))
     row = pq.read_table(out / "train.parquet").to_pylist()[0]
     module = load_module(out / "ftrl_reward.py")
     # Solve-P of one solving and one failing call: q/p = 1/2

@@ -21,6 +21,7 @@ from ftrl.demo import DemoConfig
 from ftrl.env.record import Environment, tool_name
 from ftrl.jsonl import DataError, iter_jsonl, write_jsonl_atomic
 from ftrl.provenance import claim_output, describe_model
+from ftrl.reward.spec import FormatName, MatcherName, RewardKind
 from ftrl.train.config import SFTConfig, TrainConfig, make_config
 from ftrl.train.loop import LoopConfig
 
@@ -305,20 +306,19 @@ def score(
     file: Path = typer.Argument(..., help="Environment states (JSONL/Parquet) the responses answer."),
     responses: Path = typer.Option(..., help="JSONL with `row` (0-based state index) and `response` (raw model text)."),
     out: Path = typer.Option(..., help="Output JSONL: row, reward, branch and the parsed calls."),
-    reward: str = typer.Option("f1", help="Per-turn reward: f1 (paper default), p, r or pr."),
-    matcher: str = typer.Option("reference", help="Sub-answer matcher: reference (exact reproduction) or strict."),
-    fmt: str = typer.Option("hermes", "--format", help="Tool-call format of the responses: hermes or llama31."),
+    reward: RewardKind = typer.Option("f1", help="Per-turn reward: f1 (paper default), p, r or pr."),
+    matcher: MatcherName = typer.Option(
+        "reference", help="Sub-answer matcher: reference (exact reproduction) or strict."
+    ),
+    fmt: FormatName = typer.Option("hermes", "--format", help="Tool-call format of the responses: hermes or llama31."),
     timeout: float = typer.Option(10.0, min=0.01, max=3600, help="Seconds before a tool call is stopped."),
     overwrite: OverwriteOption = False,
 ) -> None:
     """Per-turn verifiable reward of raw model responses against environment states."""
-    from ftrl.reward import REWARD_KINDS, score_response
+    from ftrl.reward import RewardSpec, score_response
     from ftrl.runtime import RuntimeConfig, ToolRuntime
 
-    if reward not in REWARD_KINDS:
-        raise _fail(f"--reward must be one of {', '.join(REWARD_KINDS)}, got {reward!r}")
-    if matcher not in ("reference", "strict"):
-        raise _fail(f"--matcher must be reference or strict, got {matcher!r}")
+    spec = RewardSpec(kind=reward, matcher=matcher, fmt=fmt)
     source, _ = _load_row(file, 0)
     try:
         requests = read_score_requests(responses, len(source.envs))
@@ -335,18 +335,7 @@ def score(
         task = progress.add_task("scoring", total=len(requests))
         rows = []
         for row, text in requests:
-            env = source.envs[row]
-            scored = score_response(
-                text,
-                codes=env.codes,
-                unsolved_set=env.unsolved_set,
-                solve_rate=env.solve_rate,
-                answer=env.answer or None,
-                runtime=runtime,
-                kind=reward,
-                fmt=fmt,
-                matcher=matcher,
-            )
+            scored = score_response(text, source.envs[row], runtime, spec)
             rows.append({"row": row, **scored.to_row()})
             progress.advance(task)
         write_jsonl_atomic(out, rows)
@@ -503,8 +492,8 @@ def export_verl_command(
         help="The model verl will train (folder, hub id or 'embedded'): its "
         "chat template renders the prompts, and the scripts train it by default.",
     ),
-    reward: str = typer.Option("f1", help="Per-turn reward: f1, p, r or pr."),
-    matcher: str = typer.Option("reference", help="Sub-answer matcher: reference or strict."),
+    reward: RewardKind = typer.Option("f1", help="Per-turn reward: f1, p, r or pr."),
+    matcher: MatcherName = typer.Option("reference", help="Sub-answer matcher: reference or strict."),
     multi_turn: bool = typer.Option(
         False,
         help="Also write episodes.parquet, ftrl_agent_loop.yaml and "
@@ -514,13 +503,15 @@ def export_verl_command(
 ) -> None:
     """States as a verl 0.9.1 dataset with a reward module calling ftrl and the paper's launch scripts."""
     from ftrl.export import export_verl
+    from ftrl.reward import RewardSpec
     from ftrl.rollout import ModelNotFound
 
+    spec = RewardSpec(kind=reward, matcher=matcher)
     _load_envs_checked(data, None)
     settings = {"model": describe_model(model), "reward": reward, "matcher": matcher, "multi_turn": multi_turn}
     try:
         with claim_output(out, "export verl", {"data": data}, settings, folder=True, overwrite=overwrite):
-            written = export_verl(data, out, model=model, reward=reward, matcher=matcher, multi_turn=multi_turn)
+            written = export_verl(data, out, model=model, reward=spec, multi_turn=multi_turn)
     except (ValueError, DataError, ModelNotFound) as error:
         raise _fail(str(error)) from None
     for path in written:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from ftrl.reward.spec import RewardSpec
 from ftrl.settings import SamplingConfig
 
 #: The advantage estimators of `ftrl.train.algos`, by verl's names.
@@ -141,6 +142,11 @@ class TrainConfig:
         return SamplingConfig(
             temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=self.seed
         )
+
+    @property
+    def reward_spec(self) -> RewardSpec:
+        """How each sampled response is scored."""
+        return RewardSpec(kind=self.reward, matcher=self.matcher, fmt=self.fmt)  # type: ignore[arg-type]
 
     @property
     def states_per_step(self) -> int:

@@ -70,17 +70,7 @@ def runtime_scorer(config: TrainConfig) -> tuple[AbstractContextManager[ToolRunn
 
     def bind(runtime: ToolRunner) -> Scorer:
         def score(env: Environment, text: str) -> tuple[float, int]:
-            scored = score_response(
-                text,
-                codes=env.codes,
-                unsolved_set=env.unsolved_set,
-                solve_rate=env.solve_rate,
-                answer=env.answer or None,  # as `ftrl score`: an empty gold answer must not match everything
-                runtime=runtime,
-                kind=config.reward,
-                fmt=config.fmt,
-                matcher=config.matcher,
-            )
+            scored = score_response(text, env, runtime, config.reward_spec)
             return scored.reward, scored.turn.n_calls
 
         return score
