@@ -19,11 +19,11 @@ import pytest
 from typer.testing import CliRunner
 
 from ftrl.cli import app
-from ftrl.env import read_envs
+from ftrl.env import gold_turns, read_envs
 from ftrl.formats import get_format
 from ftrl.reward import EpisodeScore
 from ftrl.rollout.models import resolve_model
-from ftrl.rollout.policy import OraclePolicy, gold_turns
+from ftrl.rollout.policy import OraclePolicy
 from ftrl.runtime import RuntimeConfig, ToolRuntime
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,10 +26,9 @@ from ftrl.construction.decompose import final_answer, stage_rng
 from ftrl.construction.world import World
 from ftrl.reward.episode import EpisodeScore
 from ftrl.reward.match import answer_verify
+from ftrl.runtime import TOOL_ERROR_PREFIX
 from ftrl.runtime.protocol import ToolRunner
 
-#: The prefix the runtime gives a call that raised or timed out.
-CRASH_PREFIX = "an error occured when call"
 #: An entity name no world contains (a missing entity must get a not-found reply).
 MISSING_ENTITY = "Qqxq Nonexistent Entity"
 
@@ -198,7 +197,7 @@ def verify_outputs(draft: Draft, gold_outputs: Sequence[str], probe_outputs: Seq
     subs = draft.sub_questions
     for index, (sub, output) in enumerate(zip(subs, gold_outputs, strict=True)):
         tool = draft.tool_of[index]
-        if output.startswith(CRASH_PREFIX):
+        if output.startswith(TOOL_ERROR_PREFIX):
             raise Rejected("deploy", f"gold call {index} ({tool}) crashed: {output[:200]}")
         if not answer_verify(output, sub.answer):
             raise Rejected(
@@ -225,7 +224,7 @@ def verify_outputs(draft: Draft, gold_outputs: Sequence[str], probe_outputs: Seq
     if draft.aggregation != "last" and expected is not None and expected != draft.answer:
         raise Rejected("deploy", f"final answer {draft.answer!r} does not follow from the sub-answers ({expected!r})")
     for (tool, bad_arguments), output in zip(probe_calls(draft), probe_outputs, strict=True):
-        if output.startswith(CRASH_PREFIX):
+        if output.startswith(TOOL_ERROR_PREFIX):
             raise Rejected("deploy", f"{tool} crashes on bad arguments {bad_arguments}: {output[:200]}")
         lowered = output.lower()
         if not any(word in lowered for word in ("error", "not found", "not_found", "invalid", "missing", "no ")):

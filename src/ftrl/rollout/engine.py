@@ -23,10 +23,8 @@ from rich.progress import Progress
 from ftrl.env.record import Environment
 from ftrl.reward import EpisodeScore, answer_verify
 from ftrl.rollout.policy import Message, Policy, StreamingPolicy
+from ftrl.runtime import TOOL_ERROR_PREFIX
 from ftrl.runtime.protocol import ToolEpisode, ToolRunner
-
-#: Prefix of the tool message the runtime returns when a call fails (the reference's spelling).
-ERROR_PREFIX = "an error occured when call "
 
 
 @dataclass(kw_only=True)
@@ -199,7 +197,7 @@ def _run_tools(active: list[_Active], replies: list[Message], runtime: ToolRunne
         contents = [next(outputs) for _ in calls]
         for call, content in zip(calls, contents, strict=False):
             item.messages.append({"role": "tool", "content": content, "tool_call_id": call["id"]})
-            item.n_errors += content.startswith(f"{ERROR_PREFIX}{call['function']['name']}:")
+            item.n_errors += content.startswith(f"{TOOL_ERROR_PREFIX} {call['function']['name']}:")
         item.score.add_turn(reply, contents)
         if calls:
             remaining = copy.deepcopy(item.score.remaining)

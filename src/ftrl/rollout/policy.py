@@ -12,6 +12,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from ftrl.env.gold import gold_turns
 from ftrl.env.record import Environment
 from ftrl.formats.calls import assistant_message
 
@@ -53,7 +54,7 @@ class GenerationStats:
 class OraclePolicy:
     """Replays each environment's gold trajectory: its `gold_calls`, then the gold final answer.
 
-    `gold_calls` is a list of OpenAI tool calls (one per turn) or a list of lists (one group per turn). The
+    The turns are `ftrl.env.gold.gold_turns` as stored (a flat `gold_calls` list: one call per turn). The
     conversation is matched to its environment by identity: the engine passes each environment's own `tools`
     list object, so rows that repeat a question still replay their own calls (the question text alone decides
     only where it is unique); the turn is the number of assistant messages so far, so the oracle keeps no state.
@@ -94,11 +95,3 @@ class OraclePolicy:
         if done < len(turns):
             return assistant_message("", [dict(call) for call in turns[done]])
         return assistant_message(f"The answer is {env.answer}.", None)
-
-
-def gold_turns(env: Environment) -> list[list[dict[str, Any]]]:
-    """An environment's gold calls grouped by turn; environments without them cannot be replayed."""
-    calls = env.gold_calls
-    if not calls:
-        raise ValueError(f"environment {env.extra.get('index', env.question[:60])!r} has no gold_calls to replay")
-    return [list(group) if isinstance(group, list) else [group] for group in calls]
