@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 from ftrl.cli import app
 from ftrl.env import gold_turns, read_envs
 from ftrl.formats import get_format
+from ftrl.models import resolve_model
 from ftrl.reward import EpisodeScore
-from ftrl.rollout.models import resolve_model
 from ftrl.rollout.policy import OraclePolicy
 from ftrl.runtime import RuntimeConfig, ToolRuntime
 

@@ -397,7 +397,7 @@ def train(
     from dataclasses import asdict
 
     from ftrl.env.domains import load_source
-    from ftrl.rollout.models import ModelNotFound, placement, resolve_model
+    from ftrl.models import ModelNotFound, placement, resolve_model
     from ftrl.train.trainer import train as run_training
 
     try:
@@ -438,7 +438,7 @@ def plot(
 @config_options(SFTConfig, required=("envs", "out"), flag_names=FLAG_NAMES)
 def sft(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
     """Supervised warm start on gold tool-call trajectories (loss on assistant tokens only)."""
-    from ftrl.rollout.models import ModelNotFound
+    from ftrl.models import ModelNotFound
     from ftrl.train.sft import sft as run_sft
 
     config = config_args.load(SFTConfig())
@@ -503,8 +503,8 @@ def export_verl_command(
 ) -> None:
     """States as a verl 0.9.1 dataset with a reward module calling ftrl and the paper's launch scripts."""
     from ftrl.export import export_verl
+    from ftrl.models import ModelNotFound
     from ftrl.reward import RewardSpec
-    from ftrl.rollout import ModelNotFound
 
     spec = RewardSpec(kind=reward, matcher=matcher)
     _load_envs_checked(data, None)
@@ -817,7 +817,8 @@ def sample_command(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Collect training states (history, remaining sub-answers, solve rate) from sampled rollouts."""
-    from ftrl.rollout import ModelNotFound, collect
+    from ftrl.models import ModelNotFound
+    from ftrl.rollout import collect
 
     spec = _policy_spec(
         model=model,
@@ -864,7 +865,7 @@ def eval_command(
 ) -> None:
     """Evaluate a model: Solve-P/R/F1 per scenario and their mean, answer accuracy, call errors, turns."""
     from ftrl.eval import evaluate
-    from ftrl.rollout import ModelNotFound
+    from ftrl.models import ModelNotFound
 
     spec = _policy_spec(
         model=model,

@@ -304,7 +304,7 @@ def export_verl(
     import pyarrow.parquet as pq
     from transformers import AutoTokenizer
 
-    from ftrl.rollout.models import hub_cache, resolve_model
+    from ftrl.models import hub_cache, resolve_model
 
     path = resolve_model(model)
     tokenizer = AutoTokenizer.from_pretrained(path)

@@ -1,10 +1,10 @@
 """Rollouts: policies (local model, OpenAI-compatible endpoint, gold oracle), the batched multi-turn engine and
 trajectory collection (`ftrl sample`). Torch is imported only when a local model is loaded."""
 
+from ftrl.models import ModelNotFound, resolve_model
 from ftrl.rollout.collect import collect, episode_states
 from ftrl.rollout.engine import Checkpoint, EpisodeResult, RolloutConfig, run_rollouts
 from ftrl.rollout.load import PolicySpec, load_policy
-from ftrl.rollout.models import ModelNotFound, resolve_model
 from ftrl.rollout.policy import GenerationStats, OraclePolicy, Policy
 
 __all__ = [

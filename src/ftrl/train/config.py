@@ -102,7 +102,7 @@ class TrainConfig:
     #: Keep the embeddings and the lowest K decoder layers frozen (no backward pass below layer K: a cheaper step
     #: on a CPU). Not in the paper, which trains every weight.
     freeze_layers: int = 0
-    #: Local models: auto (CUDA when present), cpu or cuda (`ftrl.rollout.models.placement`).
+    #: Local models: auto (CUDA when present), cpu or cuda (`ftrl.models.placement`).
     device: str = "auto"
     #: auto (fp32 weights: bf16 would round lr-1e-6 updates away), fp32, bf16 or fp16.
     dtype: str = "auto"
@@ -205,7 +205,7 @@ class SFTConfig:
     freeze_layers: int = 0
     #: Seed for data order.
     seed: int = 0
-    #: Local models: auto (CUDA when present), cpu or cuda (`ftrl.rollout.models.placement`).
+    #: Local models: auto (CUDA when present), cpu or cuda (`ftrl.models.placement`).
     device: str = "auto"
     #: auto (fp32 weights), fp32, bf16 or fp16.
     dtype: str = "auto"

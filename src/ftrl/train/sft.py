@@ -87,7 +87,7 @@ def assistant_loss(model: Any, ids: list[int], labels: list[int]) -> torch.Tenso
 
 def sft(config: SFTConfig, console: Console | None = None) -> Path:
     """Fine-tune on gold trajectories; returns the saved HF model directory."""
-    from ftrl.rollout.models import resolve_model
+    from ftrl.models import resolve_model
     from ftrl.runtime import RuntimeConfig, ToolRuntime
 
     console = console or Console(stderr=True)

@@ -105,7 +105,7 @@ class Trainer:
     """Holds the policy, reference, optimizer and data; `run()` trains to `config.steps` and saves the model."""
 
     def __init__(self, config: TrainConfig, scorer: Scorer | None = None, console: Console | None = None):
-        from ftrl.rollout.models import resolve_model
+        from ftrl.models import resolve_model
 
         self.config = config
         self.out = Path(config.out)

@@ -1,5 +1,6 @@
-"""Resolve a model spec to a local Hugging Face directory: a folder, a cached hub id, or the embedded GGUF model
-(converted once).
+"""Which model, and where it runs: a base module that rollout, train, export and eval share. A model spec resolves to
+a local Hugging Face directory (a folder, a cached hub id, or the embedded GGUF model, converted once), and
+`placement` decides device and dtype.
 
 Loading the GGUF file takes about half a minute on a small CPU while a saved safetensors copy reloads in
 under a second, so the `embedded` model is converted on first use into the user cache. The conversion is
