@@ -192,12 +192,10 @@ def rounds_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def plot_rounds(rows: list[dict[str, Any]], out: Path) -> Path:
-    import matplotlib
+    from matplotlib.figure import Figure  # object API: the caller's pyplot backend is left alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    fig = Figure(figsize=(6, 4), constrained_layout=True)
+    ax = fig.subplots()
     positions = range(len(rows))
     for key, label in zip(METRICS, ("Solve-P", "Solve-R", "Solve-F1"), strict=False):
         ax.plot(positions, [row[key] for row in rows], marker="o", label=label)
@@ -205,5 +203,4 @@ def plot_rounds(rows: list[dict[str, Any]], out: Path) -> Path:
     ax.set_ylabel("held-out score (x100)")
     ax.legend()
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out
