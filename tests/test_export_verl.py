@@ -108,7 +108,12 @@ def states(tmp_path: Path) -> Path:
 def test_export_rows_and_reward_module_agree_with_score_response(states: Path, tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "verl"
     written = export_verl(states, out, model=str(tiny), reward=RewardSpec(kind="f1"))
-    assert {p.name for p in written} == {"train.parquet", "ftrl_reward.py", "train_grpo.sh", "train_reinforce_pp.sh"}
+    assert {p.name for p in written} == {
+        "train.parquet",
+        "ftrl_reward.py",
+        "train_grpo.sh",
+        "train_reinforce_plus_plus.sh",
+    }
     rows = pq.read_table(out / "train.parquet").to_pylist()
     envs = read_envs(states)
     assert len(rows) == 2
@@ -145,7 +150,7 @@ def test_export_reward_kind_and_scripts(states: Path, tiny: Path, tmp_path: Path
     assert "\n    custom_reward_function" not in grpo and "reward_model." not in grpo  # keys main_ppo 0.9.1 ignores
     assert 'trainer.logger="${LOGGER:-[console]}"' in grpo and f'model.path="${{MODEL:-{tiny}}}"' in grpo
     assert "actor_rollout_ref.actor.kl_loss_type=low_var_kl" in grpo and "rollout.temperature=0.7" in grpo
-    assert "algorithm.adv_estimator=reinforce_plus_plus" in (out / "train_reinforce_pp.sh").read_text()
+    assert "algorithm.adv_estimator=reinforce_plus_plus" in (out / "train_reinforce_plus_plus.sh").read_text()
     assert not (out / "episodes.parquet").exists()
 
 

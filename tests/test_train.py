@@ -104,7 +104,7 @@ def test_update_moves_probability_toward_high_reward_responses(tiny: Path, state
 def test_train_runs_with_the_tool_runtime_and_saves_a_loadable_model(tiny: Path, states: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    saved = train(tiny_config(tiny, states, tmp_path / "run", steps=2, algo="reinforce_pp"))
+    saved = train(tiny_config(tiny, states, tmp_path / "run", steps=2, algo="reinforce_plus_plus"))
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1, 2]
     for key in ("reward_mean", "reward_std", "kl", "entropy", "clip_frac", "response_len", "tool_call_rate", "seconds"):
@@ -198,7 +198,14 @@ class Crash(RuntimeError):
 def test_killed_run_resumes_to_the_same_parameters(tiny: Path, states: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    config = {"steps": 3, "save_every": 1, "lora": True, "lora_r": 4, "lora_alpha": 8, "algo": "reinforce_pp_baseline"}
+    config = {
+        "steps": 3,
+        "save_every": 1,
+        "lora": True,
+        "lora_r": 4,
+        "lora_alpha": 8,
+        "algo": "reinforce_plus_plus_baseline",
+    }
     whole = train(tiny_config(tiny, states, tmp_path / "whole", **config), scorer=letter_a)
 
     calls = 0

@@ -74,7 +74,7 @@ class DemoConfig:
     rl_collect_temperature: float = 1.0
     #: Optimizer steps per RL round.
     rl_steps: int = 5
-    #: grpo | reinforce_pp | reinforce_pp_baseline.
+    #: grpo | reinforce_plus_plus | reinforce_plus_plus_baseline.
     rl_algo: str = "grpo"
     #: Responses sampled per state.
     rl_n: int = 8

@@ -10,7 +10,7 @@ Train the paper's way on GPUs with verl (`python3 -m verl.trainer.main_ppo`, `pi
   `codes`, `unsolved_set`, `solve_rate`, `answer` are also top-level columns for the reference's own reward code.
 - `ftrl_reward.py`: verl's `compute_score(data_source, solution_str, ground_truth, extra_info)`, read from
   `reward.custom_reward_function.path` (0.9.1 no longer reads the top-level `custom_reward_function`).
-- `train_grpo.sh`, `train_reinforce_pp.sh`: the reference scripts' hyperparameters with the yaml defaults they
+- `train_grpo.sh`, `train_reinforce_plus_plus.sh`: the reference scripts' hyperparameters with the yaml defaults they
   relied on spelled out, in 0.9.1's keys; `"$@"` appends or overrides any key.
 - With `multi_turn=True` also `episodes.parquet` (one row per episode start), `ftrl_agent_loop.yaml` (registers
   `ftrl.export.verl_tool.FtrlAgentLoop`: verl's tool agent loop with each row's own tools as `FtrlTool`s) and
@@ -130,7 +130,7 @@ MULTI_TURN_OVERRIDES = (
     "actor_rollout_ref.rollout.multi_turn.max_tool_response_length=2048",
     f"actor_rollout_ref.rollout.agent.default_agent_loop={AGENT_NAME}",
 )
-SCRIPTS = {"train_grpo.sh": "grpo", "train_reinforce_pp.sh": "reinforce_plus_plus"}
+SCRIPTS = {"train_grpo.sh": "grpo", "train_reinforce_plus_plus.sh": "reinforce_plus_plus"}
 MULTI_TURN_SCRIPT = "train_multiturn_grpo.sh"
 
 

@@ -16,7 +16,7 @@ from ftrl.reward.spec import RewardSpec
 from ftrl.settings import SamplingConfig
 
 #: The advantage estimators of `ftrl.train.algos`, by verl's names.
-ALGOS = ("grpo", "reinforce_pp", "reinforce_pp_baseline")
+ALGOS = ("grpo", "reinforce_plus_plus", "reinforce_plus_plus_baseline")
 LOSS_MODES = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum")
 
 
@@ -31,7 +31,7 @@ class TrainConfig:
     data: str = ""
     #: Run directory: metrics.jsonl, checkpoints/, model/.
     out: str = "runs/train"
-    #: grpo | reinforce_pp | reinforce_pp_baseline (verl definitions).
+    #: grpo | reinforce_plus_plus | reinforce_plus_plus_baseline (verl definitions).
     algo: str = "grpo"
     #: Per-turn reward: f1 (Solve-F1, the paper's default), p, r or pr.
     reward: str = "f1"

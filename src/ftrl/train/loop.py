@@ -49,7 +49,7 @@ class LoopConfig:
     out: str = "runs/loop"
     #: Collect -> train -> evaluate rounds.
     rounds: int = 3
-    #: grpo | reinforce_pp | reinforce_pp_baseline.
+    #: grpo | reinforce_plus_plus | reinforce_plus_plus_baseline.
     algo: str = "grpo"
     #: Training preset: paper or cpu.
     preset: str = "cpu"

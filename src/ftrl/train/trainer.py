@@ -2,8 +2,8 @@
 
 One step: take `batch_states` states, sample `n` next assistant turns for each, score every turn with the
 per-turn reward (parse, run the tool calls in the sandboxed runtime, Solve-F1 by default), turn rewards into
-advantages (`grpo`, `reinforce_pp`, `reinforce_pp_baseline`), and apply the dual-clip PPO loss with a k3 KL
-to the frozen starting policy and an entropy bonus. A small trainer of our own rather than TRL's GRPOTrainer:
+advantages (`grpo`, `reinforce_plus_plus`, `reinforce_plus_plus_baseline`), and apply the dual-clip PPO loss with
+a k3 KL to the frozen starting policy and an entropy bonus. A small trainer of our own rather than TRL's GRPOTrainer:
 TRL has no REINFORCE++ estimators and its advantage code is inline, while the paper's results depend on
 verl's exact definitions (docs/training.md).
 """
