@@ -18,7 +18,7 @@ import torch
 from ftrl.env import read_envs
 from ftrl.models import resolve_model
 from ftrl.runtime import RuntimeConfig, ToolRuntime
-from ftrl.train.policy import freeze_bottom, load_trainable_model
+from ftrl.train.actor import freeze_bottom, load_trainable_model
 from ftrl.train.sft import assistant_loss, gold_trajectory, tokenize_trajectory
 
 

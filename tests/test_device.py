@@ -14,7 +14,7 @@ from ftrl.cli import app
 from ftrl.models import ModelNotFound, placement, resolve_model
 from ftrl.rollout.hf import HFConfig, HFPolicy
 from ftrl.settings import SamplingConfig
-from ftrl.train.policy import group_logprobs, load_trainable_model
+from ftrl.train.actor import group_logprobs, load_trainable_model
 from ftrl.train.tiny import build_tiny_model
 
 

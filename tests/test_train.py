@@ -11,9 +11,9 @@ import torch
 
 from ftrl.env import Environment, read_envs, write_envs
 from ftrl.settings import SamplingConfig
+from ftrl.train.actor import sample
 from ftrl.train.algos import grpo_advantages
 from ftrl.train.config import make_config
-from ftrl.train.policy import sample
 from ftrl.train.trainer import DataCursor, Trainer, groups_to_train, ranked_groups, train
 
 LOOKUP = {
@@ -241,7 +241,7 @@ def test_overlong_states_are_skipped(tiny: Path, states: Path, tmp_path: Path) -
 def test_shared_prompt_log_probs_equal_full_sequences_in_value_and_gradient(tiny: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    from ftrl.train.policy import group_logprobs
+    from ftrl.train.actor import group_logprobs
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny)
@@ -272,7 +272,7 @@ def test_shared_prompt_log_probs_equal_full_sequences_in_value_and_gradient(tiny
 
 
 def test_shared_prompt_log_probs_fall_back_to_full_sequences_under_gradient_checkpointing(tiny: Path) -> None:
-    from ftrl.train.policy import group_logprobs, load_trainable_model
+    from ftrl.train.actor import group_logprobs, load_trainable_model
 
     torch.manual_seed(1)
     model, _ = load_trainable_model(tiny)

@@ -113,12 +113,16 @@ def check_tool_code(source: EnvSource, count: int | None = None, timeout_s: floa
             f"{listed}\nFix or drop these rows (`ftrl validate {source.path}` lists every problem)"
         )
 
+    # Options shared by the commands that run a policy (`sample`, `eval`, and in part `bench` and `analyze sweep`), each
+    # defined once; a command gives the default as its parameter default where the commands differ (temperature).
 
-# Options shared by the commands that run a policy (`sample`, `eval`, and in part `bench` and `analyze sweep`), each
-# defined once; a command gives the default as its parameter default where the commands differ (temperature).
+
 _MODEL_HELP = (
-    "Model folder, cached hub id, 'embedded', 'oracle' (replays gold calls), or a served model name with --base-url."
+    "Model folder, cached hub id, 'embedded', 'gold' (replays gold calls; 'oracle', its earlier name, also works), "
+    "or a served model name with --base-url."
 )
+
+
 ModelOption = Annotated[str, typer.Option(help=_MODEL_HELP)]
 EnvsOption = Annotated[Path, typer.Option(help="Environments (JSONL/Parquet file or domain folder).")]
 LimitOption = Annotated[int | None, typer.Option(min=1, help="Only the first K environments.")]
@@ -164,11 +168,11 @@ def analyze_params_command(
     out: Path = typer.Option(..., help="Folder for params.csv/.md, params_by_family.csv, heatmap.png, layers.png."),
 ) -> None:
     """Per layer and module kind: relative change, mean |change| and share of the whole update."""
-    from ftrl.analysis import CheckpointError, analyze_params
+    from ftrl.analysis import WeightsError, analyze_params
 
     try:
         report = analyze_params(base, tuned, out)
-    except CheckpointError as error:
+    except WeightsError as error:
         raise _fail(str(error)) from None
     console.print(f"{len(report.groups)} (layer, module) groups compared; tables and figures in {out}")
 
@@ -182,14 +186,14 @@ def analyze_restore_command(
     revert: str | None = typer.Option(None, help="SPEC reverted to the base weights (tuned elsewhere)."),
 ) -> None:
     """Build a hybrid model: tuned weights only inside --keep SPEC, or everywhere except --revert SPEC."""
-    from ftrl.analysis import CheckpointError, SpecError, restore
+    from ftrl.analysis import SpecError, WeightsError, restore
 
     spec = keep if keep is not None else revert
     if spec is None or (keep is not None and revert is not None):
         raise _fail("give exactly one of --keep SPEC or --revert SPEC")
     try:
         result = restore(base, tuned, spec, out, revert=revert is not None)
-    except (CheckpointError, SpecError) as error:
+    except (WeightsError, SpecError) as error:
         raise _fail(str(error)) from None
     console.print(f"wrote {out}: {len(result.from_tuned)} tensors from tuned, {len(result.from_base)} from base")
 

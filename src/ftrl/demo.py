@@ -287,8 +287,8 @@ class Demo:
         train(train_config, console=self.console)
 
     def report(self) -> dict[str, Any]:
+        from ftrl.eval.compare import plot
         from ftrl.eval.paired import difference_rows, pairwise
-        from ftrl.eval.report import plot
         from ftrl.eval.summary import to_rich
 
         labels = ("base", "sft", "rl")

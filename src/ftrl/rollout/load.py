@@ -10,13 +10,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ftrl.env.record import Environment
-from ftrl.rollout.policy import OraclePolicy, Policy
+from ftrl.rollout.policy import GoldPolicy, Policy
 from ftrl.settings import SamplingConfig, ServerConfig
+
+#: Model names that replay gold trajectories: `gold` (as `ftrl bench --model gold`), and `oracle`, its earlier name.
+GOLD_MODELS = ("gold", "oracle")
 
 
 @dataclass(kw_only=True)
 class PolicySpec:
-    """Which policy: `oracle`, a local model (folder, cached hub id or `embedded`), or the model `server` serves.
+    """Which policy: `gold` (replays gold trajectories), a local model (folder, cached hub id or `embedded`), or
+    the model `server` serves.
 
     `batch_size` bounds the rows a local model decodes together (a server's `concurrency` bounds its requests);
     `prompt` is the tool prompt variant of local templates without native tools; `threads`, `device` and `dtype`
@@ -38,9 +42,9 @@ class PolicySpec:
 
 
 def load_policy(spec: PolicySpec, envs: Sequence[Environment] = ()) -> Policy:
-    """The policy for `spec`; the oracle needs the environments whose gold trajectories it replays."""
-    if spec.model == "oracle":
-        return OraclePolicy(envs)
+    """The policy for `spec`; `gold` needs the environments whose gold trajectories it replays."""
+    if spec.model in GOLD_MODELS:
+        return GoldPolicy(envs)
     if spec.server is not None:
         from ftrl.rollout.endpoint import EndpointPolicy
 

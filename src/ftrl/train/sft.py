@@ -24,8 +24,8 @@ from ftrl.env import Environment, gold_turns, read_envs
 from ftrl.formats import render_hermes
 from ftrl.jsonl import JsonlAppender
 from ftrl.runtime.protocol import ToolRunner
+from ftrl.train.actor import freeze_bottom, load_trainable_model, save_hf
 from ftrl.train.config import SFTConfig
-from ftrl.train.policy import freeze_bottom, load_trainable_model, save_hf
 from ftrl.train.trainer import FINAL_MODEL, METRICS_FILE, prompt_messages
 
 if TYPE_CHECKING:

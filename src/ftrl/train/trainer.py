@@ -30,10 +30,7 @@ from ftrl.formats.render import render_prompt as render_messages
 from ftrl.formats.render import template_supports_tools, tool_prompt_messages
 from ftrl.jsonl import JsonlAppender, iter_jsonl, write_jsonl_atomic
 from ftrl.runtime.protocol import ToolRunner
-from ftrl.train.algos import agg_loss, compute_advantages, kl_k3, policy_loss
-from ftrl.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-from ftrl.train.config import TrainConfig
-from ftrl.train.policy import (
+from ftrl.train.actor import (
     RolloutBatch,
     freeze_bottom,
     frozen_copy,
@@ -42,6 +39,9 @@ from ftrl.train.policy import (
     sample,
     save_hf,
 )
+from ftrl.train.algos import agg_loss, compute_advantages, kl_k3, policy_loss
+from ftrl.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from ftrl.train.config import TrainConfig
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
