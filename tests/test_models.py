@@ -1,5 +1,5 @@
-"""The local path's placement (`--device`, `--dtype`) and hub ids from the Hugging Face cache, as far as a CPU can
-tell; benchmarks/gpu_check.sh runs the same code on CUDA."""
+"""`ftrl.models`: the local path's placement (`--device`, `--dtype`) and hub ids from the Hugging Face cache, as far as
+a CPU can tell; benchmarks/gpu_check.sh runs the same code on CUDA."""
 
 from __future__ import annotations
 
