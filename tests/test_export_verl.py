@@ -213,3 +213,20 @@ def test_multi_turn_export(states: Path, qwen_style: Path, tmp_path: Path) -> No
     assert json.loads(info["state"])["unsolved_set"] == {"lookup": ["ALPHA"]}
     script = (out / "train_multiturn_grpo.sh").read_text()
     assert 'agent_loop_config_path="$HERE/ftrl_agent_loop.yaml"' in script and "episodes.parquet" in script
+
+
+def test_launch_scripts_take_the_paper_hyperparameters_from_train_config() -> None:
+    from dataclasses import fields
+
+    from ftrl.export.verl import paper_overrides, verl_value
+    from ftrl.train.config import make_config
+
+    overrides = dict(item.split("=", 1) for item in paper_overrides())
+    paper = make_config("paper")
+    restated = [item for item in fields(paper) if "verl" in item.metadata]
+    assert len(restated) == 20
+    for item in restated:  # declared once: the config's paper value is what the scripts pass to verl
+        assert overrides[item.metadata["verl"]] == verl_value(getattr(paper, item.name)), item.name
+    assert overrides["actor_rollout_ref.actor.optim.lr"] == "1e-6" and overrides["actor_rollout_ref.rollout.n"] == "16"
+    assert overrides["actor_rollout_ref.actor.use_kl_loss"] == "True"
+    assert verl_value(1e-6) == "1e-6" and verl_value(1.0) == "1.0" and verl_value(2.5e10) == "25000000000.0"

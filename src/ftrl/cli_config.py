@@ -3,8 +3,9 @@ and `demo` offer every field of their config without restating it by hand.
 
 A field `name` is the flag `--name` (underscores become dashes) and the key `name` of a `--config` TOML file. A
 field that is itself a dataclass is a TOML table `[name]`; its fields are the flags `--name.field`, and also
-`--field` when no other field of the config has that name. Help texts are the fields' `#:` comments, types and
-defaults are the dataclass's. Values apply in this order: the command's base config (a preset or profile), then
+`--field` when no other field of the config has that name. Help texts are the fields' `metadata["help"]`
+(`ftrl.settings.setting`; `#:` comments above a field where a config has not moved to it), types and defaults are
+the dataclass's. Values apply in this order: the command's base config (a preset or profile), then
 the file, then the flags given on the command line. TOML has no null: leave a key out to keep its default.
 """
 
@@ -102,7 +103,7 @@ def _leaves(cls: type, prefix: str) -> typing.Iterator[tuple[str, Any, str]]:
         if isinstance(hint, type) and is_dataclass(hint):
             yield from _leaves(hint, f"{prefix}{item.name}.")
         else:
-            yield f"{prefix}{item.name}", hint, helps.get(item.name, "")
+            yield f"{prefix}{item.name}", hint, item.metadata.get("help") or helps.get(item.name, "")
 
 
 def _dashed(name: str) -> str:

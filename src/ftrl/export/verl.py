@@ -20,6 +20,8 @@ Train the paper's way on GPUs with verl (`python3 -m verl.trainer.main_ppo`, `pi
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -72,52 +74,72 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw
     return score_response(solution_str, state, _get_runtime(), SPEC).reward
 '''
 
-#: Hyperparameters of `Scripts/FTRL-{GRPO,Reinforce++}-Qwen25.sh` plus the yaml defaults they relied on, in verl
-#: 0.9.1's keys (docs/training.md explains each).
-PAPER_OVERRIDES = (
-    "data.train_batch_size=512",
-    "data.max_prompt_length=16384",
-    "data.max_response_length=1024",
-    "data.filter_overlong_prompts=True",
-    "data.truncation=error",
-    "data.prompt_key=prompt",
-    "actor_rollout_ref.actor.optim.lr=1e-6",
-    "actor_rollout_ref.actor.optim.lr_scheduler_type=constant",
-    "actor_rollout_ref.actor.optim.weight_decay=0.01",
-    "actor_rollout_ref.actor.grad_clip=1.0",
-    "actor_rollout_ref.actor.clip_ratio=0.2",
-    "actor_rollout_ref.actor.clip_ratio_c=3.0",
-    "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean",
-    "actor_rollout_ref.actor.ppo_epochs=1",
-    "actor_rollout_ref.model.use_remove_padding=True",
-    "actor_rollout_ref.actor.ppo_mini_batch_size=32",
-    "actor_rollout_ref.actor.use_dynamic_bsz=True",
-    "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=32768",
-    "actor_rollout_ref.actor.use_kl_loss=True",
-    "actor_rollout_ref.actor.kl_loss_coef=0.001",
-    "actor_rollout_ref.actor.kl_loss_type=low_var_kl",
-    "actor_rollout_ref.actor.entropy_coeff=0.001",
-    "actor_rollout_ref.model.enable_gradient_checkpointing=True",
-    "actor_rollout_ref.rollout.name=vllm",
-    "actor_rollout_ref.rollout.temperature=0.7",
-    "actor_rollout_ref.rollout.top_p=1.0",
-    "actor_rollout_ref.rollout.tensor_model_parallel_size=2",
-    "actor_rollout_ref.rollout.gpu_memory_utilization=0.7",
-    "actor_rollout_ref.rollout.n=16",
-    "actor_rollout_ref.rollout.max_num_batched_tokens=32768",
-    "actor_rollout_ref.ref.fsdp_config.param_offload=True",
-    "reward.reward_manager.name=naive",
-    "reward.custom_reward_function.name=compute_score",
-    "algorithm.use_kl_in_reward=False",
-    "algorithm.gamma=1.0",
-    "trainer.critic_warmup=0",
-    "trainer.val_before_train=False",
-    "trainer.test_freq=-1",
-    "trainer.save_freq=120",
-    "trainer.total_epochs=1",
-    "trainer.nnodes=1",
-    "trainer.project_name=ftrl",
+#: The keys of `Scripts/FTRL-{GRPO,Reinforce++}-Qwen25.sh` plus the yaml defaults they relied on, in verl 0.9.1's
+#: keys and the scripts' order (docs/training.md explains each). None: the paper's value is that of the
+#: `TrainConfig` field restating the key (its `verl` metadata; `use_kl_loss` is `kl_coef > 0`), so the paper's
+#: hyperparameters are declared once; a string: a cluster setting ftrl's own trainer has no field for.
+PAPER_KEYS: tuple[tuple[str, str | None], ...] = (
+    ("data.train_batch_size", None),
+    ("data.max_prompt_length", None),
+    ("data.max_response_length", None),
+    ("data.filter_overlong_prompts", "True"),
+    ("data.truncation", "error"),
+    ("data.prompt_key", "prompt"),
+    ("actor_rollout_ref.actor.optim.lr", None),
+    ("actor_rollout_ref.actor.optim.lr_scheduler_type", "constant"),
+    ("actor_rollout_ref.actor.optim.weight_decay", None),
+    ("actor_rollout_ref.actor.grad_clip", None),
+    ("actor_rollout_ref.actor.clip_ratio", None),
+    ("actor_rollout_ref.actor.clip_ratio_c", None),
+    ("actor_rollout_ref.actor.loss_agg_mode", None),
+    ("actor_rollout_ref.actor.ppo_epochs", None),
+    ("actor_rollout_ref.model.use_remove_padding", "True"),
+    ("actor_rollout_ref.actor.ppo_mini_batch_size", None),
+    ("actor_rollout_ref.actor.use_dynamic_bsz", "True"),
+    ("actor_rollout_ref.actor.ppo_max_token_len_per_gpu", "32768"),
+    ("actor_rollout_ref.actor.use_kl_loss", None),  # kl_coef > 0
+    ("actor_rollout_ref.actor.kl_loss_coef", None),
+    ("actor_rollout_ref.actor.kl_loss_type", None),
+    ("actor_rollout_ref.actor.entropy_coeff", None),
+    ("actor_rollout_ref.model.enable_gradient_checkpointing", None),
+    ("actor_rollout_ref.rollout.name", "vllm"),
+    ("actor_rollout_ref.rollout.temperature", None),
+    ("actor_rollout_ref.rollout.top_p", None),
+    ("actor_rollout_ref.rollout.tensor_model_parallel_size", "2"),
+    ("actor_rollout_ref.rollout.gpu_memory_utilization", "0.7"),
+    ("actor_rollout_ref.rollout.n", None),
+    ("actor_rollout_ref.rollout.max_num_batched_tokens", "32768"),
+    ("actor_rollout_ref.ref.fsdp_config.param_offload", "True"),
+    ("reward.reward_manager.name", "naive"),
+    ("reward.custom_reward_function.name", "compute_score"),
+    ("algorithm.use_kl_in_reward", "False"),
+    ("algorithm.gamma", None),
+    ("trainer.critic_warmup", "0"),
+    ("trainer.val_before_train", "False"),
+    ("trainer.test_freq", "-1"),
+    ("trainer.save_freq", None),
+    ("trainer.total_epochs", "1"),
+    ("trainer.nnodes", "1"),
+    ("trainer.project_name", "ftrl"),
 )
+
+
+def verl_value(value: Any) -> str:
+    """A value as the launch scripts spell it (`1e-6`, `0.7`, `True`)."""
+    text = repr(value) if isinstance(value, float) else str(value)
+    return re.sub(r"e([+-])0*(\d)", r"e\1\2", text)
+
+
+def paper_overrides() -> tuple[str, ...]:
+    """`key=value` for every `PAPER_KEYS` entry, the restated ones from `TrainConfig`'s paper defaults."""
+    from ftrl.train.config import make_config
+
+    paper = make_config("paper")
+    restated = {item.metadata["verl"]: getattr(paper, item.name) for item in fields(paper) if "verl" in item.metadata}
+    restated["actor_rollout_ref.actor.use_kl_loss"] = paper.kl_coef > 0
+    return tuple(f"{key}={verl_value(restated[key] if value is None else value)}" for key, value in PAPER_KEYS)
+
+
 AGENT_NAME = "ftrl_tool_agent"
 #: verl's agent-loop registry file (`rollout.agent.agent_loop_config_path`): the loop with each row's own tools.
 AGENT_LOOP_CONFIG = f"- name: {AGENT_NAME}\n  _target_: ftrl.export.verl_tool.FtrlAgentLoop\n"
@@ -259,7 +281,7 @@ def launch_script(algo: str, model: str, multi_turn: bool = False, chat_kwargs: 
     environment (LOGGER='[console,wandb]' turns wandb on). `chat_kwargs` are the chat-template options ftrl
     rendered the prompts with (thinking off), passed on to verl's rendering."""
     data = "episodes.parquet" if multi_turn else "train.parquet"
-    overrides = [f"algorithm.adv_estimator={algo}", *PAPER_OVERRIDES, *(MULTI_TURN_OVERRIDES if multi_turn else ())]
+    overrides = [f"algorithm.adv_estimator={algo}", *paper_overrides(), *(MULTI_TURN_OVERRIDES if multi_turn else ())]
     overrides += [f"+data.apply_chat_template_kwargs.{k}={v}" for k, v in (chat_kwargs or {}).items()]
     name = f"ftrl-{algo}" + ("-multiturn" if multi_turn else "")
     lines = [
