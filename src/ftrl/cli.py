@@ -22,12 +22,12 @@ from ftrl.env.record import Environment, tool_name
 from ftrl.jsonl import DataError, iter_jsonl, write_jsonl_atomic
 from ftrl.provenance import claim_output, describe_model
 from ftrl.reward.spec import FormatName, MatcherName, RewardKind
+from ftrl.rollout.load import EvalConfig, SampleConfig
 from ftrl.train.config import SFTConfig, TrainConfig, make_config
 from ftrl.train.loop import LoopConfig
 
 if TYPE_CHECKING:
     from ftrl.env.domains import EnvSource
-    from ftrl.rollout import PolicySpec
     from ftrl.settings import ServerConfig
 
 console = Console()
@@ -113,46 +113,19 @@ def check_tool_code(source: EnvSource, count: int | None = None, timeout_s: floa
             f"{listed}\nFix or drop these rows (`ftrl validate {source.path}` lists every problem)"
         )
 
-    # Options shared by the commands that run a policy (`sample`, `eval`, and in part `bench` and `analyze sweep`), each
-    # defined once; a command gives the default as its parameter default where the commands differ (temperature).
+    # Options that `bench` and `analyze sweep` share with the policy jobs, whose own flags derive from
 
 
-_MODEL_HELP = (
-    "Model folder, cached hub id, 'embedded', 'gold' (replays gold calls; 'oracle', its earlier name, also works), "
-    "or a served model name with --base-url."
-)
-
-
-ModelOption = Annotated[str, typer.Option(help=_MODEL_HELP)]
-EnvsOption = Annotated[Path, typer.Option(help="Environments (JSONL/Parquet file or domain folder).")]
+# `ftrl.rollout.load.PolicyOptions`.
 LimitOption = Annotated[int | None, typer.Option(min=1, help="Only the first K environments.")]
 MaxTurnsOption = Annotated[int, typer.Option(min=1, help="Assistant turns per episode.")]
-TemperatureOption = Annotated[
-    float, typer.Option(min=0.0, max=100.0, help="Sampling temperature (0 = greedy; the paper evaluates greedily).")
-]
 MaxNewTokensOption = Annotated[int, typer.Option(min=1, help="Tokens per assistant turn.")]
 BatchSizeOption = Annotated[
     int, typer.Option(min=1, help="Episodes in flight (rows per generate call / concurrent requests).")
 ]
-ServerTimeoutOption = Annotated[
-    float,
-    typer.Option(
-        "--timeout",
-        min=1.0,
-        max=86400.0,
-        help="Seconds one model-server request may take in all, retries included (--base-url only).",
-    ),
-]
 BaseUrlOption = Annotated[str | None, typer.Option(help="OpenAI-compatible server (…/v1) serving --model.")]
 _API_KEY_HELP = "API key for --base-url (default $OPENAI_API_KEY)."
-ApiKeyOption = Annotated[str | None, typer.Option(help=_API_KEY_HELP)]
 EnableThinkingOption = Annotated[bool, typer.Option("--enable-thinking", help="Let reasoning models think.")]
-PromptOption = Annotated[str, typer.Option(help="Tool prompt variant for templates without tool support.")]
-ThreadsOption = Annotated[int | None, typer.Option(min=1, help="Torch CPU threads for local models.")]
-DeviceOption = Annotated[str, typer.Option(help="Local models: auto (CUDA when present), cpu or cuda.")]
-DtypeOption = Annotated[
-    str, typer.Option(help="Local models: auto (bf16 for generation on CUDA, else fp32), fp32, bf16, fp16.")
-]
 
 
 analyze_app = typer.Typer(
@@ -732,62 +705,6 @@ def _server_config(base_url: str | None, model: str | None, api_key: str | None,
     return ServerConfig(base_url=base_url, model=model, api_key=api_key, **limits)
 
 
-def _policy_spec(
-    *,
-    model: str,
-    base_url: str | None,
-    api_key: str | None,
-    temperature: float,
-    max_new_tokens: int,
-    batch_size: int,
-    enable_thinking: bool,
-    prompt: str,
-    threads: int | None,
-    device: str,
-    dtype: str,
-    timeout: float,
-) -> PolicySpec:
-    """The policy `sample` and `eval` run: a server's requests get `timeout` in all, at most 120 s an attempt."""
-    from ftrl.rollout import PolicySpec
-    from ftrl.settings import SamplingConfig
-
-    server = _server_config(
-        base_url,
-        model,
-        api_key,
-        concurrency=batch_size,
-        timeout_s=min(120.0, timeout),
-        total_timeout_s=timeout,
-    )
-    return PolicySpec(
-        model=model,
-        server=server,
-        sampling=SamplingConfig(
-            temperature=temperature, max_new_tokens=max_new_tokens, enable_thinking=enable_thinking
-        ),
-        batch_size=batch_size,
-        prompt=prompt,
-        threads=threads,
-        device=device,
-        dtype=dtype,
-    )
-
-
-def _run_settings(spec: PolicySpec, **more: Any) -> dict[str, Any]:
-    """The settings of a rollout job that change its results (batch size, threads and the API key do not)."""
-    return {
-        "model": describe_model(spec.model),
-        "base_url": spec.server.base_url if spec.server else None,
-        "temperature": spec.sampling.temperature,
-        "max_new_tokens": spec.sampling.max_new_tokens,
-        "enable_thinking": spec.sampling.enable_thinking,
-        "prompt": spec.prompt,
-        "device": spec.device,
-        "dtype": spec.dtype,
-        **more,
-    }
-
-
 def _load_envs_checked(envs: Path, limit: int | None) -> None:
     """Fail on unreadable, empty or broken-code environments before any model loads."""
     from ftrl.env.domains import load_source
@@ -800,96 +717,43 @@ def _load_envs_checked(envs: Path, limit: int | None) -> None:
 
 
 @app.command("sample")
-def sample_command(
-    model: ModelOption,
-    envs: EnvsOption,
-    out: Annotated[Path, typer.Option(help="States file to write (JSONL, reference format; resumable).")],
-    n_per_env: Annotated[int, typer.Option(min=1, help="Episodes sampled per environment.")] = 1,
-    temperature: TemperatureOption = 1.0,
-    max_turns: MaxTurnsOption = 20,
-    limit: LimitOption = None,
-    max_new_tokens: MaxNewTokensOption = 512,
-    batch_size: BatchSizeOption = 16,
-    base_url: BaseUrlOption = None,
-    api_key: ApiKeyOption = None,
-    enable_thinking: EnableThinkingOption = False,
-    prompt: PromptOption = "example",
-    threads: ThreadsOption = None,
-    device: DeviceOption = "auto",
-    dtype: DtypeOption = "auto",
-    timeout: ServerTimeoutOption = 300.0,
-    overwrite: OverwriteOption = False,
-) -> None:
+@config_options(SampleConfig, required=("model", "envs", "out"))
+def sample_command(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
     """Collect training states (history, remaining sub-answers, solve rate) from sampled rollouts."""
     from ftrl.models import ModelNotFound
     from ftrl.rollout import collect
 
-    spec = _policy_spec(
-        model=model,
-        base_url=base_url,
-        api_key=api_key,
-        temperature=temperature,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        enable_thinking=enable_thinking,
-        prompt=prompt,
-        threads=threads,
-        device=device,
-        dtype=dtype,
-        timeout=timeout,
-    )
-    _load_envs_checked(envs, limit)
-    settings = _run_settings(spec, n_per_env=n_per_env, max_turns=max_turns)
+    config = config_args.load(SampleConfig())
+    envs, out = Path(config.envs), Path(config.out)
+    _load_envs_checked(envs, config.limit)
     try:
-        with claim_output(out, "sample", {"envs": envs}, settings, folder=False, overwrite=overwrite):
-            collect(spec, envs, out, n_per_env=n_per_env, max_turns=max_turns, limit=limit, console=console)
+        with claim_output(out, "sample", {"envs": envs}, config.results_settings(), folder=False, overwrite=overwrite):
+            collect(
+                config.spec(),
+                envs,
+                out,
+                n_per_env=config.n_per_env,
+                max_turns=config.max_turns,
+                limit=config.limit,
+                console=console,
+            )
     except (DataError, ModelNotFound, ValueError) as error:
         raise _fail(str(error)) from None
 
 
 @app.command("eval")
-def eval_command(
-    model: ModelOption,
-    envs: EnvsOption,
-    out: Annotated[Path, typer.Option(help="Output folder: episodes.jsonl (resumable), summary.json, summary.md.")],
-    limit: LimitOption = None,
-    max_turns: MaxTurnsOption = 20,
-    temperature: TemperatureOption = 0.0,
-    max_new_tokens: MaxNewTokensOption = 512,
-    batch_size: BatchSizeOption = 16,
-    base_url: BaseUrlOption = None,
-    api_key: ApiKeyOption = None,
-    enable_thinking: EnableThinkingOption = False,
-    prompt: PromptOption = "example",
-    threads: ThreadsOption = None,
-    device: DeviceOption = "auto",
-    dtype: DtypeOption = "auto",
-    timeout: ServerTimeoutOption = 300.0,
-    overwrite: OverwriteOption = False,
-) -> None:
+@config_options(EvalConfig, required=("model", "envs", "out"))
+def eval_command(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
     """Evaluate a model: Solve-P/R/F1 per scenario and their mean, answer accuracy, call errors, turns."""
     from ftrl.eval import evaluate
     from ftrl.models import ModelNotFound
 
-    spec = _policy_spec(
-        model=model,
-        base_url=base_url,
-        api_key=api_key,
-        temperature=temperature,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        enable_thinking=enable_thinking,
-        prompt=prompt,
-        threads=threads,
-        device=device,
-        dtype=dtype,
-        timeout=timeout,
-    )
-    _load_envs_checked(envs, limit)
-    settings = _run_settings(spec, max_turns=max_turns)
+    config = config_args.load(EvalConfig())
+    envs, out = Path(config.envs), Path(config.out)
+    _load_envs_checked(envs, config.limit)
     try:
-        with claim_output(out, "eval", {"envs": envs}, settings, folder=True, overwrite=overwrite):
-            evaluate(spec, envs, out, limit=limit, max_turns=max_turns, console=console)
+        with claim_output(out, "eval", {"envs": envs}, config.results_settings(), folder=True, overwrite=overwrite):
+            evaluate(config.spec(), envs, out, limit=config.limit, max_turns=config.max_turns, console=console)
     except (DataError, ModelNotFound, ValueError) as error:
         raise _fail(str(error)) from None
 

@@ -45,6 +45,7 @@ class Field:
     hint: Any
     help: str
     flags: tuple[str, ...]
+    bounds: tuple[tuple[str, Any], ...] = ()
 
     @property
     def identifier(self) -> str:
@@ -79,9 +80,9 @@ def config_fields(cls: type, flag_names: Mapping[str, str] | None = None) -> lis
     `flag_names` maps a field path to the flag it has instead of the derived one (a name users already type).
     """
     leaves = list(_leaves(cls, ""))
-    counts = typing.Counter(path.rpartition(".")[2] for path, _, _ in leaves)
+    counts = typing.Counter(path.rpartition(".")[2] for path, _, _, _ in leaves)
     result = []
-    for path, hint, help_text in leaves:
+    for path, hint, help_text, bounds in leaves:
         section, _, name = path.rpartition(".")
         if flag_names and path in flag_names:
             flags = [flag_names[path]]
@@ -89,11 +90,11 @@ def config_fields(cls: type, flag_names: Mapping[str, str] | None = None) -> lis
         else:
             flags = [f"--{_dashed(name)}"] if not section or counts[name] == 1 else []
             flags += [f"--{section}.{_dashed(name)}"] if section else []
-        result.append(Field(path, hint, help_text, tuple(flags)))
+        result.append(Field(path, hint, help_text, tuple(flags), bounds))
     return result
 
 
-def _leaves(cls: type, prefix: str) -> typing.Iterator[tuple[str, Any, str]]:
+def _leaves(cls: type, prefix: str) -> typing.Iterator[tuple[str, Any, str, tuple[tuple[str, Any], ...]]]:
     hints = typing.get_type_hints(cls)
     helps = field_help(cls)
     for item in fields(cls):
@@ -103,7 +104,8 @@ def _leaves(cls: type, prefix: str) -> typing.Iterator[tuple[str, Any, str]]:
         if isinstance(hint, type) and is_dataclass(hint):
             yield from _leaves(hint, f"{prefix}{item.name}.")
         else:
-            yield f"{prefix}{item.name}", hint, item.metadata.get("help") or helps.get(item.name, "")
+            bounds = tuple((key, item.metadata[key]) for key in ("min", "max") if key in item.metadata)
+            yield f"{prefix}{item.name}", hint, item.metadata.get("help") or helps.get(item.name, ""), bounds
 
 
 def _dashed(name: str) -> str:
@@ -298,6 +300,7 @@ def _option(item: Field, shown: Any, required: tuple[str, ...]) -> Any:
         help=help_text,
         show_default=show_default,
         rich_help_panel=escape(f"{section} (the [{section}] table of --config)") if section else None,
+        **dict(item.bounds),
     )
 
 

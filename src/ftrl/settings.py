@@ -17,10 +17,14 @@ Device = Literal["auto", "cpu", "cuda"]
 Dtype = Literal["auto", "fp32", "bf16", "fp16"]
 
 
-def setting(default: Any, help: str, *, verl: str | None = None) -> Any:
+def setting(
+    default: Any, help: str, *, verl: str | None = None, min: float | None = None, max: float | None = None
+) -> Any:
     """A config field with its help text beside it (TRL's `field(metadata={"help": ...})`): the command line shows
-    it as the flag's help (`ftrl.cli_config`). `verl` is the verl 0.9.1 key the field restates, if any."""
-    return field(default=default, metadata={"help": help, **({"verl": verl} if verl else {})})
+    it as the flag's help and checks `min`/`max` (`ftrl.cli_config`). `verl` is the verl 0.9.1 key the field
+    restates, if any."""
+    extra = {key: value for key, value in (("verl", verl), ("min", min), ("max", max)) if value is not None}
+    return field(default=default, metadata={"help": help, **extra})
 
 
 #: The one environment variable ftrl reads an API key from, the convention of OpenAI-compatible clients.
