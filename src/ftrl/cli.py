@@ -371,7 +371,6 @@ def train(
     config_args: ConfigArgs,
 ) -> None:
     """RL on trajectory states with the per-turn verifiable reward; resumes from DIR/checkpoints when present."""
-    from dataclasses import asdict
 
     from ftrl.env.domains import load_source
     from ftrl.models import ModelNotFound, placement, resolve_model
@@ -389,9 +388,7 @@ def train(
         raise _fail(str(error)) from None
     check_tool_code(source, timeout_s=config.tool_timeout_s)
     del source
-    # what decides the weights; run length, checkpointing and memory knobs may change on a resume
-    ignored = ("out", "data", "steps", "save_every", "keep_checkpoints", "micro_batch_size", "tool_workers")
-    settings = {**{k: v for k, v in asdict(config).items() if k not in ignored}, "model": describe_model(config.model)}
+    settings = config.results_settings()
     try:
         with claim_output(config.out, "train", {"data": config.data}, settings, folder=True, overwrite=overwrite):
             saved = run_training(config, console=console)
@@ -420,7 +417,7 @@ def sft(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
 
     config = config_args.load(SFTConfig())
     _load_envs_checked(Path(config.envs), None)  # before the model loads
-    settings = {**config.to_dict(), "model": describe_model(config.model), "envs": None, "out": None}
+    settings = config.results_settings()
     try:
         with claim_output(config.out, "sft", {"envs": config.envs}, settings, folder=True, overwrite=overwrite):
             saved = run_sft(config, console=console)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, get_args
 
+from ftrl.provenance import describe_model
 from ftrl.reward.spec import FormatName, MatcherName, RewardKind, RewardSpec
 from ftrl.settings import Device, Dtype, SamplingConfig, setting
 
@@ -29,8 +30,8 @@ class TrainConfig:
     launch scripts (*yaml* in the help: only verl's yaml has the value, not the paper's scripts)."""
 
     model: str = setting("embedded", "`embedded`, a local HF model directory or a cached hub id.")
-    data: str = setting("", "Trajectory states (JSONL/Parquet) written by `ftrl sample`.")
-    out: str = setting("runs/train", "Run directory: metrics.jsonl, checkpoints/, model/.")
+    data: str = setting("", "Trajectory states (JSONL/Parquet) written by `ftrl sample`.", results=False)
+    out: str = setting("runs/train", "Run directory: metrics.jsonl, checkpoints/, model/.", results=False)
     algo: Algo = setting("grpo", "grpo | reinforce_plus_plus | reinforce_plus_plus_baseline (verl definitions).")
     reward: RewardKind = setting("f1", "Per-turn reward: f1 (Solve-F1, the paper's default), p, r or pr.")
     matcher: MatcherName = setting("reference", "Sub-answer matcher: reference (exact reproduction) or strict.")
@@ -65,7 +66,9 @@ class TrainConfig:
         "step. Follows --batch-states when only that is given.",
         verl="actor_rollout_ref.actor.ppo_mini_batch_size",
     )
-    micro_batch_size: int = setting(8, "Responses per forward/backward pass (memory only; gradients are accumulated).")
+    micro_batch_size: int = setting(
+        8, "Responses per forward/backward pass (memory only; gradients are accumulated).", results=False
+    )
     filter_groups: bool = setting(
         False,
         "Dynamic sampling (DAPO; verl algorithm.filter_groups, off in the paper): sample --gen-batch-states "
@@ -151,12 +154,14 @@ class TrainConfig:
     device: Device = setting("auto", "Local models: auto (CUDA when present), cpu or cuda (`ftrl.models.placement`).")
     dtype: Dtype = setting("auto", "auto (fp32 weights: bf16 would round lr-1e-6 updates away), fp32, bf16 or fp16.")
     # run
-    steps: int = setting(0, "Optimizer steps (0: one pass over the data, trainer.total_epochs=1).")
-    save_every: int = setting(120, "Checkpoint every this many steps (trainer.save_freq).", verl="trainer.save_freq")
-    keep_checkpoints: int = setting(2, "Checkpoints kept on disk (the newest).")
+    steps: int = setting(0, "Optimizer steps (0: one pass over the data, trainer.total_epochs=1).", results=False)
+    save_every: int = setting(
+        120, "Checkpoint every this many steps (trainer.save_freq).", verl="trainer.save_freq", results=False
+    )
+    keep_checkpoints: int = setting(2, "Checkpoints kept on disk (the newest).", results=False)
     seed: int = setting(0, "Seed for data order and sampling.")
     tool_timeout_s: float = setting(10.0, "Seconds one tool call may run.")
-    tool_workers: int = setting(4, "Runtime worker processes that run the tool calls.")
+    tool_workers: int = setting(4, "Runtime worker processes that run the tool calls.", results=False)
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
@@ -180,6 +185,11 @@ class TrainConfig:
         return SamplingConfig(
             temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=self.seed
         )
+
+    def results_settings(self) -> dict[str, Any]:
+        """What decides the weights, for the resume check: run length, checkpointing, memory knobs and paths may
+        change on a resume (fields declared with `results=False`); the model by content."""
+        return {**results_fields(self), "model": describe_model(self.model)}
 
     @property
     def reward_spec(self) -> RewardSpec:
@@ -218,13 +228,18 @@ def make_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
     return replace(TrainConfig(), **values)
 
 
+def results_fields(config: Any) -> dict[str, Any]:
+    """The fields of a config that change its job's results (all but those declared with `results=False`)."""
+    return {item.name: getattr(config, item.name) for item in fields(config) if item.metadata.get("results", True)}
+
+
 @dataclass(kw_only=True)
 class SFTConfig:
     """Every knob of `ftrl sft` (`ftrl.train.sft`); each field's help is its flag's help."""
 
     model: str = setting("embedded", "`embedded`, a local HF model directory or a cached hub id.")
-    envs: str = setting("", "Procedural environments with gold calls (extra.gold_calls).")
-    out: str = setting("runs/sft", "Run directory: metrics.jsonl, model/.")
+    envs: str = setting("", "Procedural environments with gold calls (extra.gold_calls).", results=False)
+    out: str = setting("runs/sft", "Run directory: metrics.jsonl, model/.", results=False)
     epochs: int = setting(2, "Passes over the gold trajectories.")
     lr: float = setting(1e-5, "Learning rate.")
     batch_size: int = setting(4, "Trajectories per optimizer step (one forward each, gradients accumulated).")
@@ -238,6 +253,12 @@ class SFTConfig:
     seed: int = setting(0, "Seed for data order.")
     device: Device = setting("auto", "Local models: auto (CUDA when present), cpu or cuda (`ftrl.models.placement`).")
     dtype: Dtype = setting("auto", "auto (fp32 weights), fp32, bf16 or fp16.")
+
+    def results_settings(self) -> dict[str, Any]:
+        """What decides the weights, for the resume check; paths are recorded as None (the shape earlier versions
+        wrote, so their outputs still resume) and the inputs by content."""
+        fixed = {item.name: None for item in fields(self) if not item.metadata.get("results", True)}
+        return {**self.to_dict(), "model": describe_model(self.model), **fixed}
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
