@@ -91,29 +91,17 @@ FLAG_NAMES = {"max_new_tokens_train": "--train-max-new-tokens"}
 
 
 def check_tool_code(source: EnvSource, count: int | None = None, timeout_s: float = 10.0) -> None:
-    """Refuse environments whose tool code cannot run, before a model starts: every call to such a tool would error
-    and the run would score it 0 without saying why. The code is untrusted, so it compiles and loads only in the
-    isolated runtime (each distinct code once, all in one batch over the workers), as a call with a `timeout_s`
-    limit would load it; every broken row is listed."""
-    from ftrl.env.validate import load_failures
-    from ftrl.runtime import RuntimeConfig, ToolRuntime
+    """`ftrl.env.validate.check_tool_code`, its refusal as the command's error."""
+    from ftrl.env.validate import BrokenToolCode
+    from ftrl.env.validate import check_tool_code as check
 
-    envs = source.envs[:count]
-    distinct = len({code for env in envs for code in env.codes.values()})
-    if not distinct:
-        return
-    workers = min(os.cpu_count() or 1, distinct)
-    with ToolRuntime(RuntimeConfig(timeout_s=timeout_s, workers=workers)) as runtime:
-        failures = load_failures(envs, runtime.check_many)
-    if failures:
-        rows = len({failure.row for failure in failures})
-        listed = "\n".join(f"  row {f.row}, field 'codes', tool {f.tool!r}: {f.error}" for f in failures)
-        raise _fail(
-            f"{source.path}: {rows} environment(s) with tool code that cannot run (every call to it would fail):\n"
-            f"{listed}\nFix or drop these rows (`ftrl validate {source.path}` lists every problem)"
-        )
+    try:
+        check(source, count, timeout_s)
+    except BrokenToolCode as error:
+        raise _fail(str(error)) from None
 
-    # Options that `bench` and `analyze sweep` share with the policy jobs, whose own flags derive from
+
+# Options that `bench` and `analyze sweep` share with the policy jobs, whose own flags derive from
 
 
 # `ftrl.rollout.load.PolicyOptions`.
