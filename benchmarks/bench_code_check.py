@@ -1,5 +1,5 @@
 """Cost of the check that runs before eval/sample/score/train/sft/loop/export: every distinct tool code loaded once
-in the isolated runtime (`ftrl.cli.check_tool_code`), against the compile-only check it replaced.
+in the isolated runtime (`ftrl.env.validate.check_tool_code`), against the compile-only check it replaced.
 
 Workloads: the shared FTRL sample, the tau-bench domains, and the sample repeated until it has `--scale`
 environments, each copy's code made distinct by a comment (every code loads: the worst case for de-duplication).
@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from _common import write_results_section
-from ftrl.cli import check_tool_code
 from ftrl.env.domains import EnvSource, load_source
+from ftrl.env.validate import check_tool_code
 
 SECTION = "## Pre-run tool-code check (issue 17)"
 

@@ -16,9 +16,9 @@ import time
 import torch
 
 from ftrl.env import read_envs
-from ftrl.rollout.models import resolve_model
+from ftrl.models import resolve_model
 from ftrl.runtime import RuntimeConfig, ToolRuntime
-from ftrl.train.policy import freeze_bottom, load_trainable_model
+from ftrl.train.actor import freeze_bottom, load_trainable_model
 from ftrl.train.sft import assistant_loss, gold_trajectory, tokenize_trajectory
 
 

@@ -34,7 +34,7 @@ if threads == -1:
 import torch
 if threads > 0:
     torch.set_num_threads(threads)
-from ftrl.rollout.models import resolve_model
+from ftrl.models import resolve_model
 from transformers import AutoModelForCausalLM
 model = AutoModelForCausalLM.from_pretrained(resolve_model("embedded"), dtype=torch.float32).eval()
 ids = torch.randint(100, 20000, (2, 64))

@@ -1,5 +1,5 @@
 """One RL training step with and without prompt sharing: a state's n responses in one micro-batch (they share
-one prompt pass, `ftrl.train.policy.group_logprobs`) vs one response per micro-batch (each runs prompt + response).
+one prompt pass, `ftrl.train.actor.group_logprobs`) vs one response per micro-batch (each runs prompt + response).
 
 Same model, states, seed and settings on both sides; sampling is identical, so the difference is the reference
 and update passes. Needs states and a model that calls tools, e.g. the demo's (`ftrl demo` writes both).

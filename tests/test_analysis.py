@@ -22,8 +22,8 @@ transformers = pytest.importorskip("transformers")
 from safetensors.torch import load_file, save_file
 
 from ftrl.analysis import (
-    CheckpointError,
     SpecError,
+    WeightsError,
     compare,
     parse_name,
     parse_spec,
@@ -31,7 +31,7 @@ from ftrl.analysis import (
     run_sweep,
 )
 from ftrl.analysis.names import ParamKey
-from ftrl.analysis.report import analyze_params
+from ftrl.analysis.param_report import analyze_params
 from ftrl.analysis.sweep import thirds
 
 DOWN_1 = "model.layers.1.mlp.down_proj.weight"
@@ -183,31 +183,31 @@ def test_report_files(base: Path, tmp_path: Path) -> None:
 
 
 def test_different_layer_count_refused(base: Path, tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="layer count is 3 in base, 2 in tuned"):
+    with pytest.raises(WeightsError, match="layer count is 3 in base, 2 in tuned"):
         compare(base, _save_model(tmp_path / "two", num_hidden_layers=2))
 
 
 def test_different_hidden_size_refused(base: Path, tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="hidden size"):
+    with pytest.raises(WeightsError, match="hidden size"):
         compare(base, _save_model(tmp_path / "wide", hidden_size=32, head_dim=16))
 
 
 def test_missing_tensor_and_shape_mismatch_named(base: Path, tmp_path: Path) -> None:
     missing = _variant(base, tmp_path / "missing", lambda tensors: tensors.pop(DOWN_1))
-    with pytest.raises(CheckpointError, match=f"missing in tuned: {DOWN_1}"):
+    with pytest.raises(WeightsError, match=f"missing in tuned: {DOWN_1}"):
         compare(base, missing)
 
     def reshape(tensors: dict) -> None:
         tensors[DOWN_1] = torch.zeros(16, 16)
 
-    with pytest.raises(CheckpointError, match=rf"'{DOWN_1}' has shape \(16, 32\) in base, \(16, 16\) in tuned"):
+    with pytest.raises(WeightsError, match=rf"'{DOWN_1}' has shape \(16, 32\) in base, \(16, 16\) in tuned"):
         compare(base, _variant(base, tmp_path / "reshaped", reshape))
 
 
 def test_adapter_only_directory_explained(base: Path, tmp_path: Path) -> None:
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "adapter_model.safetensors").write_bytes(b"")
-    with pytest.raises(CheckpointError, match="LoRA adapter; merge it"):
+    with pytest.raises(WeightsError, match="LoRA adapter; merge it"):
         compare(base, tmp_path / "adapter")
 
 
@@ -346,7 +346,7 @@ def test_restore_refusals(base: Path, shifted: Path, tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="selects no tensor.*tied"):
         restore(base, shifted, "head", tmp_path / "b")
     (tmp_path / "exists").mkdir()
-    with pytest.raises(CheckpointError, match="already exists"):
+    with pytest.raises(WeightsError, match="already exists"):
         restore(base, shifted, "mlp", tmp_path / "exists")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 

@@ -258,7 +258,7 @@ def test_bundled_drift_text_is_package_data():
 @pytest.mark.slow
 def test_drift_of_the_embedded_model_against_itself(tmp_path):
     from ftrl.eval.benchmarks.general import run_drift
-    from ftrl.rollout.models import ModelNotFound
+    from ftrl.models import ModelNotFound
 
     try:
         summary = run_drift("embedded", "embedded", tmp_path)

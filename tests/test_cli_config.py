@@ -162,8 +162,8 @@ def test_loop_old_flags_set_the_fields_they_set_before(
     calls = _record(monkeypatch, "ftrl.recipes.loop", "run_loop")
     envs, out = str(sample_path), str(tmp_path / "run")
     args = (
-        f"loop --model m --envs {envs} --eval-envs {envs} --out {out} --rounds 4 --algo reinforce_pp --preset paper "
-        f"--steps 3 --lora --max-new-tokens 64 --max-turns 5 --train-max-new-tokens 48 --save-every 2 "
+        f"loop --model m --envs {envs} --eval-envs {envs} --out {out} --rounds 4 --algo reinforce_plus_plus "
+        f"--preset paper --steps 3 --lora --max-new-tokens 64 --max-turns 5 --train-max-new-tokens 48 --save-every 2 "
         f"--warm-start-envs {envs} --warm-start-epochs 2 --warm-start-lr 0.001 --collect-temperature 0.7 "
         "--envs-per-round 6 --overwrite"
     )
@@ -180,7 +180,7 @@ def test_loop_old_flags_set_the_fields_they_set_before(
             max_turns=5,
             collect_temperature=0.7,
             envs_per_round=6,
-            train=make_config("paper", algo="reinforce_pp", steps=3, lora=True, max_new_tokens=48, save_every=2),
+            train=make_config("paper", algo="reinforce_plus_plus", steps=3, lora=True, max_new_tokens=48, save_every=2),
             warm_start=SFTConfig(envs=envs, epochs=2, lr=0.001),
         )
     ]
@@ -255,8 +255,9 @@ def test_train_old_flags_set_the_fields_they_set_before(
     calls = _record(monkeypatch, "ftrl.train.trainer", "train")
     model, out = str(_model_folder(tmp_path)), str(tmp_path / "run")
     args = (
-        f"train --model {model} --data {sample_path} --out {out} --algo reinforce_pp --reward p --preset cpu --lora "
-        "--steps 3 --n 4 --batch-states 2 --mini-batch-states 1 --max-new-tokens 32 --max-prompt-tokens 900 --lr 0.01 "
+        f"train --model {model} --data {sample_path} --out {out} --algo reinforce_plus_plus --reward p "
+        "--preset cpu --lora --steps 3 --n 4 --batch-states 2 --mini-batch-states 1 --max-new-tokens 32 "
+        "--max-prompt-tokens 900 --lr 0.01 "
         "--temperature 0.5 --filter-groups --gen-batch-states 4 --kl-coef 0 --freeze-layers 2 --save-every 1 "
         "--seed 9 --device cpu --dtype fp32 --overwrite"
     )
@@ -268,7 +269,7 @@ def test_train_old_flags_set_the_fields_they_set_before(
             model=model,
             data=str(sample_path),
             out=out,
-            algo="reinforce_pp",
+            algo="reinforce_plus_plus",
             reward="p",
             lora=True,
             steps=3,

@@ -9,10 +9,10 @@ import pytest
 
 from ftrl.construction.base import Draft, Stage
 from ftrl.construction.config import BuildConfig
-from ftrl.construction.deploy import verify_each
 from ftrl.construction.driver import build_environments, rejections_path
 from ftrl.construction.procedural import ProceduralBackend
 from ftrl.construction.stats import file_stats, stats_for_path
+from ftrl.construction.verify import verify_each
 from ftrl.construction.world import DOMAIN_NAMES, make_world
 from ftrl.env import SCENARIOS, read_envs
 from ftrl.env.validate import validate_environment

@@ -89,7 +89,7 @@ def test_scanner_sees_local_imports_and_normalizes_names() -> None:
     """The scan counts imports inside functions (most heavy ones are there) but not those for type checkers only,
     and names map as pip spells them."""
     found = imported()
-    assert "src/ftrl/rollout/models.py" in found["huggingface_hub"]  # only imported inside functions
+    assert "src/ftrl/models.py" in found["huggingface_hub"]  # only imported inside functions
     assert "src/ftrl/train/trainer.py" not in found["transformers"]  # only under TYPE_CHECKING there
     assert import_name("Jinja2>=3.1") == "jinja2" and import_name("PyYAML") == "yaml"
     assert import_name("verl[verl-core]==0.9.1") == "verl"

@@ -130,3 +130,9 @@ def test_summarize_empty_and_unknown_scenarios():
     summary = summarize([row])
     assert list(summary["scenarios"]) == ["airline"] and summary["mean"]["error_rate"] == 50.0
     assert summarize([])["mean"]["n"] == 0
+
+
+def test_gold_and_its_earlier_name_oracle_replay_the_same(envs_file, tmp_path):
+    gold = evaluate("gold", envs_file, tmp_path / "gold")
+    oracle = evaluate("oracle", envs_file, tmp_path / "oracle")
+    assert gold["mean"] == oracle["mean"] and gold["mean"]["solve_f1"] == 100.0

@@ -13,7 +13,7 @@ from ftrl.cli import app
 @pytest.mark.slow
 def test_eval_embedded_on_the_shared_sample(sample_path, tmp_path):
     pytest.importorskip("torch")
-    from ftrl.rollout.models import ModelNotFound, resolve_model
+    from ftrl.models import ModelNotFound, resolve_model
 
     try:
         resolve_model("embedded")

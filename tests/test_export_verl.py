@@ -15,7 +15,7 @@ import pytest
 from ftrl.env import Environment, read_envs, write_envs
 from ftrl.export import export_verl
 from ftrl.export.verl import ExportError, flat_prompt
-from ftrl.reward import score_response
+from ftrl.reward import RewardSpec, score_response
 from ftrl.runtime import RuntimeConfig, ToolRuntime
 from ftrl.train.tiny import build_tiny_model
 from ftrl.train.trainer import prompt_messages, render_prompt
@@ -107,8 +107,13 @@ def states(tmp_path: Path) -> Path:
 
 def test_export_rows_and_reward_module_agree_with_score_response(states: Path, tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "verl"
-    written = export_verl(states, out, model=str(tiny), reward="f1")
-    assert {p.name for p in written} == {"train.parquet", "ftrl_reward.py", "train_grpo.sh", "train_reinforce_pp.sh"}
+    written = export_verl(states, out, model=str(tiny), reward=RewardSpec(kind="f1"))
+    assert {p.name for p in written} == {
+        "train.parquet",
+        "ftrl_reward.py",
+        "train_grpo.sh",
+        "train_reinforce_plus_plus.sh",
+    }
     rows = pq.read_table(out / "train.parquet").to_pylist()
     envs = read_envs(states)
     assert len(rows) == 2
@@ -123,14 +128,7 @@ def test_export_rows_and_reward_module_agree_with_score_response(states: Path, t
     with ToolRuntime(RuntimeConfig(timeout_s=10.0)) as runtime:
         for row, env in zip(rows, envs, strict=False):
             for text in RESPONSES:
-                direct = score_response(
-                    text,
-                    codes=env.codes,
-                    unsolved_set=env.unsolved_set,
-                    solve_rate=env.solve_rate,
-                    answer=env.answer or None,
-                    runtime=runtime,
-                ).reward
+                direct = score_response(text, env, runtime).reward
                 exported = module.compute_score(
                     row["data_source"], text, row["reward_model"]["ground_truth"], row["extra_info"]
                 )
@@ -142,7 +140,7 @@ def test_export_rows_and_reward_module_agree_with_score_response(states: Path, t
 
 def test_export_reward_kind_and_scripts(states: Path, tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "verl"
-    export_verl(states, out, model=str(tiny), reward="p")
+    export_verl(states, out, model=str(tiny), reward=RewardSpec(kind="p"))
     row = pq.read_table(out / "train.parquet").to_pylist()[0]
     module = load_module(out / "ftrl_reward.py")
     # Solve-P of one solving and one failing call: q/p = 1/2
@@ -152,7 +150,7 @@ def test_export_reward_kind_and_scripts(states: Path, tiny: Path, tmp_path: Path
     assert "\n    custom_reward_function" not in grpo and "reward_model." not in grpo  # keys main_ppo 0.9.1 ignores
     assert 'trainer.logger="${LOGGER:-[console]}"' in grpo and f'model.path="${{MODEL:-{tiny}}}"' in grpo
     assert "actor_rollout_ref.actor.kl_loss_type=low_var_kl" in grpo and "rollout.temperature=0.7" in grpo
-    assert "algorithm.adv_estimator=reinforce_plus_plus" in (out / "train_reinforce_pp.sh").read_text()
+    assert "algorithm.adv_estimator=reinforce_plus_plus" in (out / "train_reinforce_plus_plus.sh").read_text()
     assert not (out / "episodes.parquet").exists()
 
 
@@ -215,3 +213,20 @@ def test_multi_turn_export(states: Path, qwen_style: Path, tmp_path: Path) -> No
     assert json.loads(info["state"])["unsolved_set"] == {"lookup": ["ALPHA"]}
     script = (out / "train_multiturn_grpo.sh").read_text()
     assert 'agent_loop_config_path="$HERE/ftrl_agent_loop.yaml"' in script and "episodes.parquet" in script
+
+
+def test_launch_scripts_take_the_paper_hyperparameters_from_train_config() -> None:
+    from dataclasses import fields
+
+    from ftrl.export.verl import paper_overrides, verl_value
+    from ftrl.train.config import make_config
+
+    overrides = dict(item.split("=", 1) for item in paper_overrides())
+    paper = make_config("paper")
+    restated = [item for item in fields(paper) if "verl" in item.metadata]
+    assert len(restated) == 20
+    for item in restated:  # declared once: the config's paper value is what the scripts pass to verl
+        assert overrides[item.metadata["verl"]] == verl_value(getattr(paper, item.name)), item.name
+    assert overrides["actor_rollout_ref.actor.optim.lr"] == "1e-6" and overrides["actor_rollout_ref.rollout.n"] == "16"
+    assert overrides["actor_rollout_ref.actor.use_kl_loss"] == "True"
+    assert verl_value(1e-6) == "1e-6" and verl_value(1.0) == "1.0" and verl_value(2.5e10) == "25000000000.0"

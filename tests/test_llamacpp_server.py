@@ -37,7 +37,7 @@ def _free_port() -> int:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start the server on 127.0.0.1, wait (bounded) until it answers, yield its base URL, stop it."""
     pytest.importorskip("llama_cpp.server", reason="needs pip install 'llama-cpp-python[server]'")
-    from ftrl.rollout.models import ModelNotFound, embedded_gguf
+    from ftrl.models import ModelNotFound, embedded_gguf
 
     try:
         gguf = embedded_gguf()

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ftrl.formats.calls import make_tool_call
-from ftrl.reward import EpisodeScore, strict_verify
+from ftrl.reward import EpisodeScore, episode_metric, strict_verify
 
 # The "Christianity" multi_hop environment of the shared sample, written out so this test needs no files.
 UNSOLVED = {"historical_event_locator": ["Kenya"], "religion_demographics_explorer": ["Christianity"]}
@@ -59,3 +59,24 @@ def test_matcher_choice_changes_episode_metrics():
 def test_environment_without_sub_answers_is_rejected():
     with pytest.raises(ValueError, match="at least one gold sub-answer"):
         EpisodeScore.start({"tool": []})
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("f1", 2 * 2 / (5 + 3)), ("r", 2 / 3), ("p", 2 / 5), ("pr", 2 * 2 / (5 * 3))],
+)
+def test_episode_metric_formulas(kind: str, expected: float) -> None:
+    assert episode_metric(kind, n_solved=2, n_calls=5, n_gold=3) == pytest.approx(expected)
+
+
+def test_episode_metric_agrees_with_episode_score_except_precision_without_calls() -> None:
+    score = EpisodeScore.start({"t": ["a", "b"]})
+    score.add_turn({"tool_calls": [make_tool_call(0, "t", "{}"), make_tool_call(1, "t", "{}")]}, ["a", "x"])
+    assert score.solve_f1 == episode_metric("f1", score.n_solved, score.n_calls, score.n_gold)
+    assert score.solve_rate == episode_metric("r", score.n_solved, score.n_calls, score.n_gold)
+    assert score.solve_precision == episode_metric("p", score.n_solved, score.n_calls, score.n_gold)
+    # an episode that calls nothing: the evaluation's Solve-P is 1, the training reward 0
+    assert EpisodeScore.start({"t": ["a"]}).solve_precision == 1.0
+    assert episode_metric("p", 0, 0, 1) == 0.0 and episode_metric("pr", 0, 0, 1) == 0.0
+    with pytest.raises(ValueError, match="unknown reward kind"):
+        episode_metric("f2", 0, 0, 1)

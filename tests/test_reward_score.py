@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from ftrl.reward import score_response
+from ftrl.reward import RewardSpec, RewardState, score_response
 
 UNSOLVED = {"historical_event_info_retriever": ["12", "2"]}
 CODES = {"historical_event_info_retriever": "def historical_event_info_retriever(event_name): ..."}
@@ -33,10 +33,9 @@ def tool_call(name: str, arguments: dict) -> str:
     return "<tool_call>\n" + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + "\n</tool_call>"
 
 
-def score(text: str, runtime: ScriptedRuntime, **kwargs):
-    return score_response(
-        text, codes=CODES, unsolved_set=UNSOLVED, solve_rate=0.0, answer="10", runtime=runtime, **kwargs
-    )
+def score(text: str, runtime: ScriptedRuntime, **spec):
+    state = RewardState(codes=CODES, unsolved_set=UNSOLVED, solve_rate=0.0, answer="10")
+    return score_response(text, state, runtime, RewardSpec(**spec))
 
 
 def test_response_is_cleaned_parsed_run_and_rewarded():
@@ -69,3 +68,28 @@ def test_no_call_never_opens_an_episode():
     result = score("The difference is 10.<|im_end|>", runtime)
     assert runtime.episodes == [] and result.tool_outputs == []
     assert (result.reward, result.turn.branch) == (pytest.approx(1 / 3), "answer")  # 1/(1+2 pending)
+
+
+def test_reward_spec_choices_are_the_registries_and_unknown_values_are_refused():
+    from typing import get_args
+
+    from ftrl.formats import FORMATS
+    from ftrl.reward import MATCHERS, REWARD_KINDS, FormatName, MatcherName, RewardKind
+
+    assert set(get_args(RewardKind)) == set(REWARD_KINDS)
+    assert set(get_args(MatcherName)) == set(MATCHERS)
+    assert set(get_args(FormatName)) == set(FORMATS)
+    for bad, message in (
+        ({"kind": "f2"}, "unknown reward 'f2'"),
+        ({"matcher": "x"}, "unknown matcher"),
+        ({"fmt": "xml"}, "unknown format"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            RewardSpec(**bad)
+
+
+def test_empty_gold_answer_means_none():
+    # "" would be a substring of any text (the reference's quirk); a state's empty answer is no answer
+    runtime = ScriptedRuntime({})
+    state = RewardState(codes=CODES, unsolved_set=UNSOLVED, solve_rate=0.0, answer="")
+    assert score_response("anything at all", state, runtime).turn.branch == "none"

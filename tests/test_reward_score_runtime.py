@@ -9,7 +9,7 @@ import pytest
 
 from ftrl.env.io import read_envs
 from ftrl.env.record import Environment
-from ftrl.reward import score_response
+from ftrl.reward import RewardSpec, score_response
 from ftrl.runtime import RuntimeConfig, ToolRuntime
 
 
@@ -29,16 +29,8 @@ def tool_call(name: str, arguments: dict) -> str:
     return "<tool_call>\n" + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + "\n</tool_call>"
 
 
-def score(env: Environment, text: str, runtime, **kwargs):
-    return score_response(
-        text,
-        codes=env.codes,
-        unsolved_set=env.unsolved_set,
-        solve_rate=env.solve_rate,
-        answer=env.answer,
-        runtime=runtime,
-        **kwargs,
-    )
+def score(env: Environment, text: str, runtime, **spec):
+    return score_response(text, env, runtime, RewardSpec(**spec))
 
 
 def test_gold_producing_call_on_single_hop_row(runtime, envs):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ftrl.rollout import OraclePolicy, RolloutConfig, run_rollouts
+from ftrl.rollout import GoldPolicy, RolloutConfig, run_rollouts
 from ftrl.runtime import RuntimeConfig, ToolRuntime
 from test_rollout_support import ScriptedPolicy, StreamingScriptedPolicy, call, calls, make_env, say
 
@@ -53,7 +53,7 @@ def test_episode_follows_the_reference_loop(runtime):
         1,
         True,
     )
-    assert [(c.turn, c.n_messages, c.unsolved_set) for c in result.checkpoints] == [
+    assert [(c.turn, c.n_messages, c.unsolved_set) for c in result.state_points] == [
         (1, 3, {"capital_of": [], "population_of": ["2,100,000"]}),
         (2, 6, {"capital_of": [], "population_of": []}),
     ]
@@ -77,7 +77,7 @@ def test_no_call_at_all_scores_like_the_reference(runtime):
         "solve_rate": 0.0,
         "solve_f1": 0.0,
     }
-    assert result.correct and result.turns == 1 and result.checkpoints == []
+    assert result.correct and result.turns == 1 and result.state_points == []
 
 
 def test_episodes_share_batched_calls_and_refill(runtime):
@@ -117,7 +117,7 @@ def test_oracle_replays_gold_calls_and_scores_100(runtime):
             call("population_of", city="Tokyo", index=1),
         ]
     ]
-    results = list(run_rollouts([(str(i), e) for i, e in enumerate(envs)], OraclePolicy(envs), runtime))
+    results = list(run_rollouts([(str(i), e) for i, e in enumerate(envs)], GoldPolicy(envs), runtime))
     for result in results:
         assert result.metrics == {
             "solve_precision": 1.0,
@@ -132,14 +132,14 @@ def test_oracle_tells_rows_with_the_same_question_apart(runtime):
     first, second = make_env("France"), make_env("Japan")
     second.tools = list(second.tools)  # rows read from a file never share their tools lists
     second.messages = [dict(m) for m in first.messages]  # the same question, another row's gold calls
-    results = list(run_rollouts([("0", first), ("1", second)], OraclePolicy([first, second]), runtime))
+    results = list(run_rollouts([("0", first), ("1", second)], GoldPolicy([first, second]), runtime))
     assert [r.metrics["solve_f1"] for r in sorted(results, key=lambda r: r.key)] == [1.0, 1.0]
 
 
 def test_oracle_refuses_environments_without_gold(runtime):
     env = make_env(gold=False)
     with pytest.raises(ValueError, match="no gold_calls"):
-        list(run_rollouts([("e", env)], OraclePolicy([env]), runtime))
+        list(run_rollouts([("e", env)], GoldPolicy([env]), runtime))
 
 
 def test_continuous_batching_lets_each_episode_go_on_at_its_own_pace(runtime):

@@ -17,8 +17,9 @@ from test_rollout_support import call, calls, make_env
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from ftrl import models
 from ftrl.formats.render import template_supports_tools
-from ftrl.rollout import RolloutConfig, hf, models, run_rollouts
+from ftrl.rollout import RolloutConfig, hf, run_rollouts
 from ftrl.rollout.hf import HFConfig, HFPolicy, hf_generate
 from ftrl.rollout.kvgen import Decoder, PrefixCache, generate_batch, unsupported_reason
 from ftrl.runtime import RuntimeConfig, ToolRuntime

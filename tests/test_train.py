@@ -11,9 +11,9 @@ import torch
 
 from ftrl.env import Environment, read_envs, write_envs
 from ftrl.settings import SamplingConfig
+from ftrl.train.actor import sample
 from ftrl.train.algos import grpo_advantages
 from ftrl.train.config import make_config
-from ftrl.train.policy import sample
 from ftrl.train.trainer import DataCursor, Trainer, groups_to_train, ranked_groups, train
 
 LOOKUP = {
@@ -104,7 +104,7 @@ def test_update_moves_probability_toward_high_reward_responses(tiny: Path, state
 def test_train_runs_with_the_tool_runtime_and_saves_a_loadable_model(tiny: Path, states: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    saved = train(tiny_config(tiny, states, tmp_path / "run", steps=2, algo="reinforce_pp"))
+    saved = train(tiny_config(tiny, states, tmp_path / "run", steps=2, algo="reinforce_plus_plus"))
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1, 2]
     for key in ("reward_mean", "reward_std", "kl", "entropy", "clip_frac", "response_len", "tool_call_rate", "seconds"):
@@ -198,7 +198,14 @@ class Crash(RuntimeError):
 def test_killed_run_resumes_to_the_same_parameters(tiny: Path, states: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    config = {"steps": 3, "save_every": 1, "lora": True, "lora_r": 4, "lora_alpha": 8, "algo": "reinforce_pp_baseline"}
+    config = {
+        "steps": 3,
+        "save_every": 1,
+        "lora": True,
+        "lora_r": 4,
+        "lora_alpha": 8,
+        "algo": "reinforce_plus_plus_baseline",
+    }
     whole = train(tiny_config(tiny, states, tmp_path / "whole", **config), scorer=letter_a)
 
     calls = 0
@@ -234,7 +241,7 @@ def test_overlong_states_are_skipped(tiny: Path, states: Path, tmp_path: Path) -
 def test_shared_prompt_log_probs_equal_full_sequences_in_value_and_gradient(tiny: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    from ftrl.train.policy import group_logprobs
+    from ftrl.train.actor import group_logprobs
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny)
@@ -265,7 +272,7 @@ def test_shared_prompt_log_probs_equal_full_sequences_in_value_and_gradient(tiny
 
 
 def test_shared_prompt_log_probs_fall_back_to_full_sequences_under_gradient_checkpointing(tiny: Path) -> None:
-    from ftrl.train.policy import group_logprobs, load_trainable_model
+    from ftrl.train.actor import group_logprobs, load_trainable_model
 
     torch.manual_seed(1)
     model, _ = load_trainable_model(tiny)

@@ -15,8 +15,8 @@ from ftrl.train.algos import (
     kl_k3,
     masked_whiten,
     policy_loss,
-    reinforce_pp_advantages,
-    reinforce_pp_baseline_advantages,
+    reinforce_plus_plus_advantages,
+    reinforce_plus_plus_baseline_advantages,
 )
 
 
@@ -40,10 +40,10 @@ def test_grpo_unbiased_std_single_group_and_flat_group() -> None:
     assert adv[5:].abs().sum().item() == 0.0
 
 
-def test_reinforce_pp_whitens_returns_over_all_tokens() -> None:
+def test_reinforce_plus_plus_whitens_returns_over_all_tokens() -> None:
     rewards = torch.tensor([1.0, 0.0, -1.0])
     mask = lengths_mask([2, 1, 3], 3)
-    adv = reinforce_pp_advantages(rewards, mask)
+    adv = reinforce_plus_plus_advantages(rewards, mask)
     # returns (gamma 1) carry r on every valid token: 1,1 | 0 | -1,-1,-1; 6 tokens, mean -1/6
     # squared deviations: 2*(7/6)^2 + (1/6)^2 + 3*(5/6)^2 = 174/36; unbiased var = 174/36/5 = 0.966667
     std = math.sqrt(174 / 36 / 5 + 1e-8)
@@ -53,21 +53,21 @@ def test_reinforce_pp_whitens_returns_over_all_tokens() -> None:
     assert (adv * mask).sum().item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_reinforce_pp_gamma_discounts_toward_the_start() -> None:
+def test_reinforce_plus_plus_gamma_discounts_toward_the_start() -> None:
     # one response of 3 tokens with reward 1 and gamma 0.5: returns 0.25, 0.5, 1 -> whitened
     rewards, mask = torch.tensor([1.0]), torch.ones(1, 3)
-    adv = reinforce_pp_advantages(rewards, mask, gamma=0.5)
+    adv = reinforce_plus_plus_advantages(rewards, mask, gamma=0.5)
     mean = 1.75 / 3  # 0.583333
     var = ((0.25 - mean) ** 2 + (0.5 - mean) ** 2 + (1 - mean) ** 2) / 2  # unbiased: 0.291667 / 2 = 0.145833
     expected = [(v - mean) / math.sqrt(var + 1e-8) for v in (0.25, 0.5, 1.0)]
     assert adv[0].tolist() == pytest.approx(expected, abs=1e-6)
 
 
-def test_reinforce_pp_baseline_subtracts_group_mean_then_whitens() -> None:
+def test_reinforce_plus_plus_baseline_subtracts_group_mean_then_whitens() -> None:
     rewards = torch.tensor([1.0, 0.0, 3.0])
     groups = [7, 7, 9]
     mask = lengths_mask([1, 2, 1], 2)
-    adv = reinforce_pp_baseline_advantages(rewards, mask, groups)
+    adv = reinforce_plus_plus_baseline_advantages(rewards, mask, groups)
     # group 7 mean 0.5 -> 0.5, -0.5; group 9 alone -> mean 0 -> 3. Tokens: 0.5 | -0.5, -0.5 | 3 (mean 0.625)
     # squared deviations 0.015625 + 2 * 1.265625 + 5.640625 = 8.1875; unbiased var 8.1875 / 3
     std = math.sqrt(8.1875 / 3 + 1e-8)

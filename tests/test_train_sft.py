@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ftrl.env import read_envs, tool_name, write_envs
+from ftrl.env import gold_turns, read_envs, tool_name, write_envs
 from ftrl.runtime import RuntimeConfig, ToolRuntime
-from ftrl.train.sft import IGNORE, SFTConfig, call_waves, gold_trajectory, sft, tokenize_trajectory
+from ftrl.train.sft import IGNORE, SFTConfig, gold_trajectory, sft, tokenize_trajectory
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +35,12 @@ def procedural(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_waves_follow_dependencies(procedural: Path) -> None:
     envs = {env.scenario: env for env in read_envs(procedural)}
-    assert [len(w) for w in call_waves(envs["single_hop"])] == [1]
-    assert [len(w) for w in call_waves(envs["parallel_single_hop"])] == [2]  # independent: one turn
+    assert [len(w) for w in gold_turns(envs["single_hop"], parallel=True)] == [1]
+    assert [len(w) for w in gold_turns(envs["parallel_single_hop"], parallel=True)] == [2]  # independent: one turn
     multi = envs["multi_hop"]
-    assert [len(w) for w in call_waves(multi)] == [1] * len(multi.gold_calls)  # a chain: one call per turn
+    assert [len(w) for w in gold_turns(multi, parallel=True)] == [1] * len(
+        multi.gold_calls
+    )  # a chain: one call per turn
 
 
 def test_gold_trajectory_solves_everything_and_labels_only_assistant_text(procedural: Path, tiny: Path) -> None:

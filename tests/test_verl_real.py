@@ -19,11 +19,11 @@ import pytest
 from typer.testing import CliRunner
 
 from ftrl.cli import app
-from ftrl.env import read_envs
+from ftrl.env import gold_turns, read_envs
 from ftrl.formats import get_format
+from ftrl.models import resolve_model
 from ftrl.reward import EpisodeScore
-from ftrl.rollout.models import resolve_model
-from ftrl.rollout.policy import OraclePolicy, gold_turns
+from ftrl.rollout.policy import GoldPolicy
 from ftrl.runtime import RuntimeConfig, ToolRuntime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def expectations(states: Path, export: Path, tokenizer_path: Path, work: Path) -
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
     envs = read_envs(states)
-    oracle, hermes = OraclePolicy(envs), get_format("hermes")
+    oracle, hermes = GoldPolicy(envs), get_format("hermes")
     gold = [hermes.render(oracle.generate([env.messages], [env.tools])[0]) for env in envs]
     requests = [(row, text) for row in range(len(envs)) for text in [gold[row], *JUNK]]
     responses = work / f"{export.name}-responses.jsonl"

@@ -23,11 +23,12 @@ from ftrl.jsonl import DataError, iter_jsonl, write_jsonl_atomic
 from ftrl.provenance import claim_output, describe_model
 from ftrl.recipes.demo import DemoConfig
 from ftrl.recipes.loop import LoopConfig
+from ftrl.reward.spec import FormatName, MatcherName, RewardKind
+from ftrl.rollout.load import EvalConfig, SampleConfig
 from ftrl.train.config import SFTConfig, TrainConfig, make_config
 
 if TYPE_CHECKING:
     from ftrl.env.domains import EnvSource
-    from ftrl.rollout import PolicySpec
     from ftrl.settings import ServerConfig
 
 console = Console()
@@ -98,64 +99,29 @@ FLAG_NAMES = {
 
 
 def check_tool_code(source: EnvSource, count: int | None = None, timeout_s: float = 10.0) -> None:
-    """Refuse environments whose tool code cannot run, before a model starts: every call to such a tool would error
-    and the run would score it 0 without saying why. The code is untrusted, so it compiles and loads only in the
-    isolated runtime (each distinct code once, all in one batch over the workers), as a call with a `timeout_s`
-    limit would load it; every broken row is listed."""
-    from ftrl.env.validate import load_failures
-    from ftrl.runtime import RuntimeConfig, ToolRuntime
+    """`ftrl.env.validate.check_tool_code`, its refusal as the command's error."""
+    from ftrl.env.validate import BrokenToolCode
+    from ftrl.env.validate import check_tool_code as check
 
-    envs = source.envs[:count]
-    distinct = len({code for env in envs for code in env.codes.values()})
-    if not distinct:
-        return
-    workers = min(os.cpu_count() or 1, distinct)
-    with ToolRuntime(RuntimeConfig(timeout_s=timeout_s, workers=workers)) as runtime:
-        failures = load_failures(envs, runtime.check_many)
-    if failures:
-        rows = len({failure.row for failure in failures})
-        listed = "\n".join(f"  row {f.row}, field 'codes', tool {f.tool!r}: {f.error}" for f in failures)
-        raise _fail(
-            f"{source.path}: {rows} environment(s) with tool code that cannot run (every call to it would fail):\n"
-            f"{listed}\nFix or drop these rows (`ftrl validate {source.path}` lists every problem)"
-        )
+    try:
+        check(source, count, timeout_s)
+    except BrokenToolCode as error:
+        raise _fail(str(error)) from None
 
 
-# Options shared by the commands that run a policy (`sample`, `eval`, and in part `bench` and `analyze sweep`), each
-# defined once; a command gives the default as its parameter default where the commands differ (temperature).
-_MODEL_HELP = (
-    "Model folder, cached hub id, 'embedded', 'oracle' (replays gold calls), or a served model name with --base-url."
-)
-ModelOption = Annotated[str, typer.Option(help=_MODEL_HELP)]
-EnvsOption = Annotated[Path, typer.Option(help="Environments (JSONL/Parquet file or domain folder).")]
+# Options that `bench` and `analyze sweep` share with the policy jobs, whose own flags derive from
+
+
+# `ftrl.rollout.load.PolicyOptions`.
 LimitOption = Annotated[int | None, typer.Option(min=1, help="Only the first K environments.")]
 MaxTurnsOption = Annotated[int, typer.Option(min=1, help="Assistant turns per episode.")]
-TemperatureOption = Annotated[
-    float, typer.Option(min=0.0, max=100.0, help="Sampling temperature (0 = greedy; the paper evaluates greedily).")
-]
 MaxNewTokensOption = Annotated[int, typer.Option(min=1, help="Tokens per assistant turn.")]
 BatchSizeOption = Annotated[
     int, typer.Option(min=1, help="Episodes in flight (rows per generate call / concurrent requests).")
 ]
-ServerTimeoutOption = Annotated[
-    float,
-    typer.Option(
-        "--timeout",
-        min=1.0,
-        max=86400.0,
-        help="Seconds one model-server request may take in all, retries included (--base-url only).",
-    ),
-]
 BaseUrlOption = Annotated[str | None, typer.Option(help="OpenAI-compatible server (…/v1) serving --model.")]
 _API_KEY_HELP = "API key for --base-url (default $OPENAI_API_KEY)."
-ApiKeyOption = Annotated[str | None, typer.Option(help=_API_KEY_HELP)]
 EnableThinkingOption = Annotated[bool, typer.Option("--enable-thinking", help="Let reasoning models think.")]
-PromptOption = Annotated[str, typer.Option(help="Tool prompt variant for templates without tool support.")]
-ThreadsOption = Annotated[int | None, typer.Option(min=1, help="Torch CPU threads for local models.")]
-DeviceOption = Annotated[str, typer.Option(help="Local models: auto (CUDA when present), cpu or cuda.")]
-DtypeOption = Annotated[
-    str, typer.Option(help="Local models: auto (bf16 for generation on CUDA, else fp32), fp32, bf16, fp16.")
-]
 
 
 analyze_app = typer.Typer(
@@ -171,11 +137,11 @@ def analyze_params_command(
     out: Path = typer.Option(..., help="Folder for params.csv/.md, params_by_family.csv, heatmap.png, layers.png."),
 ) -> None:
     """Per layer and module kind: relative change, mean |change| and share of the whole update."""
-    from ftrl.analysis import CheckpointError, analyze_params
+    from ftrl.analysis import WeightsError, analyze_params
 
     try:
         report = analyze_params(base, tuned, out)
-    except CheckpointError as error:
+    except WeightsError as error:
         raise _fail(str(error)) from None
     console.print(f"{len(report.groups)} (layer, module) groups compared; tables and figures in {out}")
 
@@ -189,14 +155,14 @@ def analyze_restore_command(
     revert: str | None = typer.Option(None, help="SPEC reverted to the base weights (tuned elsewhere)."),
 ) -> None:
     """Build a hybrid model: tuned weights only inside --keep SPEC, or everywhere except --revert SPEC."""
-    from ftrl.analysis import CheckpointError, SpecError, restore
+    from ftrl.analysis import SpecError, WeightsError, restore
 
     spec = keep if keep is not None else revert
     if spec is None or (keep is not None and revert is not None):
         raise _fail("give exactly one of --keep SPEC or --revert SPEC")
     try:
         result = restore(base, tuned, spec, out, revert=revert is not None)
-    except (CheckpointError, SpecError) as error:
+    except (WeightsError, SpecError) as error:
         raise _fail(str(error)) from None
     console.print(f"wrote {out}: {len(result.from_tuned)} tensors from tuned, {len(result.from_base)} from base")
 
@@ -313,20 +279,19 @@ def score(
     file: Path = typer.Argument(..., help="Environment states (JSONL/Parquet) the responses answer."),
     responses: Path = typer.Option(..., help="JSONL with `row` (0-based state index) and `response` (raw model text)."),
     out: Path = typer.Option(..., help="Output JSONL: row, reward, branch and the parsed calls."),
-    reward: str = typer.Option("f1", help="Per-turn reward: f1 (paper default), p, r or pr."),
-    matcher: str = typer.Option("reference", help="Sub-answer matcher: reference (exact reproduction) or strict."),
-    fmt: str = typer.Option("hermes", "--format", help="Tool-call format of the responses: hermes or llama31."),
+    reward: RewardKind = typer.Option("f1", help="Per-turn reward: f1 (paper default), p, r or pr."),
+    matcher: MatcherName = typer.Option(
+        "reference", help="Sub-answer matcher: reference (exact reproduction) or strict."
+    ),
+    fmt: FormatName = typer.Option("hermes", "--format", help="Tool-call format of the responses: hermes or llama31."),
     timeout: float = typer.Option(10.0, min=0.01, max=3600, help="Seconds before a tool call is stopped."),
     overwrite: OverwriteOption = False,
 ) -> None:
     """Per-turn verifiable reward of raw model responses against environment states."""
-    from ftrl.reward import REWARD_KINDS, score_response
+    from ftrl.reward import RewardSpec, score_response
     from ftrl.runtime import RuntimeConfig, ToolRuntime
 
-    if reward not in REWARD_KINDS:
-        raise _fail(f"--reward must be one of {', '.join(REWARD_KINDS)}, got {reward!r}")
-    if matcher not in ("reference", "strict"):
-        raise _fail(f"--matcher must be reference or strict, got {matcher!r}")
+    spec = RewardSpec(kind=reward, matcher=matcher, fmt=fmt)
     source, _ = _load_row(file, 0)
     try:
         requests = read_score_requests(responses, len(source.envs))
@@ -343,18 +308,7 @@ def score(
         task = progress.add_task("scoring", total=len(requests))
         rows = []
         for row, text in requests:
-            env = source.envs[row]
-            scored = score_response(
-                text,
-                codes=env.codes,
-                unsolved_set=env.unsolved_set,
-                solve_rate=env.solve_rate,
-                answer=env.answer or None,
-                runtime=runtime,
-                kind=reward,
-                fmt=fmt,
-                matcher=matcher,
-            )
+            scored = score_response(text, source.envs[row], runtime, spec)
             rows.append({"row": row, **scored.to_row()})
             progress.advance(task)
         write_jsonl_atomic(out, rows)
@@ -413,10 +367,9 @@ def train(
     config_args: ConfigArgs,
 ) -> None:
     """RL on trajectory states with the per-turn verifiable reward; resumes from DIR/checkpoints when present."""
-    from dataclasses import asdict
 
     from ftrl.env.domains import load_source
-    from ftrl.rollout.models import ModelNotFound, placement, resolve_model
+    from ftrl.models import ModelNotFound, placement, resolve_model
     from ftrl.train.trainer import train as run_training
 
     try:
@@ -431,9 +384,7 @@ def train(
         raise _fail(str(error)) from None
     check_tool_code(source, timeout_s=config.tool_timeout_s)
     del source
-    # what decides the weights; run length, checkpointing and memory knobs may change on a resume
-    ignored = ("out", "data", "steps", "save_every", "keep_checkpoints", "micro_batch_size", "tool_workers")
-    settings = {**{k: v for k, v in asdict(config).items() if k not in ignored}, "model": describe_model(config.model)}
+    settings = config.results_settings()
     try:
         with claim_output(config.out, "train", {"data": config.data}, settings, folder=True, overwrite=overwrite):
             saved = run_training(config, console=console)
@@ -457,12 +408,12 @@ def plot(
 @config_options(SFTConfig, required=("envs", "out"), flag_names=FLAG_NAMES)
 def sft(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
     """Supervised warm start on gold tool-call trajectories (loss on assistant tokens only)."""
-    from ftrl.rollout.models import ModelNotFound
+    from ftrl.models import ModelNotFound
     from ftrl.train.sft import sft as run_sft
 
     config = config_args.load(SFTConfig())
     _load_envs_checked(Path(config.envs), None)  # before the model loads
-    settings = {**config.to_dict(), "model": describe_model(config.model), "envs": None, "out": None}
+    settings = config.results_settings()
     try:
         with claim_output(config.out, "sft", {"envs": config.envs}, settings, folder=True, overwrite=overwrite):
             saved = run_sft(config, console=console)
@@ -533,8 +484,8 @@ def export_verl_command(
         help="The model verl will train (folder, hub id or 'embedded'): its "
         "chat template renders the prompts, and the scripts train it by default.",
     ),
-    reward: str = typer.Option("f1", help="Per-turn reward: f1, p, r or pr."),
-    matcher: str = typer.Option("reference", help="Sub-answer matcher: reference or strict."),
+    reward: RewardKind = typer.Option("f1", help="Per-turn reward: f1, p, r or pr."),
+    matcher: MatcherName = typer.Option("reference", help="Sub-answer matcher: reference or strict."),
     multi_turn: bool = typer.Option(
         False,
         help="Also write episodes.parquet, ftrl_agent_loop.yaml and "
@@ -544,13 +495,15 @@ def export_verl_command(
 ) -> None:
     """States as a verl 0.9.1 dataset with a reward module calling ftrl and the paper's launch scripts."""
     from ftrl.export import export_verl
-    from ftrl.rollout import ModelNotFound
+    from ftrl.models import ModelNotFound
+    from ftrl.reward import RewardSpec
 
+    spec = RewardSpec(kind=reward, matcher=matcher)
     _load_envs_checked(data, None)
     settings = {"model": describe_model(model), "reward": reward, "matcher": matcher, "multi_turn": multi_turn}
     try:
         with claim_output(out, "export verl", {"data": data}, settings, folder=True, overwrite=overwrite):
-            written = export_verl(data, out, model=model, reward=reward, matcher=matcher, multi_turn=multi_turn)
+            written = export_verl(data, out, model=model, reward=spec, multi_turn=multi_turn)
     except (ValueError, DataError, ModelNotFound) as error:
         raise _fail(str(error)) from None
     for path in written:
@@ -804,62 +757,6 @@ def _server_config(base_url: str | None, model: str | None, api_key: str | None,
     return ServerConfig(base_url=base_url, model=model, api_key=api_key, **limits)
 
 
-def _policy_spec(
-    *,
-    model: str,
-    base_url: str | None,
-    api_key: str | None,
-    temperature: float,
-    max_new_tokens: int,
-    batch_size: int,
-    enable_thinking: bool,
-    prompt: str,
-    threads: int | None,
-    device: str,
-    dtype: str,
-    timeout: float,
-) -> PolicySpec:
-    """The policy `sample` and `eval` run: a server's requests get `timeout` in all, at most 120 s an attempt."""
-    from ftrl.rollout import PolicySpec
-    from ftrl.settings import SamplingConfig
-
-    server = _server_config(
-        base_url,
-        model,
-        api_key,
-        concurrency=batch_size,
-        timeout_s=min(120.0, timeout),
-        total_timeout_s=timeout,
-    )
-    return PolicySpec(
-        model=model,
-        server=server,
-        sampling=SamplingConfig(
-            temperature=temperature, max_new_tokens=max_new_tokens, enable_thinking=enable_thinking
-        ),
-        batch_size=batch_size,
-        prompt=prompt,
-        threads=threads,
-        device=device,
-        dtype=dtype,
-    )
-
-
-def _run_settings(spec: PolicySpec, **more: Any) -> dict[str, Any]:
-    """The settings of a rollout job that change its results (batch size, threads and the API key do not)."""
-    return {
-        "model": describe_model(spec.model),
-        "base_url": spec.server.base_url if spec.server else None,
-        "temperature": spec.sampling.temperature,
-        "max_new_tokens": spec.sampling.max_new_tokens,
-        "enable_thinking": spec.sampling.enable_thinking,
-        "prompt": spec.prompt,
-        "device": spec.device,
-        "dtype": spec.dtype,
-        **more,
-    }
-
-
 def _load_envs_checked(envs: Path, limit: int | None) -> None:
     """Fail on unreadable, empty or broken-code environments before any model loads."""
     from ftrl.env.domains import load_source
@@ -872,95 +769,43 @@ def _load_envs_checked(envs: Path, limit: int | None) -> None:
 
 
 @app.command("sample")
-def sample_command(
-    model: ModelOption,
-    envs: EnvsOption,
-    out: Annotated[Path, typer.Option(help="States file to write (JSONL, reference format; resumable).")],
-    n_per_env: Annotated[int, typer.Option(min=1, help="Episodes sampled per environment.")] = 1,
-    temperature: TemperatureOption = 1.0,
-    max_turns: MaxTurnsOption = 20,
-    limit: LimitOption = None,
-    max_new_tokens: MaxNewTokensOption = 512,
-    batch_size: BatchSizeOption = 16,
-    base_url: BaseUrlOption = None,
-    api_key: ApiKeyOption = None,
-    enable_thinking: EnableThinkingOption = False,
-    prompt: PromptOption = "example",
-    threads: ThreadsOption = None,
-    device: DeviceOption = "auto",
-    dtype: DtypeOption = "auto",
-    timeout: ServerTimeoutOption = 300.0,
-    overwrite: OverwriteOption = False,
-) -> None:
+@config_options(SampleConfig, required=("model", "envs", "out"))
+def sample_command(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
     """Collect training states (history, remaining sub-answers, solve rate) from sampled rollouts."""
-    from ftrl.rollout import ModelNotFound, collect
+    from ftrl.models import ModelNotFound
+    from ftrl.rollout import collect
 
-    spec = _policy_spec(
-        model=model,
-        base_url=base_url,
-        api_key=api_key,
-        temperature=temperature,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        enable_thinking=enable_thinking,
-        prompt=prompt,
-        threads=threads,
-        device=device,
-        dtype=dtype,
-        timeout=timeout,
-    )
-    _load_envs_checked(envs, limit)
-    settings = _run_settings(spec, n_per_env=n_per_env, max_turns=max_turns)
+    config = config_args.load(SampleConfig())
+    envs, out = Path(config.envs), Path(config.out)
+    _load_envs_checked(envs, config.limit)
     try:
-        with claim_output(out, "sample", {"envs": envs}, settings, folder=False, overwrite=overwrite):
-            collect(spec, envs, out, n_per_env=n_per_env, max_turns=max_turns, limit=limit, console=console)
+        with claim_output(out, "sample", {"envs": envs}, config.results_settings(), folder=False, overwrite=overwrite):
+            collect(
+                config.spec(),
+                envs,
+                out,
+                n_per_env=config.n_per_env,
+                max_turns=config.max_turns,
+                limit=config.limit,
+                console=console,
+            )
     except (DataError, ModelNotFound, ValueError) as error:
         raise _fail(str(error)) from None
 
 
 @app.command("eval")
-def eval_command(
-    model: ModelOption,
-    envs: EnvsOption,
-    out: Annotated[Path, typer.Option(help="Output folder: episodes.jsonl (resumable), summary.json, summary.md.")],
-    limit: LimitOption = None,
-    max_turns: MaxTurnsOption = 20,
-    temperature: TemperatureOption = 0.0,
-    max_new_tokens: MaxNewTokensOption = 512,
-    batch_size: BatchSizeOption = 16,
-    base_url: BaseUrlOption = None,
-    api_key: ApiKeyOption = None,
-    enable_thinking: EnableThinkingOption = False,
-    prompt: PromptOption = "example",
-    threads: ThreadsOption = None,
-    device: DeviceOption = "auto",
-    dtype: DtypeOption = "auto",
-    timeout: ServerTimeoutOption = 300.0,
-    overwrite: OverwriteOption = False,
-) -> None:
+@config_options(EvalConfig, required=("model", "envs", "out"))
+def eval_command(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
     """Evaluate a model: Solve-P/R/F1 per scenario and their mean, answer accuracy, call errors, turns."""
     from ftrl.eval import evaluate
-    from ftrl.rollout import ModelNotFound
+    from ftrl.models import ModelNotFound
 
-    spec = _policy_spec(
-        model=model,
-        base_url=base_url,
-        api_key=api_key,
-        temperature=temperature,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        enable_thinking=enable_thinking,
-        prompt=prompt,
-        threads=threads,
-        device=device,
-        dtype=dtype,
-        timeout=timeout,
-    )
-    _load_envs_checked(envs, limit)
-    settings = _run_settings(spec, max_turns=max_turns)
+    config = config_args.load(EvalConfig())
+    envs, out = Path(config.envs), Path(config.out)
+    _load_envs_checked(envs, config.limit)
     try:
-        with claim_output(out, "eval", {"envs": envs}, settings, folder=True, overwrite=overwrite):
-            evaluate(spec, envs, out, limit=limit, max_turns=max_turns, console=console)
+        with claim_output(out, "eval", {"envs": envs}, config.results_settings(), folder=True, overwrite=overwrite):
+            evaluate(config.spec(), envs, out, limit=config.limit, max_turns=config.max_turns, console=console)
     except (DataError, ModelNotFound, ValueError) as error:
         raise _fail(str(error)) from None
 

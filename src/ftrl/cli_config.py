@@ -3,8 +3,9 @@ and `demo` offer every field of their config without restating it by hand.
 
 A field `name` is the flag `--name` (underscores become dashes) and the key `name` of a `--config` TOML file. A
 field that is itself a dataclass is a TOML table `[name]`; its fields are the flags `--name.field`, and also
-`--field` when no other field of the config has that name. Help texts are the fields' `#:` comments, types and
-defaults are the dataclass's. Values apply in this order: the command's base config (a preset or profile), then
+`--field` when no other field of the config has that name. Help texts are the fields' `metadata["help"]`
+(`ftrl.settings.setting`; `#:` comments above a field where a config has not moved to it), types and defaults are
+the dataclass's. Values apply in this order: the command's base config (a preset or profile), then
 the file, then the flags given on the command line. TOML has no null: leave a key out to keep its default.
 """
 
@@ -44,6 +45,7 @@ class Field:
     hint: Any
     help: str
     flags: tuple[str, ...]
+    bounds: tuple[tuple[str, Any], ...] = ()
 
     @property
     def identifier(self) -> str:
@@ -78,9 +80,9 @@ def config_fields(cls: type, flag_names: Mapping[str, str] | None = None) -> lis
     `flag_names` maps a field path to the flag it has instead of the derived one (a name users already type).
     """
     leaves = list(_leaves(cls, ""))
-    counts = typing.Counter(path.rpartition(".")[2] for path, _, _ in leaves)
+    counts = typing.Counter(path.rpartition(".")[2] for path, _, _, _ in leaves)
     result = []
-    for path, hint, help_text in leaves:
+    for path, hint, help_text, bounds in leaves:
         section, _, name = path.rpartition(".")
         if flag_names and path in flag_names:
             flags = [flag_names[path]]
@@ -88,11 +90,11 @@ def config_fields(cls: type, flag_names: Mapping[str, str] | None = None) -> lis
         else:
             flags = [f"--{_dashed(name)}"] if not section or counts[name] == 1 else []
             flags += [f"--{_dashed(section)}.{_dashed(name)}"] if section else []
-        result.append(Field(path, hint, help_text, tuple(flags)))
+        result.append(Field(path, hint, help_text, tuple(flags), bounds))
     return result
 
 
-def _leaves(cls: type, prefix: str) -> typing.Iterator[tuple[str, Any, str]]:
+def _leaves(cls: type, prefix: str) -> typing.Iterator[tuple[str, Any, str, tuple[tuple[str, Any], ...]]]:
     hints = typing.get_type_hints(cls)
     helps = field_help(cls)
     for item in fields(cls):
@@ -102,7 +104,8 @@ def _leaves(cls: type, prefix: str) -> typing.Iterator[tuple[str, Any, str]]:
         if isinstance(hint, type) and is_dataclass(hint):
             yield from _leaves(hint, f"{prefix}{item.name}.")
         else:
-            yield f"{prefix}{item.name}", hint, helps.get(item.name, "")
+            bounds = tuple((key, item.metadata[key]) for key in ("min", "max") if key in item.metadata)
+            yield f"{prefix}{item.name}", hint, item.metadata.get("help") or helps.get(item.name, ""), bounds
 
 
 def _dashed(name: str) -> str:
@@ -298,6 +301,7 @@ def _option(item: Field, shown: Any, required: tuple[str, ...]) -> Any:
         help=help_text,
         show_default=show_default,
         rich_help_panel=escape(f"{section} (the [{section}] table of --config)") if section else None,
+        **dict(item.bounds),
     )
 
 

@@ -9,6 +9,31 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any, Literal
+
+#: Where a local model runs: auto is CUDA when torch sees one (`ftrl.models.placement`).
+Device = Literal["auto", "cpu", "cuda"]
+#: Weight and compute dtype of a local model (`ftrl.models.placement`).
+Dtype = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    verl: str | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    results: bool = True,
+) -> Any:
+    """A config field with its help text beside it (TRL's `field(metadata={"help": ...})`): the command line shows
+    it as the flag's help and checks `min`/`max` (`ftrl.cli_config`). `verl` is the verl 0.9.1 key the field
+    restates, if any. `results=False` marks a field that does not change the job's results (a path, a run length,
+    a memory knob): the resume check ignores it."""
+    extra = {key: value for key, value in (("verl", verl), ("min", min), ("max", max)) if value is not None}
+    extra |= {} if results else {"results": False}
+    return field(default=default, metadata={"help": help, **extra})
+
 
 #: The one environment variable ftrl reads an API key from, the convention of OpenAI-compatible clients.
 API_KEY_ENV = "OPENAI_API_KEY"

@@ -36,7 +36,7 @@ from verl import DataProto
 CASE = json.loads(Path(os.environ["FTRL_VERL_CASE"]).read_text())
 EXPORTS = {export["name"]: export for export in CASE["exports"]}
 CONFIG_DIR = str(Path(verl.trainer.main_ppo.__file__).parent / "config")
-SCRIPTS = ("train_grpo.sh", "train_reinforce_pp.sh", "train_multiturn_grpo.sh")
+SCRIPTS = ("train_grpo.sh", "train_reinforce_plus_plus.sh", "train_multiturn_grpo.sh")
 
 
 def script_arguments(script: Path) -> list[str]:

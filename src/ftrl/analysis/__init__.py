@@ -4,18 +4,18 @@
 `restore` builds hybrids that keep tuned weights only in chosen parts; `run_sweep` evaluates a grid of them.
 """
 
-from ftrl.analysis.checkpoint import Checkpoint, CheckpointError, open_pair
 from ftrl.analysis.names import ParamKey, parse_name
+from ftrl.analysis.param_report import analyze_params
 from ftrl.analysis.params import ChangeRow, ParamReport, compare
-from ftrl.analysis.report import analyze_params
 from ftrl.analysis.restore import RestoreResult, restore
 from ftrl.analysis.spec import Spec, SpecError, parse_spec
 from ftrl.analysis.sweep import run_sweep
+from ftrl.analysis.weights import ModelWeights, WeightsError, open_pair
 
 __all__ = [
     "ChangeRow",
-    "Checkpoint",
-    "CheckpointError",
+    "ModelWeights",
+    "WeightsError",
     "ParamKey",
     "ParamReport",
     "RestoreResult",

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ftrl.analysis.checkpoint import Pair, TensorReader, open_pair
 from ftrl.analysis.names import COARSE_KINDS, KINDS, ParamKey
+from ftrl.analysis.weights import Pair, TensorReader, open_pair
 
 if TYPE_CHECKING:
     import torch

@@ -15,8 +15,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ftrl.analysis.checkpoint import CheckpointError, Pair, TensorReader, open_pair
 from ftrl.analysis.spec import Spec, SpecError, parse_spec
+from ftrl.analysis.weights import Pair, TensorReader, WeightsError, open_pair
 from ftrl.jsonl import atomic_path
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".pkl")
@@ -45,7 +45,7 @@ def restore(
     spec.check_layers(pair.tuned.n_layers)
     target = Path(out)
     if target.exists():
-        raise CheckpointError(f"{target}: already exists; remove it or choose another output directory")
+        raise WeightsError(f"{target}: already exists; remove it or choose another output directory")
     selected = {name for name, key in pair.tuned.keys().items() if spec.matches(key)}
     if not selected:
         tied = " (a head tied to the input embedding is selected as 'embed')" if "head" in spec.text else ""

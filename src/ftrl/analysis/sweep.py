@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ftrl.analysis.checkpoint import open_pair
+from ftrl.analysis.param_report import markdown_table, write_csv
 from ftrl.analysis.plots import sweep_bars
-from ftrl.analysis.report import markdown_table, write_csv
 from ftrl.analysis.restore import PROVENANCE, restore
+from ftrl.analysis.weights import open_pair
 
 # (model directory, environments file, output directory, limit) -> writes `summary.json` in the output directory
 Evaluator = Callable[[Path, Path, Path, int | None], None]

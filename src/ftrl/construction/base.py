@@ -26,6 +26,7 @@ interrupted one stopped. The driver (`ftrl.construction.driver`) stops consuming
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -171,3 +172,8 @@ class Backend(Protocol):
     name: str
 
     def build(self, config: BuildConfig, start: int = 0) -> Iterator[Environment | Rejection]: ...
+
+
+def stage_rng(draft: Draft, stage: str) -> random.Random:
+    """A generator that depends only on (seed, index, stage), so stages and resumes are reproducible."""
+    return random.Random(f"ftrl-build:{draft.seed}:{draft.index}:{stage}")

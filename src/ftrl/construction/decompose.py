@@ -11,11 +11,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ftrl.construction.base import Draft, Rejected, SubQuestion
+from ftrl.construction.base import Draft, Rejected, SubQuestion, stage_rng
 from ftrl.construction.config import Difficulty
+from ftrl.construction.verify import final_answer
 from ftrl.construction.world import DOMAIN_NAMES, Attribute, DomainSpec, World
 
-NUMERIC = ("count", "measure", "year")
 #: Aggregations allowed per attribute kind (the first list applies to 2 operands, wider ones drop difference).
 AGGREGATIONS = {
     "count": ("sum", "difference", "yes_no", "compare", "list"),
@@ -35,11 +35,6 @@ class _Step:
     answer: str
     kind: str  # relation or attribute kind
     phrase: str
-
-
-def stage_rng(draft: Draft, stage: str) -> random.Random:
-    """A generator that depends only on (seed, index, stage), so stages and resumes are reproducible."""
-    return random.Random(f"ftrl-build:{draft.seed}:{draft.index}:{stage}")
 
 
 def allowed_domains(domains: tuple[str, ...] | None, exclude: tuple[str, ...]) -> tuple[str, ...]:
@@ -203,41 +198,6 @@ class ProceduralDecompose:
         else:
             raise Rejected(self.name, f"unknown aggregation {aggregation!r}")
         return True
-
-
-def final_answer(draft: Draft) -> str | None:
-    """The gold final answer computed from the sub-answers, or None when the draft does not say how.
-
-    Deployment checks the gold trajectory against it; `ends` (the sub-questions aggregated) comes from
-    this stage's notes.
-    """
-    answers = [sub.answer for sub in draft.sub_questions]
-    if draft.aggregation == "last":
-        return answers[-1]
-    notes = draft.notes.get("decompose", {})
-    if "ends" not in notes:
-        return None
-    ends = [answers[i] for i in notes["ends"]]
-    kind = draft.sub_questions[notes["ends"][0]].facts["kind"]
-    if draft.aggregation == "list":
-        return ", ".join(ends)
-    numbers = [float(v) if kind in NUMERIC else v for v in ends]
-    if draft.aggregation == "sum":
-        return _number(sum(numbers), kind)
-    if draft.aggregation == "difference":
-        return _number(abs(numbers[0] - numbers[1]), kind)
-    if draft.aggregation == "yes_no":
-        return "yes" if numbers[0] > numbers[1] else "no"
-    if draft.aggregation == "compare":
-        best = max(range(len(numbers)), key=lambda i: numbers[i])
-        if numbers.count(numbers[best]) > 1:
-            raise Rejected("decompose", "comparison operands tie")
-        return notes["names"][best]
-    raise Rejected("decompose", f"unknown aggregation {draft.aggregation!r}")
-
-
-def _number(value: float, kind: str) -> str:
-    return f"{value:.1f}" if kind == "measure" else str(int(round(value)))
 
 
 def _distinct_answers(draft: Draft) -> bool:

@@ -6,32 +6,19 @@ compiles several times faster than the same data as a Python literal). The body 
 and returns error dicts for bad ones, the requested fact inside a realistic reply for a known entity, and a
 "not found" reply otherwise.
 
-Verification (shared by all backends, `verify_outputs`): the environment's calls are executed in the isolated
-runtime only (never in this process), and the draft is rejected unless
-- every gold call returns its sub-answer under the reference matcher, and no gold call output contains the
-  sub-answer of another sub-question it does not depend on (no accidental solves);
-- replaying the gold calls scores Solve-F1 = 1.0 and the final answer follows from the sub-answers;
-- calls with missing arguments and unknown entities return error or not-found replies instead of crashing.
+Verification is shared by all backends (`ftrl.construction.verify`).
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
 from typing import Any
 
-from ftrl.construction.base import Draft, Rejected
-from ftrl.construction.decompose import final_answer, stage_rng
+from ftrl.construction.base import Draft, Rejected, stage_rng
+from ftrl.construction.verify import verify_each
 from ftrl.construction.world import World
-from ftrl.reward.episode import EpisodeScore
-from ftrl.reward.match import answer_verify
 from ftrl.runtime.protocol import ToolRunner
-
-#: The prefix the runtime gives a call that raised or timed out.
-CRASH_PREFIX = "an error occured when call"
-#: An entity name no world contains (a missing entity must get a not-found reply).
-MISSING_ENTITY = "Qqxq Nonexistent Entity"
 
 _BODY = """    arguments = dict(locals())
     del arguments["json"], arguments["spec"]
@@ -146,89 +133,3 @@ class ProceduralDeploy:
             "registry": rng.choice(REGISTRIES),
             "style": "sentence" if rng.random() < 0.25 else "dict",
         }
-
-
-def probe_calls(draft: Draft) -> list[tuple[str, dict[str, Any]]]:
-    """Calls that must fail gracefully: every tool without arguments, every solver with an unknown entity."""
-    calls: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in draft.tool_names]
-    seen: set[str] = set()
-    for tool, arguments in zip(draft.tool_of, draft.gold_arguments, strict=True):
-        if tool not in seen:
-            seen.add(tool)
-            missing = {k: (MISSING_ENTITY if k.endswith("_name") else v) for k, v in arguments.items()}
-            calls.append((tool, missing))
-    return calls
-
-
-def verify_each(runtime: ToolRunner, drafts: Sequence[Draft]) -> list[Draft | Rejected]:
-    """One runtime batch for all drafts; each draft comes back verified or as the `Rejected` that explains why."""
-    jobs = []
-    for draft in drafts:
-        gold = list(zip(draft.tool_of, draft.gold_arguments, strict=True))
-        jobs.append((draft.codes, gold + probe_calls(draft)))
-    results = run_jobs(runtime, jobs)
-    outcomes: list[Draft | Rejected] = []
-    for draft, outputs in zip(drafts, results, strict=True):
-        try:
-            verify_outputs(draft, outputs[: len(draft.sub_questions)], outputs[len(draft.sub_questions) :])
-            outcomes.append(draft)
-        except Rejected as rejected:
-            outcomes.append(rejected)
-    return outcomes
-
-
-def run_jobs(
-    runtime: ToolRunner, jobs: list[tuple[dict[str, str], list[tuple[str, dict[str, Any]]]]]
-) -> list[list[str]]:
-    """Run each (codes, calls) job in its own episode, all in one `call_batch` round trip."""
-    episodes = [runtime.episode(codes) for codes, _ in jobs]
-    requests = [
-        (episode, name, arguments)
-        for episode, (_, calls) in zip(episodes, jobs, strict=True)
-        for name, arguments in calls
-    ]
-    outputs = iter(runtime.call_batch(requests))
-    for episode in episodes:
-        episode.close()
-    return [[next(outputs) for _ in calls] for _, calls in jobs]
-
-
-def verify_outputs(draft: Draft, gold_outputs: Sequence[str], probe_outputs: Sequence[str]) -> None:
-    """Raise `Rejected("deploy", reason)` unless the outputs prove the environment solvable and robust."""
-    subs = draft.sub_questions
-    for index, (sub, output) in enumerate(zip(subs, gold_outputs, strict=True)):
-        tool = draft.tool_of[index]
-        if output.startswith(CRASH_PREFIX):
-            raise Rejected("deploy", f"gold call {index} ({tool}) crashed: {output[:200]}")
-        if not answer_verify(output, sub.answer):
-            raise Rejected(
-                "deploy", f"gold call {index} ({tool}) does not return sub-answer {sub.answer!r}: {output[:200]}"
-            )
-        for other, other_sub in enumerate(subs):
-            if other != index and other not in sub.depends_on and answer_verify(output, other_sub.answer):
-                raise Rejected(
-                    "deploy", f"gold call {index} ({tool}) also contains sub-answer {other} {other_sub.answer!r}"
-                )
-    for dependent, sub in enumerate(subs):
-        arguments = json.dumps(draft.gold_arguments[dependent], ensure_ascii=False)
-        for needed in sub.depends_on:
-            if subs[needed].answer not in arguments:
-                raise Rejected("deploy", f"gold call {dependent} does not use the answer of sub-question {needed}")
-    score = EpisodeScore.start(draft.unsolved_set())
-    for call, output in zip(draft.gold_calls(), gold_outputs, strict=True):
-        score.add_turn({"role": "assistant", "tool_calls": [call]}, [output])
-    if score.solve_f1 != 1.0:
-        raise Rejected("deploy", f"gold trajectory scores Solve-F1 {score.solve_f1:.3f}, not 1.0")
-    if draft.aggregation == "last" and not answer_verify(gold_outputs[-1], draft.answer):
-        raise Rejected("deploy", f"final answer {draft.answer!r} is not in the last gold output")
-    expected = final_answer(draft)
-    if draft.aggregation != "last" and expected is not None and expected != draft.answer:
-        raise Rejected("deploy", f"final answer {draft.answer!r} does not follow from the sub-answers ({expected!r})")
-    for (tool, bad_arguments), output in zip(probe_calls(draft), probe_outputs, strict=True):
-        if output.startswith(CRASH_PREFIX):
-            raise Rejected("deploy", f"{tool} crashes on bad arguments {bad_arguments}: {output[:200]}")
-        lowered = output.lower()
-        if not any(word in lowered for word in ("error", "not found", "not_found", "invalid", "missing", "no ")):
-            raise Rejected("deploy", f"{tool} accepts bad arguments {bad_arguments} without an error: {output[:200]}")
-        if any(answer_verify(output, answer) for answer in draft.unsolved_set().get(tool, [])):
-            raise Rejected("deploy", f"{tool} reveals a gold sub-answer for bad arguments {bad_arguments}")

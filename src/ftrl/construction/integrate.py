@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftrl.construction.base import Draft, Rejected
+from ftrl.construction.base import Draft, Rejected, stage_rng
 from ftrl.construction.config import Difficulty
-from ftrl.construction.decompose import stage_rng
 from ftrl.construction.document import lookup_tool
 from ftrl.construction.world import World
 

@@ -13,10 +13,11 @@ from itertools import count
 from ftrl.construction.base import Draft, Rejected, Rejection, Stage
 from ftrl.construction.config import BuildConfig
 from ftrl.construction.decompose import ProceduralDecompose, allowed_domains
-from ftrl.construction.deploy import ProceduralDeploy, verify_each
+from ftrl.construction.deploy import ProceduralDeploy
 from ftrl.construction.document import ProceduralDocument
 from ftrl.construction.integrate import Integrate
 from ftrl.construction.scale import Scale
+from ftrl.construction.verify import verify_each
 from ftrl.construction.world import make_world
 from ftrl.env.record import Environment
 from ftrl.runtime.protocol import ToolRunner

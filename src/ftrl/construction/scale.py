@@ -12,9 +12,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from ftrl.construction.base import Draft
+from ftrl.construction.base import Draft, stage_rng
 from ftrl.construction.config import Difficulty
-from ftrl.construction.decompose import stage_rng
 from ftrl.construction.document import fact_tool, lookup_tool
 from ftrl.construction.integrate import FIELD_PARAMETERS, check_tools, unused_lookup_name
 from ftrl.construction.world import World

@@ -97,14 +97,12 @@ def stats_for_path(path: str | Path) -> FileStats:
 
 def plot_stats(stats: FileStats, out: str | Path) -> None:
     """A 2x2 figure: sub-answers and tools per environment, distractor share, parameter type mix."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # object API: the caller's pyplot backend is left alone
 
     names = list(stats.groups)
     groups = list(stats.groups.values())
-    figure, axes = plt.subplots(2, 2, figsize=(11, 7))
+    figure = Figure(figsize=(11, 7))
+    axes = figure.subplots(2, 2)
     panels = [
         ("sub-answers per environment", "sub_answers"),
         ("tools per environment", "tools"),
@@ -125,7 +123,6 @@ def plot_stats(stats: FileStats, out: str | Path) -> None:
     axis.tick_params(axis="x", rotation=25)
     figure.tight_layout()
     figure.savefig(out, dpi=110)
-    plt.close(figure)
 
 
 def _parameters(tool: dict[str, Any]) -> dict[str, Any]:

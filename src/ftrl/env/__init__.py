@@ -1,5 +1,6 @@
 """Environments: typed records in the reference format, file I/O, validation and stateful domains."""
 
+from ftrl.env.gold import gold_turns
 from ftrl.env.io import (
     EnvAppender,
     from_hf_dataset,
@@ -17,6 +18,7 @@ __all__ = [
     "EnvAppender",
     "Environment",
     "from_hf_dataset",
+    "gold_turns",
     "iter_rows",
     "read_envs",
     "row_to_environment",

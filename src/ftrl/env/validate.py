@@ -9,14 +9,18 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ftrl.env.io import iter_rows, row_to_environment
 from ftrl.env.record import Environment, tool_name
 from ftrl.jsonl import DataError
+
+if TYPE_CHECKING:
+    from ftrl.env.domains import EnvSource
 
 
 @dataclass(frozen=True)
@@ -226,3 +230,30 @@ def _run_checker(reports: list[RowReport], checker: CodeChecker) -> None:
         for name, error in results[key].items():
             if error is not None:
                 report.issues.append(Issue("codes", f"code of {name!r} fails when loaded: {error}"))
+
+
+class BrokenToolCode(ValueError):
+    """Environments whose tool code cannot run; the message lists every broken row."""
+
+
+def check_tool_code(source: EnvSource, count: int | None = None, timeout_s: float = 10.0) -> None:
+    """Refuse environments whose tool code cannot run, before a model starts: every call to such a tool would error
+    and the run would score it 0 without saying why. The code is untrusted, so it compiles and loads only in the
+    isolated runtime (each distinct code once, all in one batch over the workers), as a call with a `timeout_s`
+    limit would load it; every broken row is listed."""
+    from ftrl.runtime import RuntimeConfig, ToolRuntime
+
+    envs = source.envs[:count]
+    distinct = len({code for env in envs for code in env.codes.values()})
+    if not distinct:
+        return
+    workers = min(os.cpu_count() or 1, distinct)
+    with ToolRuntime(RuntimeConfig(timeout_s=timeout_s, workers=workers)) as runtime:
+        failures = load_failures(envs, runtime.check_many)
+    if failures:
+        rows = len({failure.row for failure in failures})
+        listed = "\n".join(f"  row {f.row}, field 'codes', tool {f.tool!r}: {f.error}" for f in failures)
+        raise BrokenToolCode(
+            f"{source.path}: {rows} environment(s) with tool code that cannot run (every call to it would fail):\n"
+            f"{listed}\nFix or drop these rows (`ftrl validate {source.path}` lists every problem)"
+        )

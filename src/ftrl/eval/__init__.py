@@ -1,6 +1,6 @@
 """Evaluation on tool-use environments (`ftrl eval`, `ftrl report`) and external benchmarks (`benchmarks/`)."""
 
-from ftrl.eval.report import report
+from ftrl.eval.compare import report
 from ftrl.eval.run import evaluate
 from ftrl.eval.summary import summarize
 

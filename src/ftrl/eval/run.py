@@ -44,7 +44,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run (or resume) an evaluation and write its summary; returns the summary.
 
-    `model` is a model spec (`embedded`, a folder, `oracle`) or a full `PolicySpec` (sampling, endpoint...).
+    `model` is a model spec (`embedded`, a folder, `gold`) or a full `PolicySpec` (sampling, endpoint...).
     """
     console = console or Console(stderr=True)
     spec = model if isinstance(model, PolicySpec) else PolicySpec(model=str(model))

@@ -33,7 +33,7 @@ from verl.experimental.agent_loop.tool_agent_loop import ToolAgentLoop
 from verl.tools.base_tool import BaseTool
 from verl.tools.schemas import OpenAIFunctionToolSchema, ToolResponse
 
-from ftrl.reward import pending_count, turn_reward
+from ftrl.reward import episode_metric, pending_count, turn_reward
 from ftrl.runtime import RuntimeConfig, ToolRuntime
 
 _runtime: ToolRuntime | None = None
@@ -51,22 +51,10 @@ def _get_runtime(timeout_s: float) -> ToolRuntime:
 
 
 def episode_reward(info: dict[str, Any], kind: str = "f1") -> float:
-    """The episode's Solve metric from the counts `FtrlTool` left in `extra_info["ftrl"]` (no call: q = p = 0).
-
-    With p calls, n gold sub-answers and q solved: f1 = 2q/(p+n) (the evaluation's Solve-F1), r = q/n,
-    p = q/p and pr = q*q/(p*n), both 0 without calls (an episode that calls nothing must not score 1).
-    """
+    """The episode's Solve metric (`ftrl.reward.episode_metric`) from the counts `FtrlTool` left in
+    `extra_info["ftrl"]` (no call: q = p = 0)."""
     counts = info.get("ftrl") or {}
-    q, p, n = counts.get("n_solved", 0), counts.get("n_calls", 0), int(info["n_gold"])
-    rewards = {
-        "f1": lambda: 2 * q / (p + n),
-        "r": lambda: q / n,
-        "p": lambda: q / p if p else 0.0,
-        "pr": lambda: q * q / (p * n) if p else 0.0,
-    }
-    if kind not in rewards:
-        raise ValueError(f"unknown reward kind {kind!r}")
-    return rewards[kind]()
+    return episode_metric(kind, counts.get("n_solved", 0), counts.get("n_calls", 0), int(info["n_gold"]))
 
 
 class ExactToolSchema(OpenAIFunctionToolSchema):

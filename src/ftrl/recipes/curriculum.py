@@ -200,8 +200,8 @@ def policy_pass_rates(model: str, train: TrainConfig, n: int, chunk_states: int 
         import torch
 
         from ftrl.formats.render import template_supports_tools
-        from ftrl.rollout.models import resolve_model
-        from ftrl.train.policy import load_trainable_model, sample
+        from ftrl.models import resolve_model
+        from ftrl.train.actor import load_trainable_model, sample
         from ftrl.train.trainer import render_prompt, runtime_scorer
 
         if not states:

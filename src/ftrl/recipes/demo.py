@@ -79,7 +79,7 @@ class DemoConfig:
     rl_collect_temperature: float = 1.0
     #: Optimizer steps per RL round.
     rl_steps: int = 5
-    #: grpo | reinforce_pp | reinforce_pp_baseline.
+    #: grpo | reinforce_plus_plus | reinforce_plus_plus_baseline.
     rl_algo: str = "grpo"
     #: Responses sampled per state.
     rl_n: int = 8
@@ -261,8 +261,8 @@ class Demo:
         }
 
     def report(self) -> dict[str, Any]:
+        from ftrl.eval.compare import plot
         from ftrl.eval.paired import difference_rows, pairwise
-        from ftrl.eval.report import plot
         from ftrl.eval.summary import to_rich
 
         folders = self.evaluation_dirs()

@@ -353,13 +353,11 @@ def rounds_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def plot_rounds(rows: list[dict[str, Any]], out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # object API: the caller's pyplot backend is left alone
 
     evaluated = [row for row in rows if "solve_f1" in row]
-    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    fig = Figure(figsize=(6, 4), constrained_layout=True)
+    ax = fig.subplots()
     positions = range(len(evaluated))
     for key, label in zip(METRICS, ("Solve-P", "Solve-R", "Solve-F1"), strict=False):
         ax.plot(positions, [row[key] for row in evaluated], marker="o", label=label)
@@ -367,5 +365,4 @@ def plot_rounds(rows: list[dict[str, Any]], out: Path) -> Path:
     ax.set_ylabel("held-out score (x100)")
     ax.legend()
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out

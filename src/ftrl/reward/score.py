@@ -6,12 +6,11 @@ sees another one's tool state; reward arithmetic stays in the pure `turn_reward`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ftrl.formats import clean_response, get_format
-from ftrl.reward.match import Matcher, get_matcher
+from ftrl.reward.spec import PAPER_REWARD, RewardSpec, TurnState
 from ftrl.reward.turn import TurnScore, turn_reward
 from ftrl.runtime.protocol import ToolRunner
 
@@ -38,23 +37,20 @@ class ScoredResponse:
 
 
 def score_response(
-    response_text: str,
-    *,
-    codes: Mapping[str, str],
-    unsolved_set: Mapping[str, Sequence[str]],
-    solve_rate: float,
-    answer: str | None,
-    runtime: ToolRunner,
-    kind: str = "f1",
-    fmt: str = "hermes",
-    matcher: str | Matcher = "reference",
+    response_text: str, state: TurnState, runtime: ToolRunner, spec: RewardSpec = PAPER_REWARD
 ) -> ScoredResponse:
-    """Reward of one raw model response in one environment state (reference cleaning and parsing)."""
-    message = get_format(fmt).parse(clean_response(response_text))
+    """Reward of one raw model response in one state (reference cleaning and parsing), scored as `spec` says.
+
+    A state's empty gold answer means it has none (`Environment` stores a missing answer as ""): passed on as
+    `None`, since the reference's "" would be found in any text (`turn_reward`).
+    """
+    message = get_format(spec.fmt).parse(clean_response(response_text))
     calls = message["tool_calls"] or []
     outputs: list[str] = []
     if calls:
-        with runtime.episode(codes) as episode:
+        with runtime.episode(state.codes) as episode:
             outputs = episode.call_many([(c["function"]["name"], c["function"]["arguments"]) for c in calls])
-    turn = turn_reward(message, outputs, unsolved_set, solve_rate, answer, kind=kind, matcher=get_matcher(matcher))
+    turn = turn_reward(
+        message, outputs, state.unsolved_set, state.solve_rate, state.answer or None, kind=spec.kind, matcher=spec.match
+    )
     return ScoredResponse(turn.reward, message, outputs, turn)

@@ -1,18 +1,18 @@
-"""Rollouts: policies (local model, OpenAI-compatible endpoint, gold oracle), the batched multi-turn engine and
+"""Rollouts: policies (local model, OpenAI-compatible endpoint, gold trajectories), the batched multi-turn engine and
 trajectory collection (`ftrl sample`). Torch is imported only when a local model is loaded."""
 
+from ftrl.models import ModelNotFound, resolve_model
 from ftrl.rollout.collect import collect, episode_states
-from ftrl.rollout.engine import Checkpoint, EpisodeResult, RolloutConfig, run_rollouts
+from ftrl.rollout.engine import EpisodeResult, RolloutConfig, StatePoint, run_rollouts
 from ftrl.rollout.load import PolicySpec, load_policy
-from ftrl.rollout.models import ModelNotFound, resolve_model
-from ftrl.rollout.policy import GenerationStats, OraclePolicy, Policy
+from ftrl.rollout.policy import GenerationStats, GoldPolicy, Policy
 
 __all__ = [
-    "Checkpoint",
+    "StatePoint",
     "EpisodeResult",
     "GenerationStats",
     "ModelNotFound",
-    "OraclePolicy",
+    "GoldPolicy",
     "Policy",
     "PolicySpec",
     "RolloutConfig",

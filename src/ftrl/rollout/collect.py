@@ -42,7 +42,7 @@ def episode_states(result: EpisodeResult, index: int) -> list[Environment]:
     start = env.pending_count
     extra = {**env.extra, "index": index, "episode_id": result.key}
     states = [_state(env, env.messages, env.unsolved_set, env.solve_rate, extra, 0)]
-    for point in result.checkpoints:
+    for point in result.state_points:
         left = sum(len(answers) for answers in point.unsolved_set.values())
         # fraction of the environment's original sub-answers produced so far (the reference's formula when
         # the input is a raw environment; also right when the input is itself a partly solved state)

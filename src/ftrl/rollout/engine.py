@@ -23,10 +23,8 @@ from rich.progress import Progress
 from ftrl.env.record import Environment
 from ftrl.reward import EpisodeScore, answer_verify
 from ftrl.rollout.policy import Message, Policy, StreamingPolicy
+from ftrl.runtime import TOOL_ERROR_PREFIX
 from ftrl.runtime.protocol import ToolEpisode, ToolRunner
-
-#: Prefix of the tool message the runtime returns when a call fails (the reference's spelling).
-ERROR_PREFIX = "an error occured when call "
 
 
 @dataclass(kw_only=True)
@@ -40,7 +38,7 @@ class RolloutConfig:
 
 
 @dataclass
-class Checkpoint:
+class StatePoint:
     """The state after a tool-calling turn: how many messages the history has and what is still unsolved."""
 
     turn: int
@@ -60,7 +58,7 @@ class EpisodeResult:
     n_calls: int
     n_errors: int
     turns: int
-    checkpoints: list[Checkpoint] = field(default_factory=list)
+    state_points: list[StatePoint] = field(default_factory=list)
 
     def to_row(self) -> dict[str, Any]:
         """The `episodes.jsonl` row (the reference's evaluation output plus our counters)."""
@@ -88,7 +86,7 @@ class _Active:
     messages: list[Message]
     score: EpisodeScore
     n_errors: int = 0
-    checkpoints: list[Checkpoint] = field(default_factory=list)
+    state_points: list[StatePoint] = field(default_factory=list)
 
 
 def run_rollouts(
@@ -199,11 +197,11 @@ def _run_tools(active: list[_Active], replies: list[Message], runtime: ToolRunne
         contents = [next(outputs) for _ in calls]
         for call, content in zip(calls, contents, strict=False):
             item.messages.append({"role": "tool", "content": content, "tool_call_id": call["id"]})
-            item.n_errors += content.startswith(f"{ERROR_PREFIX}{call['function']['name']}:")
+            item.n_errors += content.startswith(f"{TOOL_ERROR_PREFIX} {call['function']['name']}:")
         item.score.add_turn(reply, contents)
         if calls:
             remaining = copy.deepcopy(item.score.remaining)
-            item.checkpoints.append(Checkpoint(item.score.n_turns, len(item.messages), remaining))
+            item.state_points.append(StatePoint(item.score.n_turns, len(item.messages), remaining))
 
 
 def _finish(item: _Active) -> EpisodeResult:
@@ -221,5 +219,5 @@ def _finish(item: _Active) -> EpisodeResult:
         n_calls=item.score.n_calls,
         n_errors=item.n_errors,
         turns=item.score.n_turns,
-        checkpoints=item.checkpoints,
+        state_points=item.state_points,
     )

@@ -18,8 +18,8 @@ import torch
 
 from ftrl.formats import get_format
 from ftrl.formats.render import PROMPT_VARIANTS, render_prompt, stop_token_ids, template_kwargs, template_supports_tools
+from ftrl.models import placement, resolve_model
 from ftrl.rollout.kvgen import Decoder, PrefixCache, generate_batch, unsupported_reason
-from ftrl.rollout.models import placement, resolve_model
 from ftrl.rollout.policy import GenerationStats, Message
 from ftrl.settings import SamplingConfig
 
@@ -39,7 +39,7 @@ class HFConfig:
     prompt: str = "example"
     prefix_cache: bool = True
     threads: int | None = None
-    device: str = "auto"  # auto: CUDA when present (`ftrl.rollout.models.placement`)
+    device: str = "auto"  # auto: CUDA when present (`ftrl.models.placement`)
     dtype: str = "auto"  # auto: bf16 on CUDA, fp32 on a CPU
     engine: str = "auto"  # kvgen, hf (transformers' generate) or auto: kvgen when it supports the model
 

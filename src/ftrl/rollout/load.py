@@ -7,16 +7,22 @@ the local model with torch) that themselves import those protocols; it imports e
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from ftrl.env.record import Environment
-from ftrl.rollout.policy import OraclePolicy, Policy
-from ftrl.settings import SamplingConfig, ServerConfig
+from ftrl.provenance import describe_model
+from ftrl.rollout.policy import GoldPolicy, Policy
+from ftrl.settings import Device, Dtype, SamplingConfig, ServerConfig, setting
+
+#: Model names that replay gold trajectories: `gold` (as `ftrl bench --model gold`), and `oracle`, its earlier name.
+GOLD_MODELS = ("gold", "oracle")
 
 
 @dataclass(kw_only=True)
 class PolicySpec:
-    """Which policy: `oracle`, a local model (folder, cached hub id or `embedded`), or the model `server` serves.
+    """Which policy: `gold` (replays gold trajectories), a local model (folder, cached hub id or `embedded`), or
+    the model `server` serves.
 
     `batch_size` bounds the rows a local model decodes together (a server's `concurrency` bounds its requests);
     `prompt` is the tool prompt variant of local templates without native tools; `threads`, `device` and `dtype`
@@ -38,9 +44,9 @@ class PolicySpec:
 
 
 def load_policy(spec: PolicySpec, envs: Sequence[Environment] = ()) -> Policy:
-    """The policy for `spec`; the oracle needs the environments whose gold trajectories it replays."""
-    if spec.model == "oracle":
-        return OraclePolicy(envs)
+    """The policy for `spec`; `gold` needs the environments whose gold trajectories it replays."""
+    if spec.model in GOLD_MODELS:
+        return GoldPolicy(envs)
     if spec.server is not None:
         from ftrl.rollout.endpoint import EndpointPolicy
 
@@ -56,3 +62,89 @@ def load_policy(spec: PolicySpec, envs: Sequence[Environment] = ()) -> Policy:
         dtype=spec.dtype,
     )
     return HFPolicy.load(spec.model, config)
+
+
+@dataclass(kw_only=True)
+class PolicyOptions:
+    """The options of every job that runs a policy over environments (`ftrl sample`, `ftrl eval`), declared once:
+    their flags and `--config` keys derive from these fields (`ftrl.cli_config`), and so does the resume identity
+    (`results_settings`)."""
+
+    model: str = setting(
+        "",
+        "Model folder, cached hub id, 'embedded', 'gold' (replays gold calls; 'oracle', its earlier name, also "
+        "works), or a served model name with --base-url.",
+    )
+    envs: str = setting("", "Environments (JSONL/Parquet file or domain folder).")
+    out: str = setting("", "Output (see the command).")
+    limit: int | None = setting(None, "Only the first K environments.", min=1)
+    max_turns: int = setting(20, "Assistant turns per episode.", min=1)
+    temperature: float = setting(
+        0.0, "Sampling temperature (0 = greedy; the paper evaluates greedily).", min=0.0, max=100.0
+    )
+    max_new_tokens: int = setting(512, "Tokens per assistant turn.", min=1)
+    batch_size: int = setting(16, "Episodes in flight (rows per generate call / concurrent requests).", min=1)
+    base_url: str | None = setting(None, "OpenAI-compatible server (…/v1) serving --model.")
+    api_key: str | None = setting(None, "API key for --base-url (default $OPENAI_API_KEY).")
+    enable_thinking: bool = setting(False, "Let reasoning models think.")
+    prompt: str = setting("example", "Tool prompt variant for templates without tool support.")
+    threads: int | None = setting(None, "Torch CPU threads for local models.", min=1)
+    device: Device = setting("auto", "Local models: auto (CUDA when present), cpu or cuda.")
+    dtype: Dtype = setting("auto", "Local models: auto (bf16 for generation on CUDA, else fp32), fp32, bf16, fp16.")
+    timeout: float = setting(
+        300.0,
+        "Seconds one model-server request may take in all, retries included (--base-url only).",
+        min=1.0,
+        max=86400.0,
+    )
+
+    def spec(self) -> PolicySpec:
+        """The policy to run: a server's requests get `timeout` in all, at most 120 s an attempt."""
+        server = None
+        if self.base_url and self.model:
+            server = ServerConfig(
+                base_url=self.base_url,
+                model=self.model,
+                api_key=self.api_key,
+                concurrency=self.batch_size,
+                timeout_s=min(120.0, self.timeout),
+                total_timeout_s=self.timeout,
+            )
+        return PolicySpec(
+            model=self.model,
+            server=server,
+            sampling=SamplingConfig(
+                temperature=self.temperature, max_new_tokens=self.max_new_tokens, enable_thinking=self.enable_thinking
+            ),
+            batch_size=self.batch_size,
+            prompt=self.prompt,
+            threads=self.threads,
+            device=self.device,
+            dtype=self.dtype,
+        )
+
+    def results_settings(self) -> dict[str, Any]:
+        """The settings that change a job's results, for its resume check (batch size, threads, the API key, the
+        timeout and the paths do not; the inputs are recorded by content)."""
+        ignored = {"envs", "out", "limit", "batch_size", "api_key", "threads", "timeout"}
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignored}
+        server = self.base_url if self.base_url and self.model else None
+        return {**values, "model": describe_model(self.model), "base_url": server}
+
+
+@dataclass(kw_only=True)
+class SampleConfig(PolicyOptions):
+    """`ftrl sample`: trajectory collection at temperature 1 by default."""
+
+    out: str = setting("", "States file to write (JSONL, reference format; resumable).")
+    temperature: float = setting(
+        1.0, "Sampling temperature (0 = greedy; the paper evaluates greedily).", min=0.0, max=100.0
+    )
+    n_per_env: int = setting(1, "Episodes sampled per environment.", min=1)
+
+
+@dataclass(kw_only=True)
+class EvalConfig(PolicyOptions):
+    """`ftrl eval`: greedy episodes by default, as the paper evaluates."""
+
+    out: str = setting("", "Output folder: episodes.jsonl (resumable), summary.json, summary.md.")

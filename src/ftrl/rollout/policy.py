@@ -1,9 +1,9 @@
 """What the rollout engine asks of a model: answer many conversations at once, with tools offered.
 
 A policy is anything with `generate(conversations, tools) -> assistant messages`, the same protocol the external
-benchmarks use, so a local model, an OpenAI-compatible server and the gold-replaying oracle are interchangeable.
+benchmarks use, so a local model, an OpenAI-compatible server and the gold-replaying policy are interchangeable.
 Replies are canonical assistant messages: `{"role": "assistant", "content": str, "tool_calls": [...] | None}`.
-Only the protocols, their shared types and the oracle live here; `ftrl.rollout.load` builds a policy from a spec.
+Only the protocols, their shared types and the gold policy live here; `ftrl.rollout.load` builds a policy from a spec.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from ftrl.env.gold import gold_turns
 from ftrl.env.record import Environment
 from ftrl.formats.calls import assistant_message
 
@@ -50,13 +51,13 @@ class GenerationStats:
 
 
 @dataclass
-class OraclePolicy:
+class GoldPolicy:
     """Replays each environment's gold trajectory: its `gold_calls`, then the gold final answer.
 
-    `gold_calls` is a list of OpenAI tool calls (one per turn) or a list of lists (one group per turn). The
+    The turns are `ftrl.env.gold.gold_turns` as stored (a flat `gold_calls` list: one call per turn). The
     conversation is matched to its environment by identity: the engine passes each environment's own `tools`
     list object, so rows that repeat a question still replay their own calls (the question text alone decides
-    only where it is unique); the turn is the number of assistant messages so far, so the oracle keeps no state.
+    only where it is unique); the turn is the number of assistant messages so far, so the policy keeps no state.
     """
 
     envs: Sequence[Environment]
@@ -66,7 +67,9 @@ class OraclePolicy:
         missing = [index for index, env in enumerate(self.envs) if not env.gold_calls]
         if missing:
             rows = ", ".join(map(str, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            raise ValueError(f"the oracle replays gold_calls, and rows {rows} (0-based) have no gold_calls to replay")
+            raise ValueError(
+                f"the gold policy replays gold_calls, and rows {rows} (0-based) have no gold_calls to replay"
+            )
         # `envs` stays referenced by this policy, so the ids of its tools lists cannot be reused meanwhile
         self._by_identity = {(id(env.tools), env.question): env for env in self.envs}
         self._by_question: dict[str, list[Environment]] = {}
@@ -87,18 +90,10 @@ class OraclePolicy:
             candidates = self._by_question.get(question, [])
             if len(candidates) != 1:
                 known = "no environment" if not candidates else f"{len(candidates)} environments"
-                raise KeyError(f"the oracle knows {known} with this question and these tools: {question[:80]!r}")
+                raise KeyError(f"the gold policy knows {known} with this question and these tools: {question[:80]!r}")
             env = candidates[0]
         turns = gold_turns(env)
         done = sum(1 for m in messages if m.get("role") == "assistant")
         if done < len(turns):
             return assistant_message("", [dict(call) for call in turns[done]])
         return assistant_message(f"The answer is {env.answer}.", None)
-
-
-def gold_turns(env: Environment) -> list[list[dict[str, Any]]]:
-    """An environment's gold calls grouped by turn; environments without them cannot be replayed."""
-    calls = env.gold_calls
-    if not calls:
-        raise ValueError(f"environment {env.extra.get('index', env.question[:60])!r} has no gold_calls to replay")
-    return [list(group) if isinstance(group, list) else [group] for group in calls]

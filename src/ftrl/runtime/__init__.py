@@ -4,11 +4,12 @@
 tool-message content; `state_digest` is the canonical state hash used by `Episode.state_hash`.
 """
 
-from ftrl.runtime._worker import error_message, format_result, state_digest
+from ftrl.runtime._worker import TOOL_ERROR_PREFIX, error_message, format_result, state_digest
 from ftrl.runtime.protocol import ToolEpisode, ToolRunner
 from ftrl.runtime.runtime import Episode, RuntimeConfig, ToolRuntime
 
 __all__ = [
+    "TOOL_ERROR_PREFIX",
     "Episode",
     "RuntimeConfig",
     "ToolEpisode",

@@ -90,9 +90,13 @@ def format_result(value: Any) -> str:
     return str(value)
 
 
+#: How every failed tool call's message begins (the reference's spelling, typo included): `error_message`.
+TOOL_ERROR_PREFIX = "an error occured when call"
+
+
 def error_message(name: str, error: BaseException | str) -> str:
     """Reference tool-message text for any failure (its spelling of "occured" is what the model saw)."""
-    return f"an error occured when call {name}: {error}"
+    return f"{TOOL_ERROR_PREFIX} {name}: {error}"
 
 
 def timeout_text(name: str, seconds: float) -> str:

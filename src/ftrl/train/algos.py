@@ -5,10 +5,11 @@ verl's `core_algos.py` / `torch_functional.py` semantics so a run here optimises
 
 - `grpo`: per group of responses to one state, (r - mean) / (std + 1e-6) with the *unbiased* std; a group of
   one gets mean 0 and std 1 (so its advantage is the raw reward).
-- `reinforce_pp`: no baseline; the scalar reward sits on the last response token, returns are the reverse
+- `reinforce_plus_plus`: no baseline; the scalar reward sits on the last response token, returns are the reverse
   cumulative sum (gamma 1, so every response token carries r), then `masked_whiten` over *all* response tokens
   of the batch (unbiased variance, mean shifted to 0).
-- `reinforce_pp_baseline`: r - group mean (a group of one: mean 0), broadcast over tokens, then whitened the same way.
+- `reinforce_plus_plus_baseline`: r - group mean (a group of one: mean 0), broadcast over tokens, then whitened
+  the same way.
 
 All tensors are `(batch, response_len)` with a 0/1 `mask` over response tokens (EOS included).
 """
@@ -59,7 +60,7 @@ def grpo_advantages(rewards: torch.Tensor, mask: torch.Tensor, groups: Sequence[
     return ((rewards - mean) / (std + GRPO_EPS)).unsqueeze(-1) * mask
 
 
-def reinforce_pp_advantages(rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
+def reinforce_plus_plus_advantages(rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
     """REINFORCE++: discounted returns of a reward placed on each response's last token, whitened over the batch."""
     token_rewards = torch.zeros_like(mask, dtype=rewards.dtype)
     last = mask.sum(dim=-1).long() - 1
@@ -73,7 +74,7 @@ def reinforce_pp_advantages(rewards: torch.Tensor, mask: torch.Tensor, gamma: fl
     return masked_whiten(returns, mask) * mask
 
 
-def reinforce_pp_baseline_advantages(
+def reinforce_plus_plus_baseline_advantages(
     rewards: torch.Tensor, mask: torch.Tensor, groups: Sequence[Hashable]
 ) -> torch.Tensor:
     """REINFORCE++-baseline: reward minus its group mean on every token, whitened over the batch."""
@@ -87,10 +88,10 @@ def compute_advantages(
     """Token-level advantages for `algo` (one of `ALGOS`); `groups[i]` names the state response i answers."""
     if algo == "grpo":
         return grpo_advantages(rewards, mask, groups)
-    if algo == "reinforce_pp":
-        return reinforce_pp_advantages(rewards, mask, gamma)
-    if algo == "reinforce_pp_baseline":
-        return reinforce_pp_baseline_advantages(rewards, mask, groups)
+    if algo == "reinforce_plus_plus":
+        return reinforce_plus_plus_advantages(rewards, mask, gamma)
+    if algo == "reinforce_plus_plus_baseline":
+        return reinforce_plus_plus_baseline_advantages(rewards, mask, groups)
     raise ValueError(f"unknown algorithm {algo!r}; known: {', '.join(ALGOS)}")
 
 

@@ -10,114 +10,158 @@ everything for a 135M model on two CPU cores (about a minute per step). See docs
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Literal, get_args
 
-from ftrl.settings import SamplingConfig
+from ftrl.provenance import describe_model
+from ftrl.reward.spec import FormatName, MatcherName, RewardKind, RewardSpec
+from ftrl.settings import Device, Dtype, SamplingConfig, setting
 
 #: The advantage estimators of `ftrl.train.algos`, by verl's names.
-ALGOS = ("grpo", "reinforce_pp", "reinforce_pp_baseline")
-LOSS_MODES = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum")
+Algo = Literal["grpo", "reinforce_plus_plus", "reinforce_plus_plus_baseline"]
+ALGOS: tuple[str, ...] = get_args(Algo)
+LossAggMode = Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum"]
+LOSS_MODES: tuple[str, ...] = get_args(LossAggMode)
 
 
 @dataclass(kw_only=True)
 class TrainConfig:
-    """Every knob of `ftrl train`; defaults are the paper's (verl) values. The `#:` comments are the flags' help
-    (`ftrl.cli_config`); the verl key each field restates is in parentheses, *yaml* where only verl's yaml has it."""
+    """Every knob of `ftrl train`; defaults are the paper's (verl) values. Each field's help is its flag's help
+    (`ftrl.cli_config`); `verl` names the key of verl 0.9.1 it restates, from which `ftrl export verl` writes the
+    launch scripts (*yaml* in the help: only verl's yaml has the value, not the paper's scripts)."""
 
-    #: `embedded`, a local HF model directory or a cached hub id.
-    model: str = "embedded"
-    #: Trajectory states (JSONL/Parquet) written by `ftrl sample`.
-    data: str = ""
-    #: Run directory: metrics.jsonl, checkpoints/, model/.
-    out: str = "runs/train"
-    #: grpo | reinforce_pp | reinforce_pp_baseline (verl definitions).
-    algo: str = "grpo"
-    #: Per-turn reward: f1 (Solve-F1, the paper's default), p, r or pr.
-    reward: str = "f1"
-    #: Sub-answer matcher: reference (exact reproduction) or strict.
-    matcher: str = "reference"
-    #: Tool-call format the policy writes: hermes or llama31.
-    fmt: str = "hermes"
+    model: str = setting("embedded", "`embedded`, a local HF model directory or a cached hub id.")
+    data: str = setting("", "Trajectory states (JSONL/Parquet) written by `ftrl sample`.", results=False)
+    out: str = setting("runs/train", "Run directory: metrics.jsonl, checkpoints/, model/.", results=False)
+    algo: Algo = setting("grpo", "grpo | reinforce_plus_plus | reinforce_plus_plus_baseline (verl definitions).")
+    reward: RewardKind = setting("f1", "Per-turn reward: f1 (Solve-F1, the paper's default), p, r or pr.")
+    matcher: MatcherName = setting("reference", "Sub-answer matcher: reference (exact reproduction) or strict.")
+    fmt: FormatName = setting("hermes", "Tool-call format the policy writes: hermes or llama31.")
     # rollout
-    #: Responses sampled per state (rollout.n).
-    n: int = 16
-    #: Sampling temperature of the responses (rollout.temperature, *yaml*).
-    temperature: float = 0.7
-    #: Nucleus sampling threshold (rollout.top_p, *yaml*); top-k is off (-1 in verl).
-    top_p: float = 1.0
-    #: Longest response in tokens (data.max_response_length).
-    max_new_tokens: int = 1024
-    #: States with longer prompts are skipped (data.max_prompt_length, filter_overlong_prompts).
-    max_prompt_tokens: int = 16384
+    n: int = setting(16, "Responses sampled per state (rollout.n).", verl="actor_rollout_ref.rollout.n")
+    temperature: float = setting(
+        0.7,
+        "Sampling temperature of the responses (rollout.temperature, *yaml*).",
+        verl="actor_rollout_ref.rollout.temperature",
+    )
+    top_p: float = setting(
+        1.0,
+        "Nucleus sampling threshold (rollout.top_p, *yaml*); top-k is off (-1 in verl).",
+        verl="actor_rollout_ref.rollout.top_p",
+    )
+    max_new_tokens: int = setting(
+        1024,
+        "Longest response in tokens (data.max_response_length).",
+        verl="data.max_response_length",
+    )
+    max_prompt_tokens: int = setting(
+        16384,
+        "States with longer prompts are skipped (data.max_prompt_length, filter_overlong_prompts).",
+        verl="data.max_prompt_length",
+    )
     # batch sizes, in states (verl counts prompts): each step samples `batch_states * n` responses
-    #: States per step (data.train_batch_size).
-    batch_states: int = 512
-    #: States per optimizer update (actor.ppo_mini_batch_size): batch_states / mini_batch_states updates a step.
-    #: Follows --batch-states when only that is given.
-    mini_batch_states: int = 32
-    #: Responses per forward/backward pass (memory only; gradients are accumulated).
-    micro_batch_size: int = 8
-    #: Dynamic sampling (DAPO; verl algorithm.filter_groups, off in the paper): sample --gen-batch-states states
-    #: a step and train on the first --batch-states whose responses' rewards differ (equal ones give GRPO nothing).
-    filter_groups: bool = False
-    #: States sampled per step with --filter-groups (data.gen_batch_size; 0: --batch-states).
-    gen_batch_states: int = 0
-    #: With --filter-groups, pick first the groups where some response earned a positive reward; groups whose
-    #: rewards differ only between 0 and the format penalties come after them (not in verl or the paper).
-    prefer_solved: bool = False
-    #: Passes over each step's responses (actor.ppo_epochs, *yaml*).
-    ppo_epochs: int = 1
+    batch_states: int = setting(512, "States per step (data.train_batch_size).", verl="data.train_batch_size")
+    mini_batch_states: int = setting(
+        32,
+        "States per optimizer update (actor.ppo_mini_batch_size): batch_states / mini_batch_states updates a "
+        "step. Follows --batch-states when only that is given.",
+        verl="actor_rollout_ref.actor.ppo_mini_batch_size",
+    )
+    micro_batch_size: int = setting(
+        8, "Responses per forward/backward pass (memory only; gradients are accumulated).", results=False
+    )
+    filter_groups: bool = setting(
+        False,
+        "Dynamic sampling (DAPO; verl algorithm.filter_groups, off in the paper): sample --gen-batch-states "
+        "states a step and train on the first --batch-states whose responses' rewards differ (equal ones give "
+        "GRPO nothing).",
+    )
+    gen_batch_states: int = setting(
+        0,
+        "States sampled per step with --filter-groups (data.gen_batch_size; 0: --batch-states).",
+    )
+    prefer_solved: bool = setting(
+        False,
+        "With --filter-groups, pick first the groups where some response earned a positive reward; groups whose "
+        "rewards differ only between 0 and the format penalties come after them (not in verl or the paper).",
+    )
+    ppo_epochs: int = setting(
+        1,
+        "Passes over each step's responses (actor.ppo_epochs, *yaml*).",
+        verl="actor_rollout_ref.actor.ppo_epochs",
+    )
     # objective
-    #: Learning rate, constant (actor.optim.lr; warmup_style constant, *yaml*).
-    lr: float = 1e-6
-    #: AdamW weight decay (*yaml*).
-    weight_decay: float = 0.01
-    #: Gradient norm clip (actor.grad_clip, *yaml*).
-    grad_clip: float = 1.0
-    #: PPO ratio clip (actor.clip_ratio, *yaml*).
-    clip_ratio: float = 0.2
-    #: Dual-clip lower bound for negative advantages (actor.clip_ratio_c, *yaml*).
-    clip_ratio_c: float = 3.0
-    #: Weight of the k3 KL loss to the starting policy (actor.kl_loss_coef; 0: no reference model, no reference
-    #: pass).
-    kl_coef: float = 0.001
-    #: KL estimator (actor.kl_loss_type); only low_var_kl (k3) is implemented.
-    kl_type: str = "low_var_kl"
-    #: Weight of the entropy bonus (actor.entropy_coeff).
-    entropy_coef: float = 0.001
-    #: Loss aggregation: seq-mean-token-mean, token-mean or seq-mean-token-sum (actor.loss_agg_mode, *yaml*).
-    loss_agg_mode: str = "seq-mean-token-mean"
-    #: Discount of REINFORCE++ returns (algorithm.gamma).
-    gamma: float = 1.0
+    lr: float = setting(
+        1e-6,
+        "Learning rate, constant (actor.optim.lr; warmup_style constant, *yaml*).",
+        verl="actor_rollout_ref.actor.optim.lr",
+    )
+    weight_decay: float = setting(
+        0.01,
+        "AdamW weight decay (*yaml*).",
+        verl="actor_rollout_ref.actor.optim.weight_decay",
+    )
+    grad_clip: float = setting(
+        1.0,
+        "Gradient norm clip (actor.grad_clip, *yaml*).",
+        verl="actor_rollout_ref.actor.grad_clip",
+    )
+    clip_ratio: float = setting(
+        0.2,
+        "PPO ratio clip (actor.clip_ratio, *yaml*).",
+        verl="actor_rollout_ref.actor.clip_ratio",
+    )
+    clip_ratio_c: float = setting(
+        3.0,
+        "Dual-clip lower bound for negative advantages (actor.clip_ratio_c, *yaml*).",
+        verl="actor_rollout_ref.actor.clip_ratio_c",
+    )
+    kl_coef: float = setting(
+        0.001,
+        "Weight of the k3 KL loss to the starting policy (actor.kl_loss_coef; 0: no reference model, no reference"
+        " pass).",
+        verl="actor_rollout_ref.actor.kl_loss_coef",
+    )
+    kl_type: Literal["low_var_kl"] = setting(
+        "low_var_kl",
+        "KL estimator (actor.kl_loss_type); only low_var_kl (k3) is implemented.",
+        verl="actor_rollout_ref.actor.kl_loss_type",
+    )
+    entropy_coef: float = setting(
+        0.001,
+        "Weight of the entropy bonus (actor.entropy_coeff).",
+        verl="actor_rollout_ref.actor.entropy_coeff",
+    )
+    loss_agg_mode: LossAggMode = setting(
+        "seq-mean-token-mean",
+        "Loss aggregation: seq-mean-token-mean, token-mean or seq-mean-token-sum (actor.loss_agg_mode, *yaml*).",
+        verl="actor_rollout_ref.actor.loss_agg_mode",
+    )
+    gamma: float = setting(1.0, "Discount of REINFORCE++ returns (algorithm.gamma).", verl="algorithm.gamma")
     # model
-    #: Train a LoRA adapter (merged into the saved model).
-    lora: bool = False
-    #: LoRA rank.
-    lora_r: int = 16
-    #: LoRA alpha.
-    lora_alpha: int = 32
-    #: Recompute activations in the backward pass to save memory (model.enable_gradient_checkpointing).
-    gradient_checkpointing: bool = True
-    #: Keep the embeddings and the lowest K decoder layers frozen (no backward pass below layer K: a cheaper step
-    #: on a CPU). Not in the paper, which trains every weight.
-    freeze_layers: int = 0
-    #: Local models: auto (CUDA when present), cpu or cuda (`ftrl.rollout.models.placement`).
-    device: str = "auto"
-    #: auto (fp32 weights: bf16 would round lr-1e-6 updates away), fp32, bf16 or fp16.
-    dtype: str = "auto"
+    lora: bool = setting(False, "Train a LoRA adapter (merged into the saved model).")
+    lora_r: int = setting(16, "LoRA rank.")
+    lora_alpha: int = setting(32, "LoRA alpha.")
+    gradient_checkpointing: bool = setting(
+        True,
+        "Recompute activations in the backward pass to save memory (model.enable_gradient_checkpointing).",
+        verl="actor_rollout_ref.model.enable_gradient_checkpointing",
+    )
+    freeze_layers: int = setting(
+        0,
+        "Keep the embeddings and the lowest K decoder layers frozen (no backward pass below layer K: a cheaper "
+        "step on a CPU). Not in the paper, which trains every weight.",
+    )
+    device: Device = setting("auto", "Local models: auto (CUDA when present), cpu or cuda (`ftrl.models.placement`).")
+    dtype: Dtype = setting("auto", "auto (fp32 weights: bf16 would round lr-1e-6 updates away), fp32, bf16 or fp16.")
     # run
-    #: Optimizer steps (0: one pass over the data, trainer.total_epochs=1).
-    steps: int = 0
-    #: Checkpoint every this many steps (trainer.save_freq).
-    save_every: int = 120
-    #: Checkpoints kept on disk (the newest).
-    keep_checkpoints: int = 2
-    #: Seed for data order and sampling.
-    seed: int = 0
-    #: Seconds one tool call may run.
-    tool_timeout_s: float = 10.0
-    #: Runtime worker processes that run the tool calls.
-    tool_workers: int = 4
+    steps: int = setting(0, "Optimizer steps (0: one pass over the data, trainer.total_epochs=1).", results=False)
+    save_every: int = setting(
+        120, "Checkpoint every this many steps (trainer.save_freq).", verl="trainer.save_freq", results=False
+    )
+    keep_checkpoints: int = setting(2, "Checkpoints kept on disk (the newest).", results=False)
+    seed: int = setting(0, "Seed for data order and sampling.")
+    tool_timeout_s: float = setting(10.0, "Seconds one tool call may run.")
+    tool_workers: int = setting(4, "Runtime worker processes that run the tool calls.", results=False)
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
@@ -141,6 +185,16 @@ class TrainConfig:
         return SamplingConfig(
             temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=self.seed
         )
+
+    def results_settings(self) -> dict[str, Any]:
+        """What decides the weights, for the resume check: run length, checkpointing, memory knobs and paths may
+        change on a resume (fields declared with `results=False`); the model by content."""
+        return {**results_fields(self), "model": describe_model(self.model)}
+
+    @property
+    def reward_spec(self) -> RewardSpec:
+        """How each sampled response is scored."""
+        return RewardSpec(kind=self.reward, matcher=self.matcher, fmt=self.fmt)
 
     @property
     def states_per_step(self) -> int:
@@ -174,35 +228,37 @@ def make_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
     return replace(TrainConfig(), **values)
 
 
+def results_fields(config: Any) -> dict[str, Any]:
+    """The fields of a config that change its job's results (all but those declared with `results=False`)."""
+    return {item.name: getattr(config, item.name) for item in fields(config) if item.metadata.get("results", True)}
+
+
 @dataclass(kw_only=True)
 class SFTConfig:
-    """Every knob of `ftrl sft` (`ftrl.train.sft`); the `#:` comments are the flags' help."""
+    """Every knob of `ftrl sft` (`ftrl.train.sft`); each field's help is its flag's help."""
 
-    #: `embedded`, a local HF model directory or a cached hub id.
-    model: str = "embedded"
-    #: Procedural environments with gold calls (extra.gold_calls).
-    envs: str = ""
-    #: Run directory: metrics.jsonl, model/.
-    out: str = "runs/sft"
-    #: Passes over the gold trajectories.
-    epochs: int = 2
-    #: Learning rate.
-    lr: float = 1e-5
-    #: Trajectories per optimizer step (one forward each, gradients accumulated).
-    batch_size: int = 4
-    #: Longer trajectories (in tokens) are skipped.
-    max_tokens: int = 4096
-    #: Train a LoRA adapter (merged into the saved model).
-    lora: bool = False
-    #: Keep the embeddings (tied to the LM head) and the lowest K decoder layers frozen: nothing below layer K
-    #: needs a backward pass (K=10 of SmolLM2's 30 made a step 1.25x faster, benchmarks/RESULTS.md).
-    freeze_layers: int = 0
-    #: Seed for data order.
-    seed: int = 0
-    #: Local models: auto (CUDA when present), cpu or cuda (`ftrl.rollout.models.placement`).
-    device: str = "auto"
-    #: auto (fp32 weights), fp32, bf16 or fp16.
-    dtype: str = "auto"
+    model: str = setting("embedded", "`embedded`, a local HF model directory or a cached hub id.")
+    envs: str = setting("", "Procedural environments with gold calls (extra.gold_calls).", results=False)
+    out: str = setting("runs/sft", "Run directory: metrics.jsonl, model/.", results=False)
+    epochs: int = setting(2, "Passes over the gold trajectories.")
+    lr: float = setting(1e-5, "Learning rate.")
+    batch_size: int = setting(4, "Trajectories per optimizer step (one forward each, gradients accumulated).")
+    max_tokens: int = setting(4096, "Longer trajectories (in tokens) are skipped.")
+    lora: bool = setting(False, "Train a LoRA adapter (merged into the saved model).")
+    freeze_layers: int = setting(
+        0,
+        "Keep the embeddings (tied to the LM head) and the lowest K decoder layers frozen: nothing below layer K "
+        "needs a backward pass (K=10 of SmolLM2's 30 made a step 1.25x faster, benchmarks/RESULTS.md).",
+    )
+    seed: int = setting(0, "Seed for data order.")
+    device: Device = setting("auto", "Local models: auto (CUDA when present), cpu or cuda (`ftrl.models.placement`).")
+    dtype: Dtype = setting("auto", "auto (fp32 weights), fp32, bf16 or fp16.")
+
+    def results_settings(self) -> dict[str, Any]:
+        """What decides the weights, for the resume check; paths are recorded as None (the shape earlier versions
+        wrote, so their outputs still resume) and the inputs by content."""
+        fixed = {item.name: None for item in fields(self) if not item.metadata.get("results", True)}
+        return {**self.to_dict(), "model": describe_model(self.model), **fixed}
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -23,12 +23,10 @@ def read_metrics(run: str | Path) -> list[dict]:
 
 def plot_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
     """Draw the metrics of every run (labelled by folder name) into one PNG."""
-    import matplotlib
+    from matplotlib.figure import Figure  # object API: the caller's pyplot backend is left alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7), constrained_layout=True)
+    fig = Figure(figsize=(13, 7), constrained_layout=True)
+    axes = fig.subplots(2, 3)
     for run in runs:
         rows = read_metrics(run)
         for ax, (key, title) in zip(axes.flat, PANELS, strict=False):
@@ -41,5 +39,4 @@ def plot_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out

@@ -1,8 +1,8 @@
 """`ftrl sft`: a supervised warm start on the gold trajectories of procedural environments.
 
 Small models rarely emit a well-formed tool call, so RL has no signal to amplify; a short SFT pass on gold
-trajectories fixes the format first. A trajectory is the environment's gold calls (`extra["gold_calls"]`, in
-sub-question order; calls whose sub-questions do not depend on each other share a turn, as parallel calls do)
+trajectories fixes the format first. A trajectory is the environment's gold calls (`ftrl.env.gold.gold_turns` in
+waves: calls whose sub-questions do not depend on each other share a turn, as parallel calls do)
 with the real tool outputs from executing them in the runtime, then the gold final answer. Turns are rendered
 exactly as the policy sees and writes them (the training prompt, hermes `<tool_call>` text) and the loss covers
 assistant tokens only.
@@ -20,12 +20,12 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ftrl.env import Environment, read_envs
+from ftrl.env import Environment, gold_turns, read_envs
 from ftrl.formats import render_hermes
 from ftrl.jsonl import JsonlAppender
 from ftrl.runtime.protocol import ToolRunner
+from ftrl.train.actor import freeze_bottom, load_trainable_model, save_hf
 from ftrl.train.config import SFTConfig
-from ftrl.train.policy import freeze_bottom, load_trainable_model, save_hf
 from ftrl.train.trainer import FINAL_MODEL, METRICS_FILE, prompt_messages
 
 if TYPE_CHECKING:
@@ -34,22 +34,11 @@ if TYPE_CHECKING:
 IGNORE = -100
 
 
-def call_waves(env: Environment) -> list[list[dict[str, Any]]]:
-    """Gold calls grouped into turns: a call goes one turn after the latest call whose answer it needs."""
-    calls = env.gold_calls or []
-    subs = env.extra.get("sub_questions") or []
-    wave: list[int] = []
-    for i in range(len(calls)):
-        needs = subs[i].get("depends_on", []) if i < len(subs) else list(range(i))
-        wave.append(1 + max((wave[j] for j in needs if j < i), default=-1))
-    return [[call for call, w in zip(calls, wave, strict=False) if w == k] for k in range(max(wave, default=-1) + 1)]
-
-
 def gold_trajectory(env: Environment, runtime: ToolRunner) -> list[dict[str, Any]]:
     """Assistant turns with tool calls, the tool messages their execution returns, and the final answer."""
     messages: list[dict[str, Any]] = []
     with runtime.episode(env.codes) as episode:
-        for calls in call_waves(env):
+        for calls in gold_turns(env, parallel=True):
             outputs = episode.call_many([(c["function"]["name"], c["function"]["arguments"]) for c in calls])
             messages.append({"role": "assistant", "content": "", "tool_calls": calls})
             for call, output in zip(calls, outputs, strict=False):
@@ -98,7 +87,7 @@ def assistant_loss(model: Any, ids: list[int], labels: list[int]) -> torch.Tenso
 
 def sft(config: SFTConfig, console: Console | None = None) -> Path:
     """Fine-tune on gold trajectories; returns the saved HF model directory."""
-    from ftrl.rollout.models import resolve_model
+    from ftrl.models import resolve_model
     from ftrl.runtime import RuntimeConfig, ToolRuntime
 
     console = console or Console(stderr=True)

@@ -2,8 +2,8 @@
 
 One step: take `batch_states` states, sample `n` next assistant turns for each, score every turn with the
 per-turn reward (parse, run the tool calls in the sandboxed runtime, Solve-F1 by default), turn rewards into
-advantages (`grpo`, `reinforce_pp`, `reinforce_pp_baseline`), and apply the dual-clip PPO loss with a k3 KL
-to the frozen starting policy and an entropy bonus. A small trainer of our own rather than TRL's GRPOTrainer:
+advantages (`grpo`, `reinforce_plus_plus`, `reinforce_plus_plus_baseline`), and apply the dual-clip PPO loss with
+a k3 KL to the frozen starting policy and an entropy bonus. A small trainer of our own rather than TRL's GRPOTrainer:
 TRL has no REINFORCE++ estimators and its advantage code is inline, while the paper's results depend on
 verl's exact definitions (docs/training.md).
 """
@@ -30,10 +30,7 @@ from ftrl.formats.render import render_prompt as render_messages
 from ftrl.formats.render import template_supports_tools, tool_prompt_messages
 from ftrl.jsonl import JsonlAppender, iter_jsonl, write_jsonl_atomic
 from ftrl.runtime.protocol import ToolRunner
-from ftrl.train.algos import agg_loss, compute_advantages, kl_k3, policy_loss
-from ftrl.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-from ftrl.train.config import TrainConfig
-from ftrl.train.policy import (
+from ftrl.train.actor import (
     RolloutBatch,
     freeze_bottom,
     frozen_copy,
@@ -42,6 +39,9 @@ from ftrl.train.policy import (
     sample,
     save_hf,
 )
+from ftrl.train.algos import agg_loss, compute_advantages, kl_k3, policy_loss
+from ftrl.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from ftrl.train.config import TrainConfig
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -70,17 +70,7 @@ def runtime_scorer(config: TrainConfig) -> tuple[AbstractContextManager[ToolRunn
 
     def bind(runtime: ToolRunner) -> Scorer:
         def score(env: Environment, text: str) -> tuple[float, int]:
-            scored = score_response(
-                text,
-                codes=env.codes,
-                unsolved_set=env.unsolved_set,
-                solve_rate=env.solve_rate,
-                answer=env.answer or None,  # as `ftrl score`: an empty gold answer must not match everything
-                runtime=runtime,
-                kind=config.reward,
-                fmt=config.fmt,
-                matcher=config.matcher,
-            )
+            scored = score_response(text, env, runtime, config.reward_spec)
             return scored.reward, scored.turn.n_calls
 
         return score
@@ -115,7 +105,7 @@ class Trainer:
     """Holds the policy, reference, optimizer and data; `run()` trains to `config.steps` and saves the model."""
 
     def __init__(self, config: TrainConfig, scorer: Scorer | None = None, console: Console | None = None):
-        from ftrl.rollout.models import resolve_model
+        from ftrl.models import resolve_model
 
         self.config = config
         self.out = Path(config.out)

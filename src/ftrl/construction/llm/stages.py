@@ -4,7 +4,7 @@ Each stage sends its prompt (`ftrl/construction/prompts/<stage>.md`), parses the
 `ftrl.construction.llm.checks`, and on a malformed or invalid reply asks once more with the reason (`repairs` times),
 the refinement loop of ToolHop-style tool creation. A stage that still fails raises `Rejected(stage, reason)`;
 the reason starts with its kind: `malformed output`, `invalid`, `verification failed` or `request refused`.
-Deployment verification is the shared one of the procedural backend (`ftrl.construction.deploy.verify_each`).
+Deployment verification is the one every backend shares (`ftrl.construction.verify.verify_each`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,8 @@ from importlib.resources import files
 from string import Template
 from typing import Any, TypeVar
 
-from ftrl.construction.base import Draft, Rejected, SubQuestion
+from ftrl.construction.base import Draft, Rejected, SubQuestion, stage_rng
 from ftrl.construction.config import Difficulty
-from ftrl.construction.decompose import stage_rng
-from ftrl.construction.deploy import verify_each
 from ftrl.construction.llm.checks import (
     Invalid,
     as_text,
@@ -34,6 +32,7 @@ from ftrl.construction.llm.checks import (
 )
 from ftrl.construction.llm.client import ChatClient, RequestRefused
 from ftrl.construction.llm.extract import MalformedOutput, drop_code_blocks, extract_code, extract_json
+from ftrl.construction.verify import verify_each
 from ftrl.env.record import SCENARIOS, Environment
 from ftrl.env.validate import validate_environment
 from ftrl.reward.match import answer_verify

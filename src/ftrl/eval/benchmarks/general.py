@@ -419,7 +419,7 @@ def run_drift(tuned_spec: str, base_spec: str, out_dir: str | Path) -> dict[str,
     """Load both models (local folders or `embedded`) on CPU, measure drift, write summary.json/summary.md."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ftrl.rollout.models import resolve_model
+    from ftrl.models import resolve_model
 
     tuned_dir, base_dir = resolve_model(tuned_spec), resolve_model(base_spec)
     tokenizer = AutoTokenizer.from_pretrained(tuned_dir)

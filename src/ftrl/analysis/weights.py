@@ -34,12 +34,12 @@ _DTYPES = {
 }
 
 
-class CheckpointError(ValueError):
+class WeightsError(ValueError):
     """A checkpoint directory that cannot be read, or a pair of checkpoints that cannot be compared."""
 
 
 @dataclass
-class Checkpoint:
+class ModelWeights:
     """A model directory: its config and where each tensor is stored."""
 
     path: Path
@@ -47,11 +47,11 @@ class Checkpoint:
     files: dict[str, str]  # tensor name -> safetensors file name inside `path`
 
     @classmethod
-    def open(cls, path: str | Path) -> Checkpoint:
+    def open(cls, path: str | Path) -> ModelWeights:
         """Index a directory holding `model.safetensors` or a sharded `model.safetensors.index.json`."""
         folder = Path(path)
         if not folder.is_dir():
-            raise CheckpointError(f"{folder}: not a model directory")
+            raise WeightsError(f"{folder}: not a model directory")
         config_file = folder / "config.json"
         config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}
         if (folder / INDEX_FILE).exists():
@@ -62,7 +62,7 @@ class Checkpoint:
 
             with safe_open(str(folder / SINGLE_FILE), framework="pt") as handle:
                 return cls(folder, config, dict.fromkeys(handle.keys(), SINGLE_FILE))
-        raise CheckpointError(_missing_weights_hint(folder))
+        raise WeightsError(_missing_weights_hint(folder))
 
     def setting(self, *names: str) -> Any:
         """A config value under any of `names`, also looking inside `text_config` (multimodal wrappers)."""
@@ -99,7 +99,7 @@ class Checkpoint:
 class TensorReader:
     """Open shards lazily and hand out one tensor at a time (a context manager closing every shard)."""
 
-    def __init__(self, checkpoint: Checkpoint):
+    def __init__(self, checkpoint: ModelWeights):
         self.checkpoint = checkpoint
         self._stack = ExitStack()
         self._handles: dict[str, Any] = {}
@@ -111,7 +111,7 @@ class TensorReader:
         if file not in self._handles:
             path = self.checkpoint.path / file
             if not path.exists():
-                raise CheckpointError(f"{path}: shard named in the index is missing")
+                raise WeightsError(f"{path}: shard named in the index is missing")
             self._handles[file] = self._stack.enter_context(safe_open(str(path), framework="pt"))
         return self._handles[file]
 
@@ -142,8 +142,8 @@ class TensorReader:
 class Pair:
     """A base and a tuned checkpoint known to share architecture, tensor names and shapes."""
 
-    base: Checkpoint
-    tuned: Checkpoint
+    base: ModelWeights
+    tuned: ModelWeights
 
     @property
     def names(self) -> list[str]:
@@ -152,8 +152,8 @@ class Pair:
 
 
 def open_pair(base: str | Path, tuned: str | Path) -> Pair:
-    """Open both checkpoints and check they are comparable; raise `CheckpointError` saying what differs."""
-    pair = Pair(Checkpoint.open(base), Checkpoint.open(tuned))
+    """Open both checkpoints and check they are comparable; raise `WeightsError` saying what differs."""
+    pair = Pair(ModelWeights.open(base), ModelWeights.open(tuned))
     for label, names in (
         ("model_type", ("model_type",)),
         ("layer count", ("num_hidden_layers", "n_layer", "num_layers")),
@@ -161,7 +161,7 @@ def open_pair(base: str | Path, tuned: str | Path) -> Pair:
     ):
         left, right = pair.base.setting(*names), pair.tuned.setting(*names)
         if left != right:
-            raise CheckpointError(f"different architectures: {label} is {left!r} in base, {right!r} in tuned")
+            raise WeightsError(f"different architectures: {label} is {left!r} in base, {right!r} in tuned")
     missing = sorted(set(pair.base.files) - set(pair.tuned.files))
     extra = sorted(set(pair.tuned.files) - set(pair.base.files))
     if missing or extra:
@@ -173,11 +173,11 @@ def open_pair(base: str | Path, tuned: str | Path) -> Pair:
         hint = (
             " (unmerged LoRA weights? merge the adapter into the base first)" if any("lora" in n for n in extra) else ""
         )
-        raise CheckpointError("different tensor names: " + "; ".join(parts) + hint)
+        raise WeightsError("different tensor names: " + "; ".join(parts) + hint)
     with TensorReader(pair.base) as left, TensorReader(pair.tuned) as right:
         for name in pair.names:
             if left.shape(name) != right.shape(name):
-                raise CheckpointError(
+                raise WeightsError(
                     f"tensor {name!r} has shape {left.shape(name)} in base, {right.shape(name)} in tuned"
                 )
     return pair

@@ -31,11 +31,11 @@ def load_trainable_model(
     device: str = "auto",
     dtype: str = "auto",
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Model and tokenizer for training; `device`/`dtype` as `ftrl.rollout.models.placement` (auto: fp32 weights,
+    """Model and tokenizer for training; `device`/`dtype` as `ftrl.models.placement` (auto: fp32 weights,
     on CUDA when present)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ftrl.rollout.models import placement
+    from ftrl.models import placement
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:

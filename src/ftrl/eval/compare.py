@@ -46,15 +46,13 @@ def comparison_rows(runs: dict[str, dict[str, Any]]) -> list[list[str]]:
 
 def plot(runs: dict[str, dict[str, Any]], path: Path) -> None:
     """Grouped bars: one panel per scenario (and the mean), Solve-P/R/F1 for every run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # object API: the caller's pyplot backend is left alone
 
     panels = [s for s in next(iter(runs.values()))["scenarios"]] + ["mean"]
     for summary in runs.values():
         panels[:-1] += [s for s in summary["scenarios"] if s not in panels]
-    figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), sharey=True, squeeze=False)
+    figure = Figure(figsize=(3.2 * len(panels), 3.4))
+    axes = figure.subplots(1, len(panels), sharey=True, squeeze=False)
     width = 0.8 / len(runs)
     for axis, panel in zip(axes[0], panels, strict=False):
         for offset, (label, summary) in enumerate(runs.items()):
@@ -76,7 +74,6 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> None:
     axes[0][-1].legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def report(dirs: Sequence[str | Path], out: str | Path) -> tuple[list[list[str]], list[list[str]]]:

@@ -1,5 +1,5 @@
-"""The local path's placement (`--device`, `--dtype`) and hub ids from the Hugging Face cache, as far as a CPU can
-tell; benchmarks/gpu_check.sh runs the same code on CUDA."""
+"""`ftrl.models`: the local path's placement (`--device`, `--dtype`) and hub ids from the Hugging Face cache, as far as
+a CPU can tell; benchmarks/gpu_check.sh runs the same code on CUDA."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import torch
 from typer.testing import CliRunner
 
 from ftrl.cli import app
+from ftrl.models import ModelNotFound, placement, resolve_model
 from ftrl.rollout.hf import HFConfig, HFPolicy
-from ftrl.rollout.models import ModelNotFound, placement, resolve_model
 from ftrl.settings import SamplingConfig
-from ftrl.train.policy import group_logprobs, load_trainable_model
+from ftrl.train.actor import group_logprobs, load_trainable_model
 from ftrl.train.tiny import build_tiny_model
 
 
