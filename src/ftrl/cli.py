@@ -20,7 +20,7 @@ from ftrl.cli_config import ConfigArgs, apply_config, config_options
 from ftrl.demo import DemoConfig
 from ftrl.env.record import Environment, tool_name
 from ftrl.jsonl import DataError, iter_jsonl, write_jsonl_atomic
-from ftrl.provenance import claim_output, describe_model
+from ftrl.provenance import claim_output, describe_model, refuse_overlap
 from ftrl.train.config import SFTConfig, TrainConfig, make_config
 from ftrl.train.loop import LoopConfig
 
@@ -87,6 +87,11 @@ OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an e
 
 #: Config fields whose flag is not derived from their name (`ftrl.cli_config`): names users already type.
 FLAG_NAMES = {"max_new_tokens_train": "--train-max-new-tokens"}
+
+
+def _local(*paths: str | Path | None) -> list[Path]:
+    """The paths among `paths` that exist here (a `--model` may also be a name such as `embedded`)."""
+    return [Path(path) for path in paths if path and Path(path).exists()]
 
 
 def check_tool_code(source: EnvSource, count: int | None = None, timeout_s: float = 10.0) -> None:
@@ -165,6 +170,7 @@ def analyze_params_command(
     """Per layer and module kind: relative change, mean |change| and share of the whole update."""
     from ftrl.analysis import CheckpointError, analyze_params
 
+    refuse_overlap(out, [base, tuned])
     try:
         report = analyze_params(base, tuned, out)
     except CheckpointError as error:
@@ -184,6 +190,7 @@ def analyze_restore_command(
     from ftrl.analysis import CheckpointError, SpecError, restore
 
     spec = keep if keep is not None else revert
+    refuse_overlap(out, [base, tuned])
     if spec is None or (keep is not None and revert is not None):
         raise _fail("give exactly one of --keep SPEC or --revert SPEC")
     try:
@@ -209,6 +216,7 @@ def analyze_sweep_command(
     from ftrl.analysis import run_sweep
     from ftrl.analysis.sweep import FtrlEvaluator
 
+    refuse_overlap(out, [base, tuned, envs])
     evaluator = FtrlEvaluator(max_new_tokens=max_new_tokens, max_turns=max_turns, batch_size=batch_size)
     try:
         rows = run_sweep(base, tuned, envs, out, limit=limit, evaluator=evaluator, keep_models=keep_models)
@@ -319,6 +327,7 @@ def score(
         raise _fail(f"--reward must be one of {', '.join(REWARD_KINDS)}, got {reward!r}")
     if matcher not in ("reference", "strict"):
         raise _fail(f"--matcher must be reference or strict, got {matcher!r}")
+    refuse_overlap(out, [file, responses])
     source, _ = _load_row(file, 0)
     try:
         requests = read_score_requests(responses, len(source.envs))
@@ -427,7 +436,16 @@ def train(
     ignored = ("out", "data", "steps", "save_every", "keep_checkpoints", "micro_batch_size", "tool_workers")
     settings = {**{k: v for k, v in asdict(config).items() if k not in ignored}, "model": describe_model(config.model)}
     try:
-        with claim_output(config.out, "train", {"data": config.data}, settings, folder=True, overwrite=overwrite):
+        train_claim = claim_output(
+            config.out,
+            "train",
+            {"data": config.data},
+            settings,
+            folder=True,
+            overwrite=overwrite,
+            reads=_local(config.model),
+        )
+        with train_claim:
             saved = run_training(config, console=console)
     except (ValueError, ModelNotFound) as error:
         raise _fail(str(error)) from None
@@ -442,6 +460,7 @@ def plot(
     """Training curves (reward, tool-call rate, KL, entropy, length, clipping) of one or more runs."""
     from ftrl.train.plot import plot_runs
 
+    refuse_overlap(out, runs)
     console.print(f"[green]wrote[/] {plot_runs(runs, out)}")
 
 
@@ -453,10 +472,20 @@ def sft(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
     from ftrl.train.sft import sft as run_sft
 
     config = config_args.load(SFTConfig())
+    refuse_overlap(config.out, [config.envs, *_local(config.model)])
     _load_envs_checked(Path(config.envs), None)  # before the model loads
     settings = {**config.to_dict(), "model": describe_model(config.model), "envs": None, "out": None}
     try:
-        with claim_output(config.out, "sft", {"envs": config.envs}, settings, folder=True, overwrite=overwrite):
+        claim = claim_output(
+            config.out,
+            "sft",
+            {"envs": config.envs},
+            settings,
+            folder=True,
+            overwrite=overwrite,
+            reads=_local(config.model),
+        )
+        with claim:
             saved = run_sft(config, console=console)
     except (ValueError, ModelNotFound) as error:
         raise _fail(str(error)) from None
@@ -473,6 +502,7 @@ def loop(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None
 
     config = config_args.load(LoopConfig())
     inputs = {"envs": config.envs, "eval_envs": config.eval_envs, "warm_start_envs": config.warm_start_envs}
+    refuse_overlap(config.out, [*inputs.values(), *_local(config.model)])
     for path in filter(None, inputs.values()):
         _load_envs_checked(Path(path), None)  # before the first model loads
     # more rounds extend a loop; everything else decides what the rounds already done produced
@@ -486,7 +516,9 @@ def loop(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None
         "eval_envs": None,
         "warm_start_envs": None,
     }
-    with claim_output(config.out, "loop", inputs, settings, folder=True, overwrite=overwrite):
+    with claim_output(
+        config.out, "loop", inputs, settings, folder=True, overwrite=overwrite, reads=_local(config.model)
+    ):
         run_loop(config, console=console)
 
 
@@ -516,10 +548,14 @@ def export_verl_command(
     from ftrl.export import export_verl
     from ftrl.rollout import ModelNotFound
 
+    refuse_overlap(out, [data, *_local(model)])
     _load_envs_checked(data, None)
     settings = {"model": describe_model(model), "reward": reward, "matcher": matcher, "multi_turn": multi_turn}
     try:
-        with claim_output(out, "export verl", {"data": data}, settings, folder=True, overwrite=overwrite):
+        claim = claim_output(
+            out, "export verl", {"data": data}, settings, folder=True, overwrite=overwrite, reads=_local(model)
+        )
+        with claim:
             written = export_verl(data, out, model=model, reward=reward, matcher=matcher, multi_turn=multi_turn)
     except (ValueError, DataError, ModelNotFound) as error:
         raise _fail(str(error)) from None
@@ -589,7 +625,16 @@ def bench(
     if data is not None and not data.exists():
         raise _fail(f"{data}: no such file or folder")
     try:
-        with claim_output(out, f"bench {name}", {"data": data}, settings, folder=True, overwrite=overwrite):
+        claim = claim_output(
+            out,
+            f"bench {name}",
+            {"data": data},
+            settings,
+            folder=True,
+            overwrite=overwrite,
+            reads=_local(model, base_model),
+        )
+        with claim:
             run_benchmark(name, options)
     except (ValueError, RuntimeError, DataError) as error:
         raise _fail(str(error)) from None
@@ -649,6 +694,7 @@ def build(
     from ftrl.construction.config import LLM_REQUEST_LIMITS, BuildConfig, Difficulty
     from ftrl.construction.driver import build_environments
 
+    refuse_overlap(out, [seed_questions])
     try:
         difficulty = Difficulty(
             min_hops=min_hops,
@@ -700,6 +746,8 @@ def stats(
     from ftrl.construction.stats import plot_stats, stats_for_path
     from ftrl.env.domains import load_source
 
+    if plot is not None:
+        refuse_overlap(plot, [file], option="--plot")
     try:
         load_source(file)  # every row checked, and an empty file is an error
         result = stats_for_path(file)
@@ -842,10 +890,13 @@ def sample_command(
         dtype=dtype,
         timeout=timeout,
     )
+    refuse_overlap(out, [envs, *_local(model)])
     _load_envs_checked(envs, limit)
     settings = _run_settings(spec, n_per_env=n_per_env, max_turns=max_turns)
     try:
-        with claim_output(out, "sample", {"envs": envs}, settings, folder=False, overwrite=overwrite):
+        with claim_output(
+            out, "sample", {"envs": envs}, settings, folder=False, overwrite=overwrite, reads=_local(model)
+        ):
             collect(spec, envs, out, n_per_env=n_per_env, max_turns=max_turns, limit=limit, console=console)
     except (DataError, ModelNotFound, ValueError) as error:
         raise _fail(str(error)) from None
@@ -889,10 +940,11 @@ def eval_command(
         dtype=dtype,
         timeout=timeout,
     )
+    refuse_overlap(out, [envs, *_local(model)])
     _load_envs_checked(envs, limit)
     settings = _run_settings(spec, max_turns=max_turns)
     try:
-        with claim_output(out, "eval", {"envs": envs}, settings, folder=True, overwrite=overwrite):
+        with claim_output(out, "eval", {"envs": envs}, settings, folder=True, overwrite=overwrite, reads=_local(model)):
             evaluate(spec, envs, out, limit=limit, max_turns=max_turns, console=console)
     except (DataError, ModelNotFound, ValueError) as error:
         raise _fail(str(error)) from None
@@ -907,6 +959,7 @@ def report_command(
     from ftrl.eval import report
     from ftrl.eval.summary import to_rich
 
+    refuse_overlap(out, runs)
     try:
         rows, differences = report(runs, out)
     except (OSError, KeyError, ValueError) as error:
