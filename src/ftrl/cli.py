@@ -144,8 +144,15 @@ ServerTimeoutOption = Annotated[
     ),
 ]
 BaseUrlOption = Annotated[str | None, typer.Option(help="OpenAI-compatible server (…/v1) serving --model.")]
-_API_KEY_HELP = "API key for --base-url (default $OPENAI_API_KEY)."
-ApiKeyOption = Annotated[str | None, typer.Option(help=_API_KEY_HELP)]
+_API_KEY_HELP = "File whose first line is the API key for --base-url (default $OPENAI_API_KEY)."
+ApiKeyFileOption = Annotated[str | None, typer.Option("--api-key-file", help=_API_KEY_HELP)]
+#: `--api-key KEY` is refused: a command line is readable by every process of the host (`/proc/<pid>/cmdline`),
+#: generated tool code included, which could return the key into tool messages, requests and written data.
+ApiKeyOption = Annotated[str | None, typer.Option("--api-key", hidden=True, help="Refused; see --api-key-file.")]
+API_KEY_REFUSED = (
+    "--api-key is refused: a key on the command line is readable by every process of this host in "
+    "/proc/<pid>/cmdline (tool code included); put it in $OPENAI_API_KEY or in a file given as --api-key-file"
+)
 EnableThinkingOption = Annotated[bool, typer.Option("--enable-thinking", help="Let reasoning models think.")]
 PromptOption = Annotated[str, typer.Option(help="Tool prompt variant for templates without tool support.")]
 ThreadsOption = Annotated[int | None, typer.Option(min=1, help="Torch CPU threads for local models.")]
@@ -685,7 +692,8 @@ def build(
     workers: int = typer.Option(1, min=1, max=256, help="Runtime worker processes for verification."),
     base_url: str | None = typer.Option(None, help="llm backend: OpenAI-compatible endpoint."),
     model: str | None = typer.Option(None, help="llm backend: model name."),
-    api_key: str | None = typer.Option(None, help=f"llm backend: {_API_KEY_HELP}"),
+    api_key_file: str | None = typer.Option(None, "--api-key-file", help=f"llm backend: {_API_KEY_HELP}"),
+    api_key: ApiKeyOption = None,
     seed_questions: str | None = typer.Option(None, help="llm backend: JSONL of seed questions."),
     concurrency: int = typer.Option(8, min=1, help="llm backend: parallel requests."),
     overwrite: OverwriteOption = False,
@@ -694,6 +702,7 @@ def build(
     from ftrl.construction.config import LLM_REQUEST_LIMITS, BuildConfig, Difficulty
     from ftrl.construction.driver import build_environments
 
+    _refuse_api_key(api_key)
     refuse_overlap(out, [seed_questions])
     try:
         difficulty = Difficulty(
@@ -714,7 +723,7 @@ def build(
             exclude_domains=_csv(exclude_domains),
             difficulty=difficulty,
             workers=workers,
-            server=_server_config(base_url, model, api_key, concurrency=concurrency, **LLM_REQUEST_LIMITS),
+            server=_server_config(base_url, model, api_key_file, concurrency=concurrency, **LLM_REQUEST_LIMITS),
             seed_questions=seed_questions,
         )
         with _progress() as progress:
@@ -772,24 +781,31 @@ def stats(
         console.print(f"figure written to {plot}")
 
 
-def _server_config(base_url: str | None, model: str | None, api_key: str | None, **limits: Any) -> ServerConfig | None:
+def _server_config(
+    base_url: str | None, model: str | None, api_key_file: str | None, **limits: Any
+) -> ServerConfig | None:
     """The model server the flags name, for every command that talks to one (None without --base-url and a model).
 
-    `limits` are the command's own `ServerConfig` fields (concurrency, timeouts); the key is --api-key, else
-    `$OPENAI_API_KEY` when a request is sent (`ServerConfig.resolve_api_key`).
+    `limits` are the command's own `ServerConfig` fields (concurrency, timeouts); the key is read from
+    --api-key-file, else `$OPENAI_API_KEY`, when a request is sent (`ServerConfig.resolve_api_key`).
     """
     from ftrl.settings import ServerConfig
 
     if not base_url or not model:
         return None
-    return ServerConfig(base_url=base_url, model=model, api_key=api_key, **limits)
+    return ServerConfig(base_url=base_url, model=model, api_key_file=api_key_file, **limits)
+
+
+def _refuse_api_key(api_key: str | None) -> None:
+    if api_key is not None:
+        raise _fail(API_KEY_REFUSED)
 
 
 def _policy_spec(
     *,
     model: str,
     base_url: str | None,
-    api_key: str | None,
+    api_key_file: str | None,
     temperature: float,
     max_new_tokens: int,
     batch_size: int,
@@ -807,7 +823,7 @@ def _policy_spec(
     server = _server_config(
         base_url,
         model,
-        api_key,
+        api_key_file,
         concurrency=batch_size,
         timeout_s=min(120.0, timeout),
         total_timeout_s=timeout,
@@ -864,6 +880,7 @@ def sample_command(
     max_new_tokens: MaxNewTokensOption = 512,
     batch_size: BatchSizeOption = 16,
     base_url: BaseUrlOption = None,
+    api_key_file: ApiKeyFileOption = None,
     api_key: ApiKeyOption = None,
     enable_thinking: EnableThinkingOption = False,
     prompt: PromptOption = "example",
@@ -876,10 +893,11 @@ def sample_command(
     """Collect training states (history, remaining sub-answers, solve rate) from sampled rollouts."""
     from ftrl.rollout import ModelNotFound, collect
 
+    _refuse_api_key(api_key)
     spec = _policy_spec(
         model=model,
         base_url=base_url,
-        api_key=api_key,
+        api_key_file=api_key_file,
         temperature=temperature,
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
@@ -913,6 +931,7 @@ def eval_command(
     max_new_tokens: MaxNewTokensOption = 512,
     batch_size: BatchSizeOption = 16,
     base_url: BaseUrlOption = None,
+    api_key_file: ApiKeyFileOption = None,
     api_key: ApiKeyOption = None,
     enable_thinking: EnableThinkingOption = False,
     prompt: PromptOption = "example",
@@ -926,10 +945,11 @@ def eval_command(
     from ftrl.eval import evaluate
     from ftrl.rollout import ModelNotFound
 
+    _refuse_api_key(api_key)
     spec = _policy_spec(
         model=model,
         base_url=base_url,
-        api_key=api_key,
+        api_key_file=api_key_file,
         temperature=temperature,
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
