@@ -93,6 +93,20 @@ def _check_tools(tools: list[dict[str, Any]], issues: list[Issue]) -> dict[str, 
 
 
 def _check_code(name: str, source: str, parameters: dict[str, Any], state_kwarg: str | None) -> list[Issue]:
+    """`_parse_check`, once per distinct (tool, code, parameters): files of states repeat each code many times."""
+    key = (name, source, json.dumps(parameters, sort_keys=True, default=str), state_kwarg)
+    found = _CODE_CHECKS.get(key)
+    if found is None:
+        if len(_CODE_CHECKS) > 4096:
+            _CODE_CHECKS.clear()
+        found = _CODE_CHECKS[key] = _parse_check(name, source, parameters, state_kwarg)
+    return list(found)
+
+
+_CODE_CHECKS: dict[tuple[str, str, str, str | None], list[Issue]] = {}
+
+
+def _parse_check(name: str, source: str, parameters: dict[str, Any], state_kwarg: str | None) -> list[Issue]:
     try:
         module = ast.parse(source)
     except SyntaxError as error:
@@ -205,7 +219,7 @@ def validate_path(path: str | Path, checker: CodeChecker | None = None) -> list[
 
         for line, row in iter_rows(path, on_error=record_error):
             try:
-                env = row_to_environment(row, path, line)
+                env = row_to_environment(row, path, line, check=False)
             except DataError as error:
                 record_error(error)
                 continue

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,7 +24,7 @@ from rich.progress import (
 
 from ftrl.env.domains import load_source
 from ftrl.eval.summary import EPISODES_FILE, summarize, table_rows, to_markdown, to_rich
-from ftrl.jsonl import JsonlAppender, iter_jsonl
+from ftrl.jsonl import JsonlAppender, iter_jsonl, require_key, write_text_atomic
 from ftrl.rollout.engine import RolloutConfig, run_rollouts
 from ftrl.rollout.load import PolicySpec, load_policy
 from ftrl.rollout.policy import Policy
@@ -53,7 +54,10 @@ def evaluate(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     episodes = out / EPISODES_FILE
-    done = {row["episode_id"] for _, row in iter_jsonl(episodes, allow_torn_tail=True)} if episodes.exists() else set()
+    done = {
+        require_key(episodes, line, row, "episode_id", str, "`ftrl eval`")
+        for line, row in (iter_jsonl(episodes, allow_torn_tail=True) if episodes.exists() else [])
+    }
     jobs = [(str(index), env) for index, env in enumerate(selected) if str(index) not in done]
     if jobs:
         policy = policy or load_policy(spec, selected)
@@ -92,9 +96,13 @@ def evaluate(
         "settings": {**settings, "max_turns": max_turns},
         **summarize(rows),
     }
+    failed = [row for row in rows if row.get("error")]
+    summary["episode_errors"] = len(failed)
+    for row in failed:
+        console.print(f"[yellow]episode {row['episode_id']} (row {row['episode_id']}): {escape(row['error'])}[/]")
     title = f"{spec.model} on {Path(envs).name}"
     table = table_rows(summary)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out / "summary.md").write_text(to_markdown(table, title), encoding="utf-8")
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(out / "summary.md", to_markdown(table, title))
     console.print(to_rich(table, title))
     return summary
