@@ -395,17 +395,33 @@ def inspect(
 ) -> None:
     """A readable view of environments: question, tools (needed or distractor), unsolved set, answer."""
     from ftrl.env.domains import load_source
+    from ftrl.env.io import is_parquet, iter_rows, row_to_environment
 
+    wanted = {row} if row is not None else set(range(max(limit, 0)))
+    shown: dict[int, Environment] = {}
     try:
-        source = load_source(file)
+        if Path(file).is_file() and not is_parquet(file):
+            # a JSONL file streams: only the rows shown are parsed into environments, so memory stays bounded by
+            # the longest line whatever the file's size
+            total = 0
+            for line, raw in iter_rows(file):
+                if total in wanted:
+                    shown[total] = row_to_environment(raw, file, line)
+                total += 1
+            if not total:
+                raise DataError(file, None, None, "no environments in it (an empty file or folder)")
+        else:
+            source = load_source(file)
+            total = len(source.envs)
+            shown = {index: source.envs[index] for index in wanted if 0 <= index < total}
     except DataError as error:
         raise _fail(str(error)) from None
-    indices = [row] if row is not None else list(range(min(limit, len(source.envs))))
+    indices = [row] if row is not None else list(range(min(limit, total)))
     for index in indices:
-        if not 0 <= index < len(source.envs):
-            raise _fail(f"{file}: row {index} out of range (0..{len(source.envs) - 1})")
-        console.print(render_environment(index, source.envs[index]))
-    console.print(f"[dim]{len(indices)} of {len(source.envs)} rows shown[/]")
+        if index not in shown:
+            raise _fail(f"{file}: row {index} out of range (0..{total - 1})")
+        console.print(render_environment(index, shown[index]))
+    console.print(f"[dim]{len(indices)} of {total} rows shown[/]")
 
 
 @app.command()
@@ -648,20 +664,33 @@ def bench(
     console.print(Markdown((out / "summary.md").read_text(encoding="utf-8")))
 
 
+#: Characters of one field `ftrl inspect` shows; the rest is counted, not printed (a 200 MB field would take
+#: minutes and gigabytes to lay out).
+SHOWN_CHARS = 2000
+SHOWN_TOOLS = 50
+
+
+def _clip(text: str, limit: int = SHOWN_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 def render_environment(index: int, env: Environment) -> Panel:
-    """A rich panel describing one environment for humans."""
+    """A rich panel describing one environment for humans (long fields clipped to `SHOWN_CHARS`)."""
     tools = Table("tool", "params", "role", box=None, pad_edge=False)
-    for schema in env.tools:
+    for schema in env.tools[:SHOWN_TOOLS]:
         name = tool_name(schema)
         parameters = schema.get("function", schema).get("parameters", {}).get("properties", {})
         role = "[green]needed[/]" if name in env.unsolved_set else "[dim]distractor[/]"
-        tools.add_row(name, str(len(parameters)), role if not env.domain else "domain tool")
-    question = env.extra.get("instruction") or env.question
-    pending = ", ".join(f"{tool}: {answers}" for tool, answers in env.unsolved_set.items()) or "-"
+        tools.add_row(escape(_clip(name, 200)), str(len(parameters)), role if not env.domain else "domain tool")
+    if len(env.tools) > SHOWN_TOOLS:
+        tools.add_row(f"... {len(env.tools) - SHOWN_TOOLS} more tools", "", "")
+    question = _clip(str(env.extra.get("instruction") or env.question))
+    pending = _clip(", ".join(f"{tool}: {answers}" for tool, answers in env.unsolved_set.items()) or "-")
+    answer = _clip(env.answer or "-")
     body = Group(
         Text.from_markup(f"[bold]question[/] {escape(question)}"),
         Text.from_markup(f"[bold]unsolved[/] {escape(pending)}   [bold]solve rate[/] {env.solve_rate:.2f}"),
-        Text.from_markup(f"[bold]answer[/] {escape(env.answer or '-')}   [bold]turns so far[/] {len(env.messages)}"),
+        Text.from_markup(f"[bold]answer[/] {escape(answer)}   [bold]turns so far[/] {len(env.messages)}"),
         tools,
     )
     return Panel(body, title=f"row {index} · {env.data_source} · {env.split}", title_align="left")

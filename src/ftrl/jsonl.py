@@ -40,8 +40,7 @@ def iter_jsonl(
     `allow_nan`, a line with `NaN`, `Infinity` or `-Infinity` (which Python's json accepts but JSON does not) is
     a bad line.
     """
-    lines = read_lines(path)
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(_stream_lines(path), start=1):
         if not line.strip():
             continue
         try:
@@ -58,7 +57,7 @@ def iter_jsonl(
             )
             continue
         except json.JSONDecodeError as error:
-            if allow_torn_tail and number == len(lines) and not line.endswith(b"\n"):
+            if allow_torn_tail and not line.endswith(b"\n"):  # only the last line can lack its newline
                 return
             _fail(DataError(path, number, None, f"invalid JSON: {error.msg} (column {error.colno})"), on_error)
             continue
@@ -81,6 +80,32 @@ def require_key(path: str | Path, line: int, row: dict[str, Any], key: str, kind
             f"{found}: this line was not written by {writer}; remove it, or start over with --overwrite",
         )
     return value
+
+
+def _stream_lines(path: str | Path) -> Iterator[bytes]:
+    """A text file's lines as bytes, one at a time (memory bounded by the longest line; a UTF-8 byte-order mark
+    dropped); a missing file, a folder or an unreadable file is a `DataError` naming it."""
+    try:
+        handle = open(path, "rb")
+    except IsADirectoryError:
+        raise DataError(path, None, None, "is a folder, expected a file") from None
+    except FileNotFoundError:
+        raise DataError(path, None, None, "no such file") from None
+    except OSError as error:
+        raise DataError(path, None, None, f"cannot read: {error.strerror or error}") from None
+    with handle:
+        first = True
+        while True:
+            try:
+                line = handle.readline()
+            except OSError as error:
+                raise DataError(path, None, None, f"cannot read: {error.strerror or error}") from None
+            if not line:
+                return
+            if first and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            first = False
+            yield line
 
 
 def read_lines(path: str | Path) -> list[bytes]:
