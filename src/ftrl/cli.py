@@ -968,6 +968,9 @@ def eval_command(
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     timeout: ServerTimeoutOption = 300.0,
+    matcher: Annotated[
+        str, typer.Option(help="Sub-answer and final-answer matcher: reference (the paper's) or strict.")
+    ] = "reference",
     overwrite: OverwriteOption = False,
 ) -> None:
     """Evaluate a model: Solve-P/R/F1 per scenario and their mean, answer accuracy, call errors, turns."""
@@ -991,10 +994,12 @@ def eval_command(
     )
     refuse_overlap(out, [envs, *_local(model)])
     _load_envs_checked(envs, limit)
-    settings = _run_settings(spec, max_turns=max_turns)
+    if matcher not in ("reference", "strict"):
+        raise _fail(f"--matcher must be reference or strict, got {matcher!r}")
+    settings = _run_settings(spec, max_turns=max_turns, **({"matcher": matcher} if matcher != "reference" else {}))
     try:
         with claim_output(out, "eval", {"envs": envs}, settings, folder=True, overwrite=overwrite, reads=_local(model)):
-            evaluate(spec, envs, out, limit=limit, max_turns=max_turns, console=console)
+            evaluate(spec, envs, out, limit=limit, max_turns=max_turns, console=console, matcher=matcher)
     except (DataError, ModelNotFound, ValueError) as error:
         raise _fail(str(error)) from None
 

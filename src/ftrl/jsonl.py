@@ -127,17 +127,17 @@ def read_lines(path: str | Path) -> list[bytes]:
 
 def read_records(path: str | Path, what: str) -> list[tuple[int, dict[str, Any]]]:
     """`(line or item number, object)` of a JSON list or a JSONL file, told apart by content (public releases
-    use both, under either suffix); anything else, or no records at all, is a `DataError` that says what `what`
-    file was expected."""
+    use both, under either suffix); anything else (NaN and Infinity included), or no records at all, is a
+    `DataError` that says what `what` file was expected."""
     lines = read_lines(path)
     if next((line.strip() for line in lines if line.strip()), b"")[:1] == b"[":
         try:
-            data = json.loads(b"".join(lines).decode("utf-8"))
+            data = json.loads(b"".join(lines).decode("utf-8"), parse_constant=_refuse_constant)
         except (ValueError, UnicodeDecodeError) as error:
             raise DataError(path, None, None, f"not a JSON list of {what} records: {error}") from None
         records = list(enumerate(data, start=1))
     else:
-        records = list(iter_jsonl(path))
+        records = list(iter_jsonl(path, allow_nan=False))
     if not records:
         raise DataError(path, None, None, f"no {what} records in it (an empty file)")
     for number, record in records:
@@ -211,7 +211,10 @@ class JsonlAppender:
             raise located(error, self.path) from None
 
     def close(self) -> None:
-        self._handle.close()
+        try:
+            self._handle.close()
+        except OSError as error:
+            raise located(error, self.path) from None
 
     def __enter__(self) -> Self:
         return self

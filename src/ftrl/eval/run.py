@@ -42,10 +42,12 @@ def evaluate(
     timeout_s: float = 10.0,
     policy: Policy | None = None,
     console: Console | None = None,
+    matcher: str = "reference",
 ) -> dict[str, Any]:
     """Run (or resume) an evaluation and write its summary; returns the summary.
 
-    `model` is a model spec (`embedded`, a folder, `oracle`) or a full `PolicySpec` (sampling, endpoint...).
+    `model` is a model spec (`embedded`, a folder, `oracle`) or a full `PolicySpec` (sampling, endpoint...);
+    `matcher` decides Solve-P/R/F1 and answer accuracy (`reference`, the paper's, or `strict`).
     """
     console = console or Console(stderr=True)
     spec = model if isinstance(model, PolicySpec) else PolicySpec(model=str(model))
@@ -62,7 +64,7 @@ def evaluate(
     if jobs:
         policy = policy or load_policy(spec, selected)
         runtime_config = RuntimeConfig(timeout_s=timeout_s, workers=workers)
-        rollout = RolloutConfig(max_turns=max_turns, batch_size=spec.batch_size)
+        rollout = RolloutConfig(max_turns=max_turns, batch_size=spec.batch_size, matcher=matcher)
         progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -93,7 +95,7 @@ def evaluate(
     summary = {
         "model": spec.model,
         "envs": str(envs),
-        "settings": {**settings, "max_turns": max_turns},
+        "settings": {**settings, "max_turns": max_turns, "matcher": matcher},
         **summarize(rows),
     }
     failed = [row for row in rows if row.get("error")]
