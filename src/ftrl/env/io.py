@@ -68,9 +68,11 @@ def row_to_environment(row: dict[str, Any], path: str | Path, line: int, *, chec
     if check:
         from ftrl.env.validate import validate_environment
 
-        error = next((issue for issue in validate_environment(env) if not issue.warning), None)
-        if error is not None:
-            raise DataError(path, line, error.field, f"{error.message} (`ftrl validate {path}` lists every problem)")
+        problem = next((issue for issue in validate_environment(env) if not issue.warning), None)
+        if problem is not None:
+            raise DataError(
+                path, line, problem.field, f"{problem.message} (`ftrl validate {path}` lists every problem)"
+            )
     return env
 
 

@@ -95,7 +95,8 @@ class EndpointPolicy:
             raise MalformedReply(
                 f"{self.url}: field 'choices[0].message.tool_calls' is malformed ({type(error).__name__}: {error})"
             ) from None
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        usage = data.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
         self.stats.prompt_tokens += _count(usage.get("prompt_tokens"))
         self.stats.completion_tokens += _count(usage.get("completion_tokens"))
         message["content"] = message["content"] or ""
