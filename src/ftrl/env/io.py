@@ -68,7 +68,7 @@ def row_to_environment(row: dict[str, Any], path: str | Path, line: int, *, chec
     if check:
         from ftrl.env.validate import validate_environment
 
-        problem = next((issue for issue in validate_environment(env) if not issue.warning), None)
+        problem = next((i for i in validate_environment(env, parse_code=False) if not i.warning), None)
         if problem is not None:
             raise DataError(
                 path, line, problem.field, f"{problem.message} (`ftrl validate {path}` lists every problem)"

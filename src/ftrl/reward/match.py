@@ -13,6 +13,7 @@ metrics are comparable with the paper. It is a plain substring test, with known 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -128,6 +129,7 @@ def reference_final_answer(content: str, answer: str) -> bool:
     return normalize(answer) in normalize(content)
 
 
+@functools.lru_cache(maxsize=8192)
 def _token_pattern(part: str) -> re.Pattern[str]:
     left = r"(?<!\w)" + (r"(?<!\d\.)" if part[0].isdigit() else "")
     right = r"(?!\w)" + (r"(?!\.\d)" if part[-1].isdigit() else "")
