@@ -34,8 +34,10 @@ class TrainConfig:
     algo: str = "grpo"
     #: Per-turn reward: f1 (Solve-F1, the paper's default), p, r or pr.
     reward: str = "f1"
-    #: Sub-answer matcher: reference (exact reproduction) or strict.
-    matcher: str = "reference"
+    #: Sub-answer and final-answer matcher: strict (cannot be stuffed; the default, since it scores honest
+    #: trajectories as the reference does: benchmarks/RESULTS.md, issue 25) or reference (the paper's exactly;
+    #: the paper preset).
+    matcher: str = "strict"
     #: Tool-call format the policy writes: hermes or llama31.
     fmt: str = "hermes"
     # rollout
@@ -163,7 +165,7 @@ CPU_PRESET: dict[str, Any] = {
     "gradient_checkpointing": False,
     "save_every": 5,
 }
-PRESETS: dict[str, dict[str, Any]] = {"paper": {}, "cpu": CPU_PRESET}
+PRESETS: dict[str, dict[str, Any]] = {"paper": {"matcher": "reference"}, "cpu": CPU_PRESET}
 
 
 def make_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
