@@ -51,6 +51,7 @@ BAD_FILES = {
     "nan-solve-rate": lambda: _raw_row('"solve_rate": NaN'),
     "infinite-solve-rate": lambda: _raw_row('"solve_rate": Infinity'),
     "nan-anywhere": lambda: _raw_row('"score": NaN'),
+    "lone-surrogate": lambda: _raw_row('"note": "\\ud800"'),
     "unknown-tool-in-unsolved-set": lambda: _row_with(unsolved_set=json.dumps({"no_such_tool": ["x"]})),
     "string-unsolved-set-value": lambda: _row_with(unsolved_set=json.dumps({_first_tool(): "772"})),
 }

@@ -345,6 +345,19 @@ def test_invalid_unicode_in_a_tool_output_ends_only_that_episode_in_sample(tmp_p
     assert rerun.exit_code == 0 and "already in" in rerun.output, rerun.output  # recorded, not retried forever
 
 
+def test_invalid_unicode_in_a_tool_output_is_that_rows_error_in_score(tmp_path):
+    envs = _surrogate_envs(tmp_path)
+    responses, out = tmp_path / "responses.jsonl", tmp_path / "scores.jsonl"
+    call = '<tool_call>\n{"name": "capital_of", "arguments": {"country": "%s"}}\n</tool_call>'
+    responses.write_text(
+        json.dumps({"row": 0, "response": call % "France"}) + "\n" + json.dumps({"row": 1, "response": call % "Japan"})
+    )
+    result = runner.invoke(app, ["score", str(envs), "--responses", str(responses), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert "surrogate" in rows[0]["error"] and rows[1]["reward"] == 1.0 and "error" not in rows[1]
+
+
 REPLY_FAULTS: dict[str, tuple[Callable[[dict], tuple[int, dict, bytes]], str]] = {
     "lone surrogate in the content": (
         lambda body: _gold_then_answer(body, lambda c: "2,100,000 \ud800" if c == "France" else "14,000,000"),

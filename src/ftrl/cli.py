@@ -328,6 +328,7 @@ def score(
 ) -> None:
     """Per-turn verifiable reward of raw model responses against environment states."""
     from ftrl.reward import REWARD_KINDS, score_response
+    from ftrl.rollout.engine import unicode_fault
     from ftrl.runtime import RuntimeConfig, ToolRuntime
 
     if reward not in REWARD_KINDS:
@@ -363,11 +364,16 @@ def score(
                 fmt=fmt,
                 matcher=matcher,
             )
-            rows.append({"row": row, **scored.to_row()})
+            result = {"row": row, **scored.to_row()}
+            fault = unicode_fault(result, "the response or a tool output")
+            rows.append({"row": row, "error": fault} if fault else result)  # one bad row stays one bad row
             progress.advance(task)
         write_jsonl_atomic(out, rows)
-    mean = sum(r["reward"] for r in rows) / len(rows) if rows else 0.0
-    console.print(f"scored {len(rows)} responses, mean reward {mean:.4f} -> {out}")
+    scored_rows = [r for r in rows if "error" not in r]
+    mean = sum(r["reward"] for r in scored_rows) / len(scored_rows) if scored_rows else 0.0
+    console.print(f"scored {len(scored_rows)} responses, mean reward {mean:.4f} -> {out}")
+    for failed in (r for r in rows if "error" in r):
+        console.print(f"[yellow]row {failed['row']}: {escape(failed['error'])} (recorded in {out})[/]")
 
 
 def read_score_requests(path: Path, n_rows: int) -> list[tuple[int, str]]:

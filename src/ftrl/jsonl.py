@@ -31,14 +31,14 @@ def iter_jsonl(
     *,
     allow_torn_tail: bool = False,
     on_error: Callable[[DataError], None] | None = None,
-    allow_nan: bool = True,
+    strict: bool = False,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield `(line_number, object)` for each non-blank line; raise `DataError` naming the bad line.
 
     With `allow_torn_tail`, an unparsable *last* line without a trailing newline (a write cut short by a
-    crash) is skipped instead of raising. With `on_error`, bad lines are reported to it and skipped. Without
-    `allow_nan`, a line with `NaN`, `Infinity` or `-Infinity` (which Python's json accepts but JSON does not) is
-    a bad line.
+    crash) is skipped instead of raising. With `on_error`, bad lines are reported to it and skipped. With
+    `strict`, what Python's json accepts but JSON and UTF-8 do not is a bad line too: `NaN`, `Infinity`,
+    `-Infinity`, and escapes of lone surrogates (`"\\ud800"`, text no file or request can carry).
     """
     for number, line in enumerate(_stream_lines(path), start=1):
         if not line.strip():
@@ -50,7 +50,7 @@ def iter_jsonl(
             _fail(DataError(path, number, None, message), on_error)
             continue
         try:
-            value = json.loads(text) if allow_nan else json.loads(text, parse_constant=_refuse_constant)
+            value = json.loads(text, parse_constant=_refuse_constant) if strict else json.loads(text)
         except _NonFinite as error:
             _fail(
                 DataError(path, number, None, f"{error} is not a JSON number (NaN and Infinity are refused)"), on_error
@@ -63,6 +63,9 @@ def iter_jsonl(
             continue
         if not isinstance(value, dict):
             _fail(DataError(path, number, None, f"expected a JSON object, got {type(value).__name__}"), on_error)
+            continue
+        if strict and ("\\ud" in text or "\\uD" in text) and (surrogate := _lone_surrogate(value)):
+            _fail(DataError(path, number, None, f"not valid Unicode: a lone surrogate {surrogate}"), on_error)
             continue
         yield number, value
 
@@ -137,13 +140,23 @@ def read_records(path: str | Path, what: str) -> list[tuple[int, dict[str, Any]]
             raise DataError(path, None, None, f"not a JSON list of {what} records: {error}") from None
         records = list(enumerate(data, start=1))
     else:
-        records = list(iter_jsonl(path, allow_nan=False))
+        records = list(iter_jsonl(path, strict=True))
     if not records:
         raise DataError(path, None, None, f"no {what} records in it (an empty file)")
     for number, record in records:
         if not isinstance(record, dict):
             raise DataError(path, number, None, f"a {what} record must be an object, got {type(record).__name__}")
     return records
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first lone surrogate in a parsed JSON value, escaped for printing, or None."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return ascii(text[error.start])
+    return None
 
 
 class _NonFinite(ValueError):

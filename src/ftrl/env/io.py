@@ -42,7 +42,7 @@ def iter_rows(
         for number, row in enumerate(rows, start=1):
             yield number, _drop_arrow_nulls(row)
     else:
-        yield from iter_jsonl(path, allow_torn_tail=allow_torn_tail, on_error=on_error, allow_nan=False)
+        yield from iter_jsonl(path, allow_torn_tail=allow_torn_tail, on_error=on_error, strict=True)
 
 
 def row_to_environment(row: dict[str, Any], path: str | Path, line: int, *, check: bool = True) -> Environment:
