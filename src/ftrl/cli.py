@@ -350,7 +350,7 @@ def score(
     )
     with claim, ToolRuntime(RuntimeConfig(timeout_s=timeout)) as runtime, _progress() as progress:
         task = progress.add_task("scoring", total=len(requests))
-        rows = []
+        rows: list[dict[str, Any]] = []
         for row, text in requests:
             env = source.envs[row]
             scored = score_response(
@@ -364,7 +364,7 @@ def score(
                 fmt=fmt,
                 matcher=matcher,
             )
-            result = {"row": row, **scored.to_row()}
+            result: dict[str, Any] = {"row": row, **scored.to_row()}
             fault = unicode_fault(result, "the response or a tool output")
             rows.append({"row": row, "error": fault} if fault else result)  # one bad row stays one bad row
             progress.advance(task)
@@ -373,7 +373,7 @@ def score(
     mean = sum(r["reward"] for r in scored_rows) / len(scored_rows) if scored_rows else 0.0
     console.print(f"scored {len(scored_rows)} responses, mean reward {mean:.4f} -> {out}")
     for failed in (r for r in rows if "error" in r):
-        console.print(f"[yellow]row {failed['row']}: {escape(failed['error'])} (recorded in {out})[/]")
+        console.print(f"[yellow]row {failed['row']}: {escape(str(failed['error']))} (recorded in {out})[/]")
 
 
 def read_score_requests(path: Path, n_rows: int) -> list[tuple[int, str]]:
