@@ -47,7 +47,29 @@ BAD_FILES = {
     "wrong-types": lambda: (json.dumps({**_sample_row(), "messages": 5}) + "\n").encode(),
     "broken-tool-code": lambda: (json.dumps(_broken_code_row()) + "\n").encode(),
     "tool-code-fails-on-load": lambda: (json.dumps(_broken_code_row("import no_such_module_xyz\n")) + "\n").encode(),
+    # rows `validate` rejects are rejected the same way by every command that reads them (issue 25)
+    "nan-solve-rate": lambda: _raw_row('"solve_rate": NaN'),
+    "infinite-solve-rate": lambda: _raw_row('"solve_rate": Infinity'),
+    "nan-anywhere": lambda: _raw_row('"score": NaN'),
+    "lone-surrogate": lambda: _raw_row('"note": "\\ud800"'),
+    "unknown-tool-in-unsolved-set": lambda: _row_with(unsolved_set=json.dumps({"no_such_tool": ["x"]})),
+    "string-unsolved-set-value": lambda: _row_with(unsolved_set=json.dumps({_first_tool(): "772"})),
 }
+
+
+def _row_with(**fields: object) -> bytes:
+    return (json.dumps({**_sample_row(), **fields}) + "\n").encode()
+
+
+def _raw_row(field: str) -> bytes:
+    """The sample row with one more field spelled as raw JSON text (`NaN`, which json.dumps would not write)."""
+    return (json.dumps(_sample_row())[:-1] + ", " + field + "}\n").encode()
+
+
+def _first_tool() -> str:
+    return next(iter(json.loads(_sample_row()["codes"])))
+
+
 # {f}: the bad file, {o}: a fresh output path
 COMMANDS = {
     "validate": ["validate", "{f}"],
@@ -80,6 +102,9 @@ FINE = {
     ("stats", "tool-code-fails-on-load"),
     ("call", "tool-code-fails-on-load"),
     ("bench-rotbench", "tool-code-fails-on-load"),
+    # RoTBench reads only `messages` and `answer` of an FTRL row
+    ("bench-rotbench", "unknown-tool-in-unsolved-set"),
+    ("bench-rotbench", "string-unsolved-set-value"),
 }
 
 

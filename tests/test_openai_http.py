@@ -51,7 +51,7 @@ def test_fatal_status_stops_at_once_and_other_refusals_are_per_request():
     with pytest.raises(LLMUnavailable, match=r"refused the request \(HTTP 401: bad key"):
         _post([httpx.Response(401, text="bad key"), httpx.Response(200, json={})], stats)
     assert (stats.requests, stats.retries) == (1, 0)
-    with pytest.raises(RequestRefused, match="^HTTP 400: too long"):
+    with pytest.raises(RequestRefused, match="^http://h:1/v1/chat/completions: HTTP 400: too long"):
         _post([httpx.Response(400, text="too long"), httpx.Response(200, json={})], stats)
     assert issubclass(LLMUnavailable, EndpointError) and issubclass(RequestRefused, EndpointError)
 

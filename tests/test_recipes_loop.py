@@ -22,7 +22,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_loop_resumes_after_a_crash_in_round_two(tiny: Path, tmp_path: Path) -> None:
     source = tmp_path / "states.jsonl"
-    env = Environment([{"role": "user", "content": "Hi?"}], [], {}, {}, answer="hi", split="train")
+    env = Environment([{"role": "user", "content": "Hi?"}], [], {}, {}, solve_rate=1.0, answer="hi", split="train")
     write_envs(source, [env, env])
     collected: list[str] = []
 
@@ -87,7 +87,7 @@ def test_loop_runs_with_the_real_collection_and_evaluation(tiny: Path, tmp_path:
 
 def test_warm_start_runs_once_is_reported_apart_and_seeds_round_one(tiny: Path, tmp_path: Path) -> None:
     source = tmp_path / "states.jsonl"
-    env = Environment([{"role": "user", "content": "Hi?"}], [], {}, {}, answer="hi", split="train")
+    env = Environment([{"role": "user", "content": "Hi?"}], [], {}, {}, solve_rate=1.0, answer="hi", split="train")
     write_envs(source, [env, env])
     collected: list[str] = []
     warm: list[str] = []

@@ -124,7 +124,10 @@ def _capture(monkeypatch, module: str, name: str, result: Any = None) -> dict[st
 @pytest.mark.parametrize("flag", [None, "from-flag"])
 def test_build_and_eval_get_the_same_server_from_the_same_flags(flag, sample_path, tmp_path, monkeypatch):
     monkeypatch.setenv(API_KEY_ENV, "from-env")
-    server_flags = ["--base-url", "http://127.0.0.1:9/v1", "--model", "served", *(["--api-key", flag] if flag else [])]
+    key_file = tmp_path / "key"
+    key_file.write_text(f"{flag}\n")
+    server_flags = ["--base-url", "http://127.0.0.1:9/v1", "--model", "served"]
+    server_flags += ["--api-key-file", str(key_file)] if flag else []
     runner = CliRunner()
 
     built = _capture(monkeypatch, "ftrl.construction.driver", "build_environments", BuildReport(out="x", written=1))
@@ -154,7 +157,7 @@ def test_build_and_eval_get_the_same_server_from_the_same_flags(flag, sample_pat
     assert (
         summary(build_server)
         == summary(spec.server)
-        == ("http://127.0.0.1:9/v1", "served", flag, flag or "from-env", 8)
+        == ("http://127.0.0.1:9/v1", "served", None, flag or "from-env", 8)
     )
     assert spec.model == "served" and spec.sampling == SamplingConfig()
     # the build's requests are longer (whole tool modules): more patience than a rollout turn

@@ -29,6 +29,7 @@ def procedural(tmp_path_factory: pytest.TempPathFactory) -> Path:
     envs = read_envs(path)
     for env in envs:  # keep only the needed tools: shorter prompts for the byte-level tiny tokenizer
         env.tools = [tool for tool in env.tools if tool_name(tool) in env.unsolved_set]
+        env.codes = {name: code for name, code in env.codes.items() if name in env.unsolved_set}
     write_envs(path, envs)
     return path
 

@@ -20,7 +20,7 @@ from typer.exceptions import TyperException
 from ftrl.cli_config import ConfigArgs, apply_config, config_options
 from ftrl.env.record import Environment, tool_name
 from ftrl.jsonl import DataError, iter_jsonl, write_jsonl_atomic
-from ftrl.provenance import claim_output, describe_model
+from ftrl.provenance import claim_output, describe_model, refuse_overlap
 from ftrl.recipes.demo import DemoConfig
 from ftrl.recipes.loop import LoopConfig
 from ftrl.reward.spec import FormatName, MatcherName, RewardKind
@@ -98,6 +98,11 @@ FLAG_NAMES = {
 }
 
 
+def _local(*paths: str | Path | None) -> list[Path]:
+    """The paths among `paths` that exist here (a `--model` may also be a name such as `embedded`)."""
+    return [Path(path) for path in paths if path and Path(path).exists()]
+
+
 def check_tool_code(source: EnvSource, count: int | None = None, timeout_s: float = 10.0) -> None:
     """`ftrl.env.validate.check_tool_code`, its refusal as the command's error."""
     from ftrl.env.validate import BrokenToolCode
@@ -120,7 +125,15 @@ BatchSizeOption = Annotated[
     int, typer.Option(min=1, help="Episodes in flight (rows per generate call / concurrent requests).")
 ]
 BaseUrlOption = Annotated[str | None, typer.Option(help="OpenAI-compatible server (…/v1) serving --model.")]
-_API_KEY_HELP = "API key for --base-url (default $OPENAI_API_KEY)."
+_API_KEY_HELP = "File whose first line is the API key for --base-url (default $OPENAI_API_KEY)."
+ApiKeyFileOption = Annotated[str | None, typer.Option("--api-key-file", help=_API_KEY_HELP)]
+#: `--api-key KEY` is refused: a command line is readable by every process of the host (`/proc/<pid>/cmdline`),
+#: generated tool code included, which could return the key into tool messages, requests and written data.
+ApiKeyOption = Annotated[str | None, typer.Option("--api-key", hidden=True, help="Refused; see --api-key-file.")]
+API_KEY_REFUSED = (
+    "--api-key is refused: a key on the command line is readable by every process of this host in "
+    "/proc/<pid>/cmdline (tool code included); put it in $OPENAI_API_KEY or in a file given as --api-key-file"
+)
 EnableThinkingOption = Annotated[bool, typer.Option("--enable-thinking", help="Let reasoning models think.")]
 
 
@@ -139,6 +152,7 @@ def analyze_params_command(
     """Per layer and module kind: relative change, mean |change| and share of the whole update."""
     from ftrl.analysis import WeightsError, analyze_params
 
+    refuse_overlap(out, [base, tuned])
     try:
         report = analyze_params(base, tuned, out)
     except WeightsError as error:
@@ -158,6 +172,7 @@ def analyze_restore_command(
     from ftrl.analysis import SpecError, WeightsError, restore
 
     spec = keep if keep is not None else revert
+    refuse_overlap(out, [base, tuned])
     if spec is None or (keep is not None and revert is not None):
         raise _fail("give exactly one of --keep SPEC or --revert SPEC")
     try:
@@ -183,6 +198,7 @@ def analyze_sweep_command(
     from ftrl.analysis import run_sweep
     from ftrl.analysis.sweep import FtrlEvaluator
 
+    refuse_overlap(out, [base, tuned, envs])
     evaluator = FtrlEvaluator(max_new_tokens=max_new_tokens, max_turns=max_turns, batch_size=batch_size)
     try:
         rows = run_sweep(base, tuned, envs, out, limit=limit, evaluator=evaluator, keep_models=keep_models)
@@ -289,9 +305,11 @@ def score(
 ) -> None:
     """Per-turn verifiable reward of raw model responses against environment states."""
     from ftrl.reward import RewardSpec, score_response
+    from ftrl.rollout.engine import unicode_fault
     from ftrl.runtime import RuntimeConfig, ToolRuntime
 
     spec = RewardSpec(kind=reward, matcher=matcher, fmt=fmt)
+    refuse_overlap(out, [file, responses])
     source, _ = _load_row(file, 0)
     try:
         requests = read_score_requests(responses, len(source.envs))
@@ -306,14 +324,19 @@ def score(
     )
     with claim, ToolRuntime(RuntimeConfig(timeout_s=timeout)) as runtime, _progress() as progress:
         task = progress.add_task("scoring", total=len(requests))
-        rows = []
+        rows: list[dict[str, Any]] = []
         for row, text in requests:
             scored = score_response(text, source.envs[row], runtime, spec)
-            rows.append({"row": row, **scored.to_row()})
+            result: dict[str, Any] = {"row": row, **scored.to_row()}
+            fault = unicode_fault(result, "the response or a tool output")
+            rows.append({"row": row, "error": fault} if fault else result)  # one bad row stays one bad row
             progress.advance(task)
         write_jsonl_atomic(out, rows)
-    mean = sum(r["reward"] for r in rows) / len(rows) if rows else 0.0
-    console.print(f"scored {len(rows)} responses, mean reward {mean:.4f} -> {out}")
+    scored_rows = [r for r in rows if "error" not in r]
+    mean = sum(r["reward"] for r in scored_rows) / len(scored_rows) if scored_rows else 0.0
+    console.print(f"scored {len(scored_rows)} responses, mean reward {mean:.4f} -> {out}")
+    for failed in (r for r in rows if "error" in r):
+        console.print(f"[yellow]row {failed['row']}: {escape(str(failed['error']))} (recorded in {out})[/]")
 
 
 def read_score_requests(path: Path, n_rows: int) -> list[tuple[int, str]]:
@@ -341,17 +364,33 @@ def inspect(
 ) -> None:
     """A readable view of environments: question, tools (needed or distractor), unsolved set, answer."""
     from ftrl.env.domains import load_source
+    from ftrl.env.io import is_parquet, iter_rows, row_to_environment
 
+    wanted = {row} if row is not None else set(range(max(limit, 0)))
+    shown: dict[int, Environment] = {}
     try:
-        source = load_source(file)
+        if Path(file).is_file() and not is_parquet(file):
+            # a JSONL file streams: only the rows shown are parsed into environments, so memory stays bounded by
+            # the longest line whatever the file's size
+            total = 0
+            for line, raw in iter_rows(file):
+                if total in wanted:
+                    shown[total] = row_to_environment(raw, file, line)
+                total += 1
+            if not total:
+                raise DataError(file, None, None, "no environments in it (an empty file or folder)")
+        else:
+            source = load_source(file)
+            total = len(source.envs)
+            shown = {index: source.envs[index] for index in wanted if 0 <= index < total}
     except DataError as error:
         raise _fail(str(error)) from None
-    indices = [row] if row is not None else list(range(min(limit, len(source.envs))))
+    indices = [row] if row is not None else list(range(min(limit, total)))
     for index in indices:
-        if not 0 <= index < len(source.envs):
-            raise _fail(f"{file}: row {index} out of range (0..{len(source.envs) - 1})")
-        console.print(render_environment(index, source.envs[index]))
-    console.print(f"[dim]{len(indices)} of {len(source.envs)} rows shown[/]")
+        if index not in shown:
+            raise _fail(f"{file}: row {index} out of range (0..{total - 1})")
+        console.print(render_environment(index, shown[index]))
+    console.print(f"[dim]{len(indices)} of {total} rows shown[/]")
 
 
 @app.command()
@@ -386,7 +425,16 @@ def train(
     del source
     settings = config.results_settings()
     try:
-        with claim_output(config.out, "train", {"data": config.data}, settings, folder=True, overwrite=overwrite):
+        train_claim = claim_output(
+            config.out,
+            "train",
+            {"data": config.data},
+            settings,
+            folder=True,
+            overwrite=overwrite,
+            reads=_local(config.model),
+        )
+        with train_claim:
             saved = run_training(config, console=console)
     except (ValueError, ModelNotFound) as error:
         raise _fail(str(error)) from None
@@ -401,6 +449,7 @@ def plot(
     """Training curves (reward, tool-call rate, KL, entropy, length, clipping) of one or more runs."""
     from ftrl.train.plot import plot_runs
 
+    refuse_overlap(out, runs)
     console.print(f"[green]wrote[/] {plot_runs(runs, out)}")
 
 
@@ -412,10 +461,20 @@ def sft(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
     from ftrl.train.sft import sft as run_sft
 
     config = config_args.load(SFTConfig())
+    refuse_overlap(config.out, [config.envs, *_local(config.model)])
     _load_envs_checked(Path(config.envs), None)  # before the model loads
     settings = config.results_settings()
     try:
-        with claim_output(config.out, "sft", {"envs": config.envs}, settings, folder=True, overwrite=overwrite):
+        claim = claim_output(
+            config.out,
+            "sft",
+            {"envs": config.envs},
+            settings,
+            folder=True,
+            overwrite=overwrite,
+            reads=_local(config.model),
+        )
+        with claim:
             saved = run_sft(config, console=console)
     except (ValueError, ModelNotFound) as error:
         raise _fail(str(error)) from None
@@ -454,6 +513,7 @@ def loop(
     except ValueError as error:
         raise _fail(str(error)) from None
     inputs = {"envs": config.envs, "eval_envs": config.eval_envs, "warm_start_envs": config.warm_start.envs or None}
+    refuse_overlap(config.out, [*inputs.values(), *_local(config.model)])
     for path in filter(None, inputs.values()):
         _load_envs_checked(Path(path), None)  # before the first model loads
     # more rounds extend a loop; everything else decides what the rounds already done produced
@@ -467,7 +527,9 @@ def loop(
         "train": {**asdict(config.train), "save_every": None, "keep_checkpoints": None, "tool_workers": None},
         "warm_start": {**asdict(config.warm_start), "envs": None},
     }
-    with claim_output(config.out, "loop", inputs, settings, folder=True, overwrite=overwrite):
+    with claim_output(
+        config.out, "loop", inputs, settings, folder=True, overwrite=overwrite, reads=_local(config.model)
+    ):
         run_loop(config, console=console)
 
 
@@ -499,10 +561,14 @@ def export_verl_command(
     from ftrl.reward import RewardSpec
 
     spec = RewardSpec(kind=reward, matcher=matcher)
+    refuse_overlap(out, [data, *_local(model)])
     _load_envs_checked(data, None)
     settings = {"model": describe_model(model), "reward": reward, "matcher": matcher, "multi_turn": multi_turn}
     try:
-        with claim_output(out, "export verl", {"data": data}, settings, folder=True, overwrite=overwrite):
+        claim = claim_output(
+            out, "export verl", {"data": data}, settings, folder=True, overwrite=overwrite, reads=_local(model)
+        )
+        with claim:
             written = export_verl(data, out, model=model, reward=spec, multi_turn=multi_turn)
     except (ValueError, DataError, ModelNotFound) as error:
         raise _fail(str(error)) from None
@@ -572,27 +638,49 @@ def bench(
     if data is not None and not data.exists():
         raise _fail(f"{data}: no such file or folder")
     try:
-        with claim_output(out, f"bench {name}", {"data": data}, settings, folder=True, overwrite=overwrite):
+        claim = claim_output(
+            out,
+            f"bench {name}",
+            {"data": data},
+            settings,
+            folder=True,
+            overwrite=overwrite,
+            reads=_local(model, base_model),
+        )
+        with claim:
             run_benchmark(name, options)
     except (ValueError, RuntimeError, DataError) as error:
         raise _fail(str(error)) from None
     console.print(Markdown((out / "summary.md").read_text(encoding="utf-8")))
 
 
+#: Characters of one field `ftrl inspect` shows; the rest is counted, not printed (a 200 MB field would take
+#: minutes and gigabytes to lay out).
+SHOWN_CHARS = 2000
+SHOWN_TOOLS = 50
+
+
+def _clip(text: str, limit: int = SHOWN_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 def render_environment(index: int, env: Environment) -> Panel:
-    """A rich panel describing one environment for humans."""
+    """A rich panel describing one environment for humans (long fields clipped to `SHOWN_CHARS`)."""
     tools = Table("tool", "params", "role", box=None, pad_edge=False)
-    for schema in env.tools:
+    for schema in env.tools[:SHOWN_TOOLS]:
         name = tool_name(schema)
         parameters = schema.get("function", schema).get("parameters", {}).get("properties", {})
         role = "[green]needed[/]" if name in env.unsolved_set else "[dim]distractor[/]"
-        tools.add_row(name, str(len(parameters)), role if not env.domain else "domain tool")
-    question = env.extra.get("instruction") or env.question
-    pending = ", ".join(f"{tool}: {answers}" for tool, answers in env.unsolved_set.items()) or "-"
+        tools.add_row(escape(_clip(name, 200)), str(len(parameters)), role if not env.domain else "domain tool")
+    if len(env.tools) > SHOWN_TOOLS:
+        tools.add_row(f"... {len(env.tools) - SHOWN_TOOLS} more tools", "", "")
+    question = _clip(str(env.extra.get("instruction") or env.question))
+    pending = _clip(", ".join(f"{tool}: {answers}" for tool, answers in env.unsolved_set.items()) or "-")
+    answer = _clip(env.answer or "-")
     body = Group(
         Text.from_markup(f"[bold]question[/] {escape(question)}"),
         Text.from_markup(f"[bold]unsolved[/] {escape(pending)}   [bold]solve rate[/] {env.solve_rate:.2f}"),
-        Text.from_markup(f"[bold]answer[/] {escape(env.answer or '-')}   [bold]turns so far[/] {len(env.messages)}"),
+        Text.from_markup(f"[bold]answer[/] {escape(answer)}   [bold]turns so far[/] {len(env.messages)}"),
         tools,
     )
     return Panel(body, title=f"row {index} · {env.data_source} · {env.split}", title_align="left")
@@ -623,7 +711,8 @@ def build(
     workers: int = typer.Option(1, min=1, max=256, help="Runtime worker processes for verification."),
     base_url: str | None = typer.Option(None, help="llm backend: OpenAI-compatible endpoint."),
     model: str | None = typer.Option(None, help="llm backend: model name."),
-    api_key: str | None = typer.Option(None, help=f"llm backend: {_API_KEY_HELP}"),
+    api_key_file: str | None = typer.Option(None, "--api-key-file", help=f"llm backend: {_API_KEY_HELP}"),
+    api_key: ApiKeyOption = None,
     seed_questions: str | None = typer.Option(None, help="llm backend: JSONL of seed questions."),
     concurrency: int = typer.Option(8, min=1, help="llm backend: parallel requests."),
     probe_model: str | None = typer.Option(
@@ -644,6 +733,8 @@ def build(
     from ftrl.construction.config import LLM_REQUEST_LIMITS, BuildConfig, Difficulty
     from ftrl.construction.driver import build_environments
 
+    _refuse_api_key(api_key)
+    refuse_overlap(out, [seed_questions])
     try:
         difficulty = Difficulty(
             min_hops=min_hops,
@@ -663,7 +754,7 @@ def build(
             exclude_domains=_csv(exclude_domains),
             difficulty=difficulty,
             workers=workers,
-            server=_server_config(base_url, model, api_key, concurrency=concurrency, **LLM_REQUEST_LIMITS),
+            server=_server_config(base_url, model, api_key_file, concurrency=concurrency, **LLM_REQUEST_LIMITS),
             seed_questions=seed_questions,
         )
         with _progress() as progress:
@@ -690,8 +781,8 @@ def build(
 
 def _probe_built(out: Path, model: str, band_text: str, n: int, probe_out: Path | None) -> None:
     """`ftrl build --probe-model`: the curriculum's probe and filter on a finished build, for training elsewhere."""
+    from ftrl.models import ModelNotFound, resolve_model
     from ftrl.recipes.curriculum import parse_band, policy_pass_rates, probe_file
-    from ftrl.rollout.models import ModelNotFound, resolve_model
 
     try:
         band = parse_band(band_text)
@@ -720,6 +811,8 @@ def stats(
     from ftrl.construction.stats import plot_stats, stats_for_path
     from ftrl.env.domains import load_source
 
+    if plot is not None:
+        refuse_overlap(plot, [file], option="--plot")
     try:
         load_source(file)  # every row checked, and an empty file is an error
         result = stats_for_path(file)
@@ -744,17 +837,24 @@ def stats(
         console.print(f"figure written to {plot}")
 
 
-def _server_config(base_url: str | None, model: str | None, api_key: str | None, **limits: Any) -> ServerConfig | None:
+def _server_config(
+    base_url: str | None, model: str | None, api_key_file: str | None, **limits: Any
+) -> ServerConfig | None:
     """The model server the flags name, for every command that talks to one (None without --base-url and a model).
 
-    `limits` are the command's own `ServerConfig` fields (concurrency, timeouts); the key is --api-key, else
-    `$OPENAI_API_KEY` when a request is sent (`ServerConfig.resolve_api_key`).
+    `limits` are the command's own `ServerConfig` fields (concurrency, timeouts); the key is read from
+    --api-key-file, else `$OPENAI_API_KEY`, when a request is sent (`ServerConfig.resolve_api_key`).
     """
     from ftrl.settings import ServerConfig
 
     if not base_url or not model:
         return None
-    return ServerConfig(base_url=base_url, model=model, api_key=api_key, **limits)
+    return ServerConfig(base_url=base_url, model=model, api_key_file=api_key_file, **limits)
+
+
+def _refuse_api_key(api_key: str | None) -> None:
+    if api_key is not None:
+        raise _fail(API_KEY_REFUSED)
 
 
 def _load_envs_checked(envs: Path, limit: int | None) -> None:
@@ -776,10 +876,20 @@ def sample_command(overwrite: OverwriteOption = False, *, config_args: ConfigArg
     from ftrl.rollout import collect
 
     config = config_args.load(SampleConfig())
+    _refuse_api_key(config.api_key)
     envs, out = Path(config.envs), Path(config.out)
+    refuse_overlap(out, [envs, *_local(config.model)])
     _load_envs_checked(envs, config.limit)
     try:
-        with claim_output(out, "sample", {"envs": envs}, config.results_settings(), folder=False, overwrite=overwrite):
+        with claim_output(
+            out,
+            "sample",
+            {"envs": envs},
+            config.results_settings(),
+            folder=False,
+            overwrite=overwrite,
+            reads=_local(config.model),
+        ):
             collect(
                 config.spec(),
                 envs,
@@ -801,11 +911,29 @@ def eval_command(overwrite: OverwriteOption = False, *, config_args: ConfigArgs)
     from ftrl.models import ModelNotFound
 
     config = config_args.load(EvalConfig())
+    _refuse_api_key(config.api_key)
     envs, out = Path(config.envs), Path(config.out)
+    refuse_overlap(out, [envs, *_local(config.model)])
     _load_envs_checked(envs, config.limit)
     try:
-        with claim_output(out, "eval", {"envs": envs}, config.results_settings(), folder=True, overwrite=overwrite):
-            evaluate(config.spec(), envs, out, limit=config.limit, max_turns=config.max_turns, console=console)
+        with claim_output(
+            out,
+            "eval",
+            {"envs": envs},
+            config.results_settings(),
+            folder=True,
+            overwrite=overwrite,
+            reads=_local(config.model),
+        ):
+            evaluate(
+                config.spec(),
+                envs,
+                out,
+                limit=config.limit,
+                max_turns=config.max_turns,
+                console=console,
+                matcher=config.matcher,
+            )
     except (DataError, ModelNotFound, ValueError) as error:
         raise _fail(str(error)) from None
 
@@ -827,6 +955,7 @@ def report_command(
     from ftrl.eval import report
     from ftrl.eval.summary import to_rich
 
+    refuse_overlap(out, runs)
     if seeds:
         _pooled_report(runs, out)
         return

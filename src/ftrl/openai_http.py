@@ -9,6 +9,8 @@ the other.
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -33,7 +35,24 @@ class LLMUnavailable(EndpointError):
 
 
 class RequestRefused(EndpointError):
-    """The server rejected this one request (e.g. HTTP 400: context too long); other requests may still work."""
+    """The server rejected this one request (e.g. HTTP 400: context too long), or its reply to it was unusable (too
+    large, not JSON, a field missing); other requests may still work."""
+
+
+#: Bytes a reply may take: `REPLY_BYTES_PER_TOKEN` per requested token (`max_tokens`; JSON escapes, tool-call
+#: wrapping, reasoning text) plus `REPLY_SLACK_BYTES`; without `max_tokens`, `DEFAULT_MAX_REPLY_BYTES`. A larger
+#: reply is not one the request asked for, and is refused after reading only that much.
+REPLY_BYTES_PER_TOKEN = 64
+REPLY_SLACK_BYTES = 1 << 20
+DEFAULT_MAX_REPLY_BYTES = 64 << 20
+
+
+def max_reply_bytes(body: dict[str, Any]) -> int:
+    """The most bytes a reply to `body` may take (see `REPLY_BYTES_PER_TOKEN`)."""
+    tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+    if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0:
+        return REPLY_SLACK_BYTES + REPLY_BYTES_PER_TOKEN * tokens
+    return DEFAULT_MAX_REPLY_BYTES
 
 
 @dataclass
@@ -105,11 +124,14 @@ async def post_json(
     `total_timeout_s` bounds the whole request, retries and waits included (each attempt gets what is left of
     it); only what can succeed on a retry is retried: connection failures, timeouts, 5xx and rate limits, not a
     malformed URL or a 4xx. Raises `LLMUnavailable` on a fatal status or URL, when every attempt failed or the
-    time is up, `RequestRefused` on any other non-retryable status (only this request is bad).
+    time is up, `RequestRefused` on any other non-retryable status (only this request is bad) and on a reply that
+    is larger than `max_reply_bytes(body)` (read no further) or not a JSON object.
     """
     stats = stats if stats is not None else TransportStats()
     problem = ""
-    deadline = time.monotonic() + total_timeout_s if total_timeout_s is not None else None
+    began = time.monotonic()
+    deadline = began + total_timeout_s if total_timeout_s is not None else None
+    limit = max_reply_bytes(body)
     for attempt in range(retries + 1):
         if attempt:
             stats.retries += 1
@@ -117,7 +139,11 @@ async def post_json(
         retry_after: float | None = None
         try:
             left = None if deadline is None else max(0.001, deadline - time.monotonic())
-            response = await asyncio.wait_for(client.post(url, json=body), left)
+            status, headers, data = await asyncio.wait_for(_bounded_post(client, url, body, limit), left)
+        except _TooLarge:
+            raise RequestRefused(
+                f"{url} sent a reply larger than {limit} bytes (max_tokens {body.get('max_tokens')}); not read further"
+            ) from None
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError) as error:
             raise LLMUnavailable(f"cannot send to {url!r}: {error} (check --base-url)") from None
         except httpx.TransportError as error:  # includes timeouts
@@ -125,33 +151,66 @@ async def post_json(
         except TimeoutError:
             raise LLMUnavailable(f"{url} gave no reply within {total_timeout_s:g} s ({attempt + 1} attempts)") from None
         else:
-            if response.status_code == 200:
+            if status == 200:
                 try:
-                    return response.json()
-                except ValueError:
+                    reply = json.loads(data)
+                except (ValueError, UnicodeDecodeError):
                     problem = "HTTP 200 with a body that is not JSON"
+                else:
+                    if not isinstance(reply, dict):
+                        raise RequestRefused(f"{url} replied with a JSON {type(reply).__name__}, not an object")
+                    return reply
             else:
-                problem = f"HTTP {response.status_code}: {response.text[:300]}"
-                if response.status_code in FATAL_STATUSES:
+                text = data[:300].decode("utf-8", "replace")
+                problem = f"HTTP {status}: {text}"
+                if status in FATAL_STATUSES:
                     raise LLMUnavailable(f"{url} refused the request ({problem})")
-                if response.status_code not in RETRY_STATUSES:
-                    raise RequestRefused(problem)
-                retry_after = _retry_after(response)
+                if status not in RETRY_STATUSES:
+                    raise RequestRefused(f"{url}: {problem}")
+                retry_after = _retry_after(headers)
         kind = problem.split(":", 1)[0]
         stats.errors[kind] = stats.errors.get(kind, 0) + 1
         if attempt < retries:
             delay = backoff_delay(attempt, retry_after, backoff_s, max_backoff_s, rng)
             if deadline is not None and time.monotonic() + delay >= deadline:
+                waited = time.monotonic() - began
+                asked = f"; it asked to wait {retry_after:g} s (Retry-After)" if retry_after is not None else ""
                 raise LLMUnavailable(
-                    f"{url} gave no reply within {total_timeout_s:g} s ({attempt + 1} attempts); last: {problem}"
+                    f"{url} failed {attempt + 1} times in {waited:.1f} s{asked}; the next retry would end after the "
+                    f"{total_timeout_s:g} s limit (--timeout), so ftrl gave up; last: {problem}"
                 )
             await asyncio.sleep(delay)
     raise LLMUnavailable(f"{url} failed {retries + 1} times; last: {problem}")
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+class _TooLarge(Exception):
+    pass
+
+
+async def _bounded_post(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], limit: int
+) -> tuple[int, httpx.Headers, bytes]:
+    """POST and read the reply's status, headers and at most `limit` bytes of body (`_TooLarge` beyond; an error
+    status keeps only its first 4 KiB, which is all a message needs)."""
+    async with client.stream("POST", url, json=body) as response:
+        keep = limit if response.status_code == 200 else 4096
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > keep:
+                if response.status_code == 200:
+                    raise _TooLarge
+                chunks.append(chunk[: keep - size + len(chunk)])
+                break
+            chunks.append(chunk)
+        return response.status_code, response.headers, b"".join(chunks)
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
     """The Retry-After header in seconds; the rarely sent HTTP-date form is ignored (plain backoff applies)."""
     try:
-        return float(response.headers["retry-after"])
+        value = float(headers["retry-after"])
     except (KeyError, ValueError):
         return None
+    return value if math.isfinite(value) and value >= 0 else None

@@ -12,8 +12,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -69,14 +70,17 @@ def claim_output(
     folder: bool,
     overwrite: bool = False,
     sidecars: tuple[Path, ...] = (),
+    reads: Iterable[str | Path | None] = (),
 ) -> Iterator[None]:
     """Hold `out` for this process while the block runs, after checking it is new or was produced by the same run.
 
     `inputs` are hashed by content (None entries are recorded as absent); `settings` must be JSON values. With
     `overwrite` an earlier output is deleted first (a folder only when it is one of ours or empty), together with
-    its `sidecars` (files the job keeps beside a file output).
+    its `sidecars` (files the job keeps beside a file output). `out` may not overlap `inputs` or `reads` (other
+    paths the job reads but does not hash, such as a model folder): `refuse_overlap`, before anything is touched.
     """
     out = Path(out)
+    refuse_overlap(out, [*inputs.values(), *reads])
     record = {
         "job": job,
         "inputs": {k: fingerprint(v) if v is not None else None for k, v in inputs.items()},
@@ -92,6 +96,41 @@ def claim_output(
         with atomic_path(stored_at) as temporary:
             temporary.write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
         yield
+
+
+def refuse_overlap(out: str | Path, inputs: Iterable[str | Path | None], option: str = "--out") -> None:
+    """Refuse an output that is, contains, or lies inside one of the job's `inputs` (paths resolved, symlinks and
+    hard links included): writing it, or clearing it for `--overwrite`, would destroy what the job reads. Every
+    command calls this before it creates, locks or deletes anything."""
+    target = _resolved(out)
+    for given in inputs:
+        if given is None or str(given) == "":
+            continue
+        source = _resolved(given)
+        if target == source or _same_file(target, source):
+            relation = "is"
+        elif target in source.parents:
+            relation = "contains"
+        elif source in target.parents:
+            relation = "lies inside"
+        else:
+            continue
+        raise OutputError(
+            f"{option} {out} {relation} the input {given}"
+            + (f" (resolved: {source})" if str(source) != str(given) else "")
+            + "; a job never writes over what it reads, --overwrite included: choose another output path"
+        )
+
+
+def _resolved(path: str | Path) -> Path:
+    return Path(os.path.abspath(Path(path).expanduser())).resolve(strict=False)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 @contextmanager

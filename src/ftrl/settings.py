@@ -47,19 +47,36 @@ def chat_url(base_url: str) -> str:
     return base + ("/chat/completions" if base.endswith("/v1") else "/v1/chat/completions")
 
 
+def read_api_key_file(path: str) -> str:
+    """The key in `path`: its first line, stripped (a trailing newline from `echo` is fine)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            key = handle.readline(4096).strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{path}: cannot read the API key file ({getattr(error, 'strerror', None) or error})"
+        ) from None
+    if not key:
+        raise ValueError(f"{path}: the API key file is empty (the key goes on its first line)")
+    return key
+
+
 @dataclass(kw_only=True)
 class ServerConfig:
     """An OpenAI-compatible chat server serving `model`, and how patiently to talk to it.
 
     `concurrency` bounds requests in flight; a failed attempt is retried up to `retries` times after a jittered
     backoff starting at `backoff_s` and doubling up to `max_backoff_s`; `timeout_s` bounds one attempt and
-    `total_timeout_s` one request, retries and waits included. `api_key` None means `$OPENAI_API_KEY`
-    (`resolve_api_key`); it is left out of the repr so printed configs do not leak it.
+    `total_timeout_s` one request, retries and waits included. The key is `api_key` (in memory, for library
+    callers), else the first line of `api_key_file`, else `$OPENAI_API_KEY` (`resolve_api_key`); it is left out
+    of the repr so printed configs do not leak it. The command line takes only the file or the variable: a key
+    given as an argument is readable by every process of the host in `/proc/<pid>/cmdline`.
     """
 
     base_url: str
     model: str
     api_key: str | None = field(default=None, repr=False)
+    api_key_file: str | None = None
     concurrency: int = 8
     retries: int = 4
     timeout_s: float = 120.0
@@ -73,11 +90,17 @@ class ServerConfig:
         return chat_url(self.base_url)
 
     def resolve_api_key(self) -> str | None:
-        """The key to send: `api_key` when given (the `--api-key` flag wins), else `$OPENAI_API_KEY`, else none.
+        """The key to send: `api_key` when given, else the first line of `api_key_file` (`--api-key-file`), else
+        `$OPENAI_API_KEY`, else none.
 
-        The only place ftrl reads the key from the environment, at the moment a client opens.
+        The only place ftrl reads a key, at the moment a client opens; an unreadable or empty key file is a
+        `ValueError` naming the file.
         """
-        return self.api_key or os.environ.get(API_KEY_ENV) or None
+        if self.api_key:
+            return self.api_key
+        if self.api_key_file:
+            return read_api_key_file(self.api_key_file)
+        return os.environ.get(API_KEY_ENV) or None
 
 
 @dataclass(kw_only=True)

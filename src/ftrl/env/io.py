@@ -42,11 +42,14 @@ def iter_rows(
         for number, row in enumerate(rows, start=1):
             yield number, _drop_arrow_nulls(row)
     else:
-        yield from iter_jsonl(path, allow_torn_tail=allow_torn_tail, on_error=on_error)
+        yield from iter_jsonl(path, allow_torn_tail=allow_torn_tail, on_error=on_error, strict=True)
 
 
-def row_to_environment(row: dict[str, Any], path: str | Path, line: int) -> Environment:
-    """Parse one raw row, raising `DataError` that names the file, line and offending field."""
+def row_to_environment(row: dict[str, Any], path: str | Path, line: int, *, check: bool = True) -> Environment:
+    """Parse one raw row, raising `DataError` that names the file, line and offending field.
+
+    With `check` (every command but `validate`, which lists all problems itself), a row that `validate` calls
+    invalid is refused here with its first error, so every command rejects the same rows the same way."""
     for name in ("messages", *JSON_STRING_COLUMNS):
         if name not in row:
             raise DataError(path, line, name, "missing required field")
@@ -56,12 +59,39 @@ def row_to_environment(row: dict[str, Any], path: str | Path, line: int) -> Envi
                 json.loads(row[name])
             except json.JSONDecodeError as error:
                 raise DataError(path, line, name, f"not valid JSON: {error.msg} (char {error.pos})") from None
+    _check_unsolved_set(row.get("unsolved_set"), path, line)
     try:
         env = Environment.from_row(row)
     except (TypeError, ValueError, AttributeError) as error:
         raise DataError(path, line, None, f"malformed row: {error}") from None
     _check_shapes(env, path, line)
+    if check:
+        from ftrl.env.validate import validate_environment
+
+        problem = next((i for i in validate_environment(env, parse_code=False) if not i.warning), None)
+        if problem is not None:
+            raise DataError(
+                path, line, problem.field, f"{problem.message} (`ftrl validate {path}` lists every problem)"
+            )
     return env
+
+
+def _check_unsolved_set(value: Any, path: str | Path, line: int) -> None:
+    """`unsolved_set` maps tool names to *lists* of gold strings: a string value (`{"tool": "772"}`) would be read
+    as one answer per character, so it is refused, as is anything that is not a list of strings."""
+    parsed = json.loads(value) if isinstance(value, str) else value
+    if parsed is None:
+        return
+    if not isinstance(parsed, dict):
+        raise DataError(
+            path, line, "unsolved_set", f"must map tool names to lists of answers, got {type(parsed).__name__}"
+        )
+    for tool, answers in parsed.items():
+        if not isinstance(answers, list) or not all(isinstance(answer, str) for answer in answers):
+            shown = json.dumps(answers, ensure_ascii=False)
+            raise DataError(
+                path, line, "unsolved_set", f"answers of {tool!r} must be a list of strings, got {shown[:60]}"
+            )
 
 
 def _check_shapes(env: Environment, path: str | Path, line: int) -> None:

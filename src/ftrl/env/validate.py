@@ -37,11 +37,13 @@ class Issue:
         return f"{'warning: ' if self.warning else ''}field {self.field!r}: {self.message}"
 
 
-def validate_environment(env: Environment, *, state_kwarg: str | None = None) -> list[Issue]:
+def validate_environment(env: Environment, *, state_kwarg: str | None = None, parse_code: bool = True) -> list[Issue]:
     """All static problems of one environment (an empty list means valid).
 
     `state_kwarg` names the keyword through which stateful (domain) tools receive their state; it is allowed
-    in function signatures without appearing in the schema.
+    in function signatures without appearing in the schema. Without `parse_code` the tool code is not parsed
+    (every command that reads rows checks them this way, cheaply; the commands that run tools load every code
+    in the isolated runtime first, which finds what parsing would).
     """
     issues: list[Issue] = []
     issues += _check_messages(env.messages)
@@ -53,7 +55,8 @@ def validate_environment(env: Environment, *, state_kwarg: str | None = None) ->
         if name not in schemas:
             issues.append(Issue("codes", f"code for {name!r} has no tool schema"))
             continue
-        issues += _check_code(name, source, schemas[name], state_kwarg)
+        if parse_code:
+            issues += _check_code(name, source, schemas[name], state_kwarg)
     for name in env.unsolved_set:
         if name not in schemas:
             issues.append(Issue("unsolved_set", f"key {name!r} is not one of the tools"))
@@ -97,6 +100,20 @@ def _check_tools(tools: list[dict[str, Any]], issues: list[Issue]) -> dict[str, 
 
 
 def _check_code(name: str, source: str, parameters: dict[str, Any], state_kwarg: str | None) -> list[Issue]:
+    """`_parse_check`, once per distinct (tool, code, parameters): files of states repeat each code many times."""
+    key = (name, source, json.dumps(parameters, sort_keys=True, default=str), state_kwarg)
+    found = _CODE_CHECKS.get(key)
+    if found is None:
+        if len(_CODE_CHECKS) > 4096:
+            _CODE_CHECKS.clear()
+        found = _CODE_CHECKS[key] = _parse_check(name, source, parameters, state_kwarg)
+    return list(found)
+
+
+_CODE_CHECKS: dict[tuple[str, str, str, str | None], list[Issue]] = {}
+
+
+def _parse_check(name: str, source: str, parameters: dict[str, Any], state_kwarg: str | None) -> list[Issue]:
     try:
         module = ast.parse(source)
     except SyntaxError as error:
@@ -209,7 +226,7 @@ def validate_path(path: str | Path, checker: CodeChecker | None = None) -> list[
 
         for line, row in iter_rows(path, on_error=record_error):
             try:
-                env = row_to_environment(row, path, line)
+                env = row_to_environment(row, path, line, check=False)
             except DataError as error:
                 record_error(error)
                 continue

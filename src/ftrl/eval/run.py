@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,7 +24,7 @@ from rich.progress import (
 
 from ftrl.env.domains import load_source
 from ftrl.eval.summary import EPISODES_FILE, summarize, table_rows, to_markdown, to_rich
-from ftrl.jsonl import JsonlAppender, iter_jsonl
+from ftrl.jsonl import JsonlAppender, iter_jsonl, require_key, write_text_atomic
 from ftrl.rollout.engine import RolloutConfig, run_rollouts
 from ftrl.rollout.load import PolicySpec, load_policy
 from ftrl.rollout.policy import Policy
@@ -41,10 +42,12 @@ def evaluate(
     timeout_s: float = 10.0,
     policy: Policy | None = None,
     console: Console | None = None,
+    matcher: str = "reference",
 ) -> dict[str, Any]:
     """Run (or resume) an evaluation and write its summary; returns the summary.
 
-    `model` is a model spec (`embedded`, a folder, `gold`) or a full `PolicySpec` (sampling, endpoint...).
+    `model` is a model spec (`embedded`, a folder, `gold`) or a full `PolicySpec` (sampling, endpoint...);
+    `matcher` decides Solve-P/R/F1 and answer accuracy (`reference`, the paper's, or `strict`).
     """
     console = console or Console(stderr=True)
     spec = model if isinstance(model, PolicySpec) else PolicySpec(model=str(model))
@@ -53,12 +56,15 @@ def evaluate(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     episodes = out / EPISODES_FILE
-    done = {row["episode_id"] for _, row in iter_jsonl(episodes, allow_torn_tail=True)} if episodes.exists() else set()
+    done = {
+        require_key(episodes, line, row, "episode_id", str, "`ftrl eval`")
+        for line, row in (iter_jsonl(episodes, allow_torn_tail=True) if episodes.exists() else [])
+    }
     jobs = [(str(index), env) for index, env in enumerate(selected) if str(index) not in done]
     if jobs:
         policy = policy or load_policy(spec, selected)
         runtime_config = RuntimeConfig(timeout_s=timeout_s, workers=workers)
-        rollout = RolloutConfig(max_turns=max_turns, batch_size=spec.batch_size)
+        rollout = RolloutConfig(max_turns=max_turns, batch_size=spec.batch_size, matcher=matcher)
         progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -89,12 +95,16 @@ def evaluate(
     summary = {
         "model": spec.model,
         "envs": str(envs),
-        "settings": {**settings, "max_turns": max_turns},
+        "settings": {**settings, "max_turns": max_turns, "matcher": matcher},
         **summarize(rows),
     }
+    failed = [row for row in rows if row.get("error")]
+    summary["episode_errors"] = len(failed)
+    for row in failed:
+        console.print(f"[yellow]episode {row['episode_id']} (row {row['episode_id']}): {escape(row['error'])}[/]")
     title = f"{spec.model} on {Path(envs).name}"
     table = table_rows(summary)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out / "summary.md").write_text(to_markdown(table, title), encoding="utf-8")
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(out / "summary.md", to_markdown(table, title))
     console.print(to_rich(table, title))
     return summary

@@ -6,12 +6,17 @@ tools and the call format in the system prompt, tool results as user turns and e
 format (`ftrl.formats.prompt`). The prompt variant is an option because small models are sensitive to it; the
 default is the one measured best on the embedded model (benchmarks/RESULTS.md, "Rollouts").
 
+Tool outputs are untrusted text (generated tool code returns what it likes): special tokens in them
+(`<|im_start|>`, `<|eot_id|>`, the tokenizer's added tokens) are broken with a zero-width space before rendering
+(`escape_tool_output`), so a tool cannot open a system or assistant turn in the next prompt.
+
 Only the tokenizer is needed (no torch): `tokenizer` is anything with `apply_chat_template` and `chat_template`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +79,7 @@ def render_prompt(
     Templates that support `tools=` render natively; others get `tool_prompt_messages`.
     """
     kwargs = template_kwargs or {}
+    messages = [escape_tool_output(m, tokenizer) if m.get("role") == "tool" else m for m in messages]
     if native is None:
         native = template_supports_tools(tokenizer)
     if tools and native:
@@ -88,6 +94,49 @@ def render_prompt(
         add_generation_prompt=True,
         **kwargs,
     )
+
+
+#: Chat-control tokens in the `<|name|>` form (ChatML, Llama 3, Phi...), escaped whatever the tokenizer.
+_CONTROL_TOKEN = re.compile(r"<\|[^<>|\s]{1,64}\|>")
+_ZERO_WIDTH_SPACE = "\u200b"
+_TOKEN_PATTERNS: dict[int, tuple[Any, re.Pattern[str] | None]] = {}
+
+
+def escape_tool_output(message: Message, tokenizer: Any) -> Message:
+    """A tool message whose content cannot be read as chat-control tokens: every special or added token of the
+    tokenizer, and anything of the `<|name|>` form, gets a zero-width space after its first character, so it
+    tokenizes as plain text. Text without such tokens is returned unchanged."""
+    content = message.get("content")
+    if not isinstance(content, str) or "<" not in content:
+        return message
+    escaped = _CONTROL_TOKEN.sub(_break, content)
+    pattern = _special_tokens(tokenizer)
+    if pattern is not None:
+        escaped = pattern.sub(_break, escaped)
+    return message if escaped == content else {**message, "content": escaped}
+
+
+def _break(match: re.Match[str]) -> str:
+    token = match.group()
+    return token[0] + _ZERO_WIDTH_SPACE + token[1:]
+
+
+def _special_tokens(tokenizer: Any) -> re.Pattern[str] | None:
+    """One pattern of the tokenizer's special and added tokens (cached per tokenizer)."""
+    cached = _TOKEN_PATTERNS.get(id(tokenizer))
+    if cached is not None and cached[0] is tokenizer:
+        return cached[1]
+    tokens: set[str] = set(getattr(tokenizer, "all_special_tokens", None) or [])
+    added = getattr(tokenizer, "get_added_vocab", None)
+    if callable(added):
+        try:
+            tokens.update(added())
+        except (TypeError, ValueError, AttributeError):
+            pass
+    tokens = {token for token in tokens if isinstance(token, str) and len(token) > 1}
+    pattern = re.compile("|".join(map(re.escape, sorted(tokens, key=len, reverse=True)))) if tokens else None
+    _TOKEN_PATTERNS[id(tokenizer)] = (tokenizer, pattern)
+    return pattern
 
 
 def tool_prompt_messages(

@@ -1,16 +1,19 @@
-"""Deciding whether a tool output contains a gold sub-answer.
+"""Deciding whether a tool output contains a gold sub-answer, and whether a final answer states the gold answer.
 
 `answer_verify` is the reference matcher (bytedance/FTRL `Code/utils/utils.py`), used by default so rewards and
-metrics are comparable with the paper. It is a plain substring test, which has two known loopholes that
+metrics are comparable with the paper. It is a plain substring test, with known ways to game it that
 `strict_verify` closes (opt-in, documented in docs/reward.md):
 
-- short gold parts match inside unrelated text: `5` is found in `15` and `2025`, `no` in `Kenya`, `2` in `12`;
+- short gold parts match inside unrelated text: `5` is found in `15` and `2025`, `no` in `Kenya`, `yes` in
+  `Yesterday`, `2` in `12`;
 - an output that merely echoes the model's own argument (`Searching for Michel Barnier...`) gets credit
-  although the tool produced nothing.
+  although the tool produced nothing;
+- a final answer that lists many candidates (`0 1 2 ... 2999`) contains the gold one.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -62,9 +65,71 @@ def strict_verify(predict: Any, golden: str, arguments: Mapping[str, Any] | None
     text = normalize(as_text(predict))
     for value in sorted(_argument_values(arguments), key=len, reverse=True):
         text = _token_pattern(value).sub(" ", text)
-    return all(part and _token_pattern(part).search(text) for part in gold_parts(golden))
+    return _contains_parts(text, gold_parts(golden))
 
 
+def _contains_parts(text: str, parts: list[str]) -> bool:
+    """Every part occurs in normalised `text` as a whole token; a number part as a number of equal value
+    (`5` matches `5.0` and `5.00`, never `15` or `5.5`)."""
+    numbers: set[float] | None = None
+    for part in parts:
+        if not part:
+            return False
+        value = _as_number(part)
+        if value is None:
+            if not _token_pattern(part).search(text):
+                return False
+            continue
+        if numbers is None:
+            numbers = _numbers(text)
+        if value not in numbers:
+            return False
+    return True
+
+
+#: A number as a token: optional sign, digits, optional decimals; not part of a word or of a longer number.
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w]|\.\d)")
+
+
+def _as_number(part: str) -> float | None:
+    match = _NUMBER.fullmatch(part)
+    return float(match.group()) if match else None
+
+
+def _numbers(text: str) -> set[float]:
+    return {float(token) for token in _NUMBER.findall(text)}
+
+
+#: A strict final answer may name at most this many numbers besides the gold answer's own, and at most this many
+#: words in all: more is a list of candidates, not an answer.
+MAX_EXTRA_NUMBERS = 3
+MAX_ANSWER_WORDS = 200
+_WORD = re.compile(r"\w+")
+_OPPOSITES = {"yes": "no", "no": "yes", "true": "false", "false": "true"}
+
+
+def strict_final_answer(content: str, answer: str) -> bool:
+    """A final answer (a turn without calls) states the gold `answer`: every part as a whole token, numbers as
+    numbers, and the text is not a list of candidates: at most `MAX_EXTRA_NUMBERS` numbers besides the gold's own
+    when the gold is numeric, at most `MAX_ANSWER_WORDS` words, and for a yes/no (true/false) gold not its
+    opposite as well. An empty gold answer is never stated."""
+    text = normalize(content)
+    parts = gold_parts(answer)
+    if not _contains_parts(text, parts) or len(_WORD.findall(text)) > MAX_ANSWER_WORDS:
+        return False
+    gold_numbers = {value for part in parts if (value := _as_number(part)) is not None}
+    if gold_numbers and len(_numbers(text) - gold_numbers) > MAX_EXTRA_NUMBERS:
+        return False
+    opposites = [_OPPOSITES[part] for part in parts if part in _OPPOSITES]
+    return not any(_token_pattern(word).search(text) for word in opposites)
+
+
+def reference_final_answer(content: str, answer: str) -> bool:
+    """The reference's final-answer test: the normalised answer is a substring of the normalised content."""
+    return normalize(answer) in normalize(content)
+
+
+@functools.lru_cache(maxsize=8192)
 def _token_pattern(part: str) -> re.Pattern[str]:
     left = r"(?<!\w)" + (r"(?<!\d\.)" if part[0].isdigit() else "")
     right = r"(?!\w)" + (r"(?!\.\d)" if part[-1].isdigit() else "")
@@ -84,6 +149,16 @@ def _argument_values(arguments: Any) -> set[str]:
 
 
 MATCHERS: dict[str, Matcher] = {"reference": answer_verify, "strict": strict_verify}
+
+
+def is_strict(matcher: str | Matcher) -> bool:
+    """Whether `matcher` is the strict one (which also decides the strict final-answer and all-solved rules)."""
+    return matcher == "strict" or matcher is strict_verify
+
+
+def final_answer_verify(content: str, answer: str, matcher: str | Matcher = "reference") -> bool:
+    """Whether a final answer states the gold `answer`, under the rule of `matcher` (reference: substring)."""
+    return strict_final_answer(content, answer) if is_strict(matcher) else reference_final_answer(content, answer)
 
 
 def get_matcher(matcher: str | Matcher) -> Matcher:

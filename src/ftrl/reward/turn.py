@@ -4,7 +4,8 @@
 With p calls of which q solve a pending sub-answer: f1 = 2q/(p+1) (the paper's default), p = q/p, r = q,
 pr = q*q/p. A turn without a parsed call falls through these checks in this order (the first that holds wins):
 empty content -> -0.5; leftover tool-call tags -> -0.3; the gold final answer inside the content -> 1/(1+t)
-with t the sub-answers still pending *before* the turn; every sub-answer already solved -> 0.5; else 0.
+with t the sub-answers still pending *before* the turn; every sub-answer already solved -> 0.5 (strict matcher:
+0, and the final answer must pass `strict_final_answer`); else 0.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ftrl.reward.match import Matcher, answer_verify, normalize
+from ftrl.reward.match import Matcher, answer_verify, is_strict, reference_final_answer, strict_final_answer
 from ftrl.reward.solve import pending_count, solve_calls
 
 #: `(q, p) -> reward` for a turn with p >= 1 tool calls, q of them solving a sub-answer.
@@ -60,21 +61,30 @@ def turn_reward(
         remaining, solved = solve_calls(calls, tool_outputs, unsolved_set, matcher)
         reward = REWARD_KINDS[kind](len(solved), len(calls))
         return TurnScore(reward, len(calls), len(solved), remaining, solved, "tool_calls")
-    reward, branch = _no_call_reward(message.get("content"), unsolved_set, solve_rate, answer)
+    reward, branch = _no_call_reward(message.get("content"), unsolved_set, solve_rate, answer, is_strict(matcher))
     remaining = {tool: list(answers) for tool, answers in unsolved_set.items()}
     return TurnScore(reward, 0, 0, remaining, [], branch)
 
 
 def _no_call_reward(
-    content: str | None, unsolved_set: Mapping[str, Sequence[str]], solve_rate: float, answer: str | None
+    content: str | None,
+    unsolved_set: Mapping[str, Sequence[str]],
+    solve_rate: float,
+    answer: str | None,
+    strict: bool,
 ) -> tuple[float, str]:
     if not content:
         return EMPTY_REWARD, "empty"
     if any(marker in content for marker in MALFORMED_CALL_MARKERS):
         return MALFORMED_REWARD, "malformed"
     # The reference tests `answer is not None` only: an empty gold answer is found in any non-empty content.
-    if answer is not None and normalize(answer) in normalize(content):
+    # Strict: the answer as whole tokens, numbers as numbers, not within a list of candidates.
+    stated = answer is not None and (
+        strict_final_answer(content, answer) if strict else reference_final_answer(content, answer)
+    )
+    if stated:
         return 1 / (1 + pending_count(unsolved_set)), "answer"
     if solve_rate == 1.0:
-        return ALL_SOLVED_REWARD, "all_solved"
+        # the reference pays any text here; strict pays nothing for text that does not state the answer
+        return (0.0 if strict else ALL_SOLVED_REWARD), "all_solved"
     return 0.0, "none"

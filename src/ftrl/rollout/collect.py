@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -26,7 +27,7 @@ from rich.progress import (
 
 from ftrl.env.domains import load_source
 from ftrl.env.record import Environment
-from ftrl.jsonl import JsonlAppender, iter_jsonl, write_jsonl_atomic
+from ftrl.jsonl import JsonlAppender, iter_jsonl, require_key, write_jsonl_atomic
 from ftrl.rollout.engine import EpisodeResult, RolloutConfig, run_rollouts
 from ftrl.rollout.load import PolicySpec, load_policy
 from ftrl.rollout.policy import Policy
@@ -39,6 +40,8 @@ PROGRESS_SUFFIX = ".progress"
 def episode_states(result: EpisodeResult, index: int) -> list[Environment]:
     """The training states of one finished episode, in turn order."""
     env = result.env
+    if result.error is not None and not result.messages:
+        return []  # it never started: nothing to learn from
     start = env.pending_count
     extra = {**env.extra, "index": index, "episode_id": result.key}
     states = [_state(env, env.messages, env.unsolved_set, env.solve_rate, extra, 0)]
@@ -46,7 +49,7 @@ def episode_states(result: EpisodeResult, index: int) -> list[Environment]:
         left = sum(len(answers) for answers in point.unsolved_set.values())
         # fraction of the environment's original sub-answers produced so far (the reference's formula when
         # the input is a raw environment; also right when the input is itself a partly solved state)
-        rate = env.solve_rate + (1.0 - env.solve_rate) * (start - left) / start
+        rate = env.solve_rate + (1.0 - env.solve_rate) * (start - left) / start if start else env.solve_rate
         states.append(
             _state(
                 env,
@@ -87,21 +90,29 @@ def finished_episodes(out: Path) -> set[str]:
     if not out.exists():
         progress.unlink(missing_ok=True)
         return set()
+    writer = "`ftrl sample`"
     logged = (
-        {row["episode_id"]: row["states"] for _, row in iter_jsonl(progress, allow_torn_tail=True)}
+        {
+            require_key(progress, line, row, "episode_id", str, writer): require_key(
+                progress, line, row, "states", int, writer
+            )
+            for line, row in iter_jsonl(progress, allow_torn_tail=True)
+        }
         if progress.exists()
         else {}
     )
-    rows = [row for _, row in iter_jsonl(out, allow_torn_tail=True)]
+    rows = []
     counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["episode_id"]] = counts.get(row["episode_id"], 0) + 1
-    done = {key for key, states in logged.items() if counts.get(key) == states}
+    for line, row in iter_jsonl(out, allow_torn_tail=True):
+        key = require_key(out, line, row, "episode_id", str, writer)
+        counts[key] = counts.get(key, 0) + 1
+        rows.append(row)
+    done = {key for key, states in logged.items() if counts.get(key, 0) == states}
     if len(done) != len(counts) or len(done) != len(logged):
         write_jsonl_atomic(out, [row for row in rows if row["episode_id"] in done])
         write_jsonl_atomic(
             progress,
-            [{"episode_id": key, "states": counts[key]} for key in sorted(done)],
+            [{"episode_id": key, "states": counts.get(key, 0)} for key in sorted(done)],
         )
     return done
 
@@ -145,22 +156,34 @@ def collect(
     if done:
         console.print(f"resuming: {len(done)} episodes done, {len(jobs)} to go")
     policy = policy or load_policy(spec, selected)
-    written = 0
+    written = errors = 0
     runtime_config = RuntimeConfig(timeout_s=timeout_s, workers=workers)
     rollout = RolloutConfig(max_turns=max_turns, batch_size=spec.batch_size)
     with (
         ToolRuntime(runtime_config) as runtime,
         _progress(console) as bar,
-        JsonlAppender(out) as rows,
+        JsonlAppender(out, allow_nan=False) as rows,  # a state never carries NaN or Infinity
         JsonlAppender(out.with_name(out.name + PROGRESS_SUFFIX)) as log,
     ):
         for result in run_rollouts(jobs, policy, runtime, rollout, source.episode_kwargs, bar, len(jobs)):
             states = episode_states(result, int(result.key.split("-")[0]))
             for state in states:
                 rows.write(state.to_row())
-            log.write({"episode_id": result.key, "states": len(states)})
+            log.write(
+                {"episode_id": result.key, "states": len(states), **({"error": result.error} if result.error else {})}
+            )
             written += len(states)
+            if result.error:
+                errors += 1
+                console.print(
+                    f"[yellow]episode {result.key} (row {result.key.split('-')[0]}): {escape(result.error)}[/]"
+                )
     console.print(f"wrote {written} states to {out}")
+    if errors:
+        console.print(
+            f"[yellow]{errors} episode(s) ended early on a fault of their own (kept up to it; listed with their "
+            f"error in {out.name}{PROGRESS_SUFFIX})[/]"
+        )
     return written
 
 

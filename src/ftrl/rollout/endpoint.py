@@ -3,6 +3,8 @@
 Tools go out natively (`tools`) and calls come back as `tool_calls`. Requests of one batch run concurrently up
 to a limit; retries and errors are those of the shared transport `ftrl.openai_http`.
 Messages are normalised by `ftrl.formats.openai` (llama.cpp answers HTTP 500 to `"content": null`).
+A fault of one request (refused, too large, malformed: the error names the server and the field) becomes that
+conversation's reply error (`REPLY_ERROR`), which ends only its episode; an unreachable server stops the run.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 import httpx
 
 from ftrl.formats.openai import from_openai, to_openai
-from ftrl.openai_http import EndpointError, TransportStats, open_client, post_chat
+from ftrl.openai_http import EndpointError, RequestRefused, TransportStats, open_client, post_chat
+from ftrl.rollout.engine import REPLY_ERROR
 from ftrl.rollout.policy import GenerationStats, Message
 from ftrl.settings import SamplingConfig, ServerConfig
 
@@ -44,10 +47,13 @@ class EndpointPolicy:
 
             async def one(index: int) -> Message:
                 async with limit:
-                    return await self._request(
-                        client,
-                        self.body(conversations[index], tools[index] if tools else None),
-                    )
+                    try:
+                        return await self._request(
+                            client,
+                            self.body(conversations[index], tools[index] if tools else None),
+                        )
+                    except (RequestRefused, MalformedReply, UnicodeEncodeError) as error:
+                        return {"role": "assistant", "content": "", REPLY_ERROR: f"model server: {error}"}
 
             replies = await asyncio.gather(*(one(i) for i in range(len(conversations))))
         self.stats.calls += 1
@@ -73,12 +79,33 @@ class EndpointPolicy:
         return self._reply(await post_chat(client, self.server, body, stats=self.transport))
 
     def _reply(self, data: dict[str, Any]) -> Message:
-        choices = data.get("choices") or []
-        if not choices:
-            raise EndpointError(f"{self.url} returned no choices: {str(data)[:300]}")
-        usage = data.get("usage") or {}
-        self.stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-        self.stats.completion_tokens += int(usage.get("completion_tokens") or 0)
-        message = from_openai(choices[0]["message"])
+        """The reply's first message; a reply without one, or with fields of the wrong type, is a `MalformedReply`
+        naming the server and the field."""
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise MalformedReply(f"{self.url}: field 'choices' is missing or empty in the reply: {str(data)[:200]}")
+        raw = choices[0].get("message")
+        if not isinstance(raw, dict):
+            raise MalformedReply(f"{self.url}: field 'choices[0].message' is missing or not an object")
+        if raw.get("content") is not None and not isinstance(raw["content"], str):
+            raise MalformedReply(f"{self.url}: field 'choices[0].message.content' is not a string")
+        try:
+            message = from_openai(raw)
+        except (KeyError, TypeError, AttributeError, ValueError) as error:
+            raise MalformedReply(
+                f"{self.url}: field 'choices[0].message.tool_calls' is malformed ({type(error).__name__}: {error})"
+            ) from None
+        usage = data.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        self.stats.prompt_tokens += _count(usage.get("prompt_tokens"))
+        self.stats.completion_tokens += _count(usage.get("completion_tokens"))
         message["content"] = message["content"] or ""
         return message
+
+
+class MalformedReply(EndpointError):
+    """A reply that is JSON but not a chat completion; it concerns one request."""
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -8,11 +8,16 @@ at once. With a `StreamingPolicy` (a local model) an episode whose turn ends run
 turn while the others are still decoding (continuous batching); other policies answer all active episodes in
 one `generate` call per turn, with one `call_batch` for their tools. Either way finished episodes are replaced
 from the queue at once so the batch stays full.
+
+A fault that belongs to one episode (a tool output or a server reply that is not valid Unicode, a reply the
+server refused or malformed, an environment that cannot start) ends that episode with `error` set, keeping what
+it did before; the other episodes go on. Faults of the whole run (the server unreachable) still stop it.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,10 +26,25 @@ from typing import Any
 from rich.progress import Progress
 
 from ftrl.env.record import Environment
-from ftrl.reward import EpisodeScore, answer_verify
+from ftrl.reward import EpisodeScore
+from ftrl.reward.match import final_answer_verify, get_matcher
 from ftrl.rollout.policy import Message, Policy, StreamingPolicy
 from ftrl.runtime import TOOL_ERROR_PREFIX
 from ftrl.runtime.protocol import ToolEpisode, ToolRunner
+
+#: Key of a policy's reply that stands for a fault of that one conversation (the text says what happened).
+REPLY_ERROR = "error"
+
+
+def unicode_fault(value: Any, what: str) -> str | None:
+    """Why `value` (a string, or a message of strings) cannot be written as UTF-8, or None: a lone surrogate such
+    as `"\\ud800"`, which JSON allows and Python strings hold, but no file or request can carry."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"{what} is not valid Unicode (a lone surrogate {ascii(text[error.start])} at character {error.start})"
+    return None
 
 
 @dataclass(kw_only=True)
@@ -35,6 +55,8 @@ class RolloutConfig:
     max_turns: int = 20
     batch_size: int = 16
     continuous: bool = True
+    #: Sub-answer matcher of the metrics and of `correct`: reference (the paper's) or strict.
+    matcher: str = "reference"
 
 
 @dataclass
@@ -59,6 +81,8 @@ class EpisodeResult:
     n_errors: int
     turns: int
     state_points: list[StatePoint] = field(default_factory=list)
+    #: Why the episode ended early (a fault of this episode only), or None.
+    error: str | None = None
 
     def to_row(self) -> dict[str, Any]:
         """The `episodes.jsonl` row (the reference's evaluation output plus our counters)."""
@@ -72,6 +96,7 @@ class EpisodeResult:
             "n_calls": self.n_calls,
             "n_errors": self.n_errors,
             "turns": self.turns,
+            **({"error": self.error} if self.error else {}),
         }
 
 
@@ -87,6 +112,7 @@ class _Active:
     score: EpisodeScore
     n_errors: int = 0
     state_points: list[StatePoint] = field(default_factory=list)
+    error: str | None = None
 
 
 def run_rollouts(
@@ -107,33 +133,48 @@ def run_rollouts(
     kwargs_of = episode_kwargs or (lambda env: {"codes": env.codes})
     queue = deque(jobs)
     task = progress.add_task("episodes", total=total if total is not None else len(queue)) if progress else None
+    failed: list[EpisodeResult] = []  # episodes that could not start, reported in their turn
+
+    def advance() -> None:
+        if progress is not None and task is not None:
+            progress.advance(task)
 
     def start_more(running: int) -> list[_Active]:
         """Episodes from the queue for the free places beside `running` ones."""
         started: list[_Active] = []
         while queue and running + len(started) < config.batch_size:
             key, env = queue.popleft()
-            started.append(_start(key, env, runtime.episode(**kwargs_of(env))))
+            try:
+                score = EpisodeScore.start(env.unsolved_set, matcher=get_matcher(config.matcher))
+                started.append(_Active(key, env, runtime.episode(**kwargs_of(env)), copy.deepcopy(env.messages), score))
+            except ValueError as error:  # this environment cannot be played (nothing owed, unknown domain...)
+                failed.append(_failed_start(key, env, f"cannot start: {error}"))
+                advance()
         return started
 
     def after_turn(items: list[_Active], replies: list[Message]) -> Iterator[_Active | EpisodeResult]:
         """Run the turn's tools; yields each item that goes on and the result of each that ended."""
         _run_tools(items, replies, runtime)
         for item, reply in zip(items, replies, strict=False):
-            if reply.get("tool_calls") and item.score.n_turns < config.max_turns:
+            if item.error is None and reply.get("tool_calls") and item.score.n_turns < config.max_turns:
                 yield item
                 continue
             item.episode.close()
-            if progress is not None and task is not None:
-                progress.advance(task)
-            yield _finish(item)
+            advance()
+            yield _finish(item, config.matcher)
 
     if config.continuous and isinstance(policy, StreamingPolicy):
-        yield from _continuous(policy, start_more, after_turn)
+        for result in _continuous(policy, start_more, after_turn):
+            yield from _drain(failed)
+            yield result
+        yield from _drain(failed)
         return
     active: list[_Active] = []
     while queue or active:
         active += start_more(len(active))
+        yield from _drain(failed)
+        if not active:
+            continue
         replies = policy.generate([a.messages for a in active], [a.env.tools for a in active])
         still: list[_Active] = []
         for outcome in after_turn(active, replies):
@@ -174,27 +215,45 @@ def _continuous(
         submit(start_more(len(active)))
 
 
-def _start(key: str, env: Environment, episode: Any) -> _Active:
-    return _Active(
-        key,
-        env,
-        episode,
-        copy.deepcopy(env.messages),
-        EpisodeScore.start(env.unsolved_set),
+def _drain(failed: list[EpisodeResult]) -> Iterator[EpisodeResult]:
+    while failed:
+        yield failed.pop(0)
+
+
+def _failed_start(key: str, env: Environment, error: str) -> EpisodeResult:
+    metrics = {"solve_precision": 0.0, "solve_rate": 0.0, "solve_f1": 0.0}
+    return EpisodeResult(
+        key=key, env=env, messages=[], metrics=metrics, correct=False, n_calls=0, n_errors=0, turns=0, error=error
     )
 
 
 def _run_tools(active: list[_Active], replies: list[Message], runtime: ToolRunner) -> None:
-    """Append each reply, run all replies' calls in one batch, append tool messages and update the scores."""
+    """Append each reply, run all replies' calls in one batch, append tool messages and update the scores.
+
+    A reply that carries a fault, or is not valid Unicode, ends its episode (`error`) before its calls run; a tool
+    output that is not valid Unicode ends it after the calls, without that turn's tool messages or score."""
     requests = []
     for item, reply in zip(active, replies, strict=False):
+        item.error = reply.get(REPLY_ERROR) or unicode_fault(reply, "the model's reply")
+        if item.error:
+            item.error = f"{item.error} (turn {item.score.n_turns + 1})"
+            continue
         item.messages.append(reply)
         for call in reply.get("tool_calls") or []:
             requests.append((item.episode, call["function"]["name"], call["function"]["arguments"]))
     outputs = iter(runtime.call_batch(requests))
     for item, reply in zip(active, replies, strict=False):
+        if item.error:
+            continue
         calls = reply.get("tool_calls") or []
         contents = [next(outputs) for _ in calls]
+        faults = [
+            unicode_fault(content, f"the output of tool {call['function']['name']!r}")
+            for call, content in zip(calls, contents, strict=False)
+        ]
+        if fault := next(filter(None, faults), None):
+            item.error = f"{fault} (turn {item.score.n_turns + 1})"
+            continue
         for call, content in zip(calls, contents, strict=False):
             item.messages.append({"role": "tool", "content": content, "tool_call_id": call["id"]})
             item.n_errors += content.startswith(f"{TOOL_ERROR_PREFIX} {call['function']['name']}:")
@@ -204,12 +263,12 @@ def _run_tools(active: list[_Active], replies: list[Message], runtime: ToolRunne
             item.state_points.append(StatePoint(item.score.n_turns, len(item.messages), remaining))
 
 
-def _finish(item: _Active) -> EpisodeResult:
+def _finish(item: _Active, matcher: str) -> EpisodeResult:
     text = next(
         (str(m.get("content") or "") for m in reversed(item.messages) if m.get("role") == "assistant"),
         "",
     )
-    correct = bool(item.env.answer) and answer_verify(text, item.env.answer)
+    correct = item.error is None and bool(item.env.answer) and final_answer_verify(text, item.env.answer, matcher)
     return EpisodeResult(
         key=item.key,
         env=item.env,
@@ -220,4 +279,5 @@ def _finish(item: _Active) -> EpisodeResult:
         n_errors=item.n_errors,
         turns=item.score.n_turns,
         state_points=item.state_points,
+        error=item.error,
     )

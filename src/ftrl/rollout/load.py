@@ -12,6 +12,7 @@ from typing import Any
 
 from ftrl.env.record import Environment
 from ftrl.provenance import describe_model
+from ftrl.reward.spec import MatcherName
 from ftrl.rollout.policy import GoldPolicy, Policy
 from ftrl.settings import Device, Dtype, SamplingConfig, ServerConfig, setting
 
@@ -85,7 +86,12 @@ class PolicyOptions:
     max_new_tokens: int = setting(512, "Tokens per assistant turn.", min=1)
     batch_size: int = setting(16, "Episodes in flight (rows per generate call / concurrent requests).", min=1)
     base_url: str | None = setting(None, "OpenAI-compatible server (…/v1) serving --model.")
-    api_key: str | None = setting(None, "API key for --base-url (default $OPENAI_API_KEY).")
+    api_key: str | None = setting(
+        None, "Refused on the command line (readable in /proc/<pid>/cmdline); see --api-key-file."
+    )
+    api_key_file: str | None = setting(
+        None, "File whose first line is the API key for --base-url (default $OPENAI_API_KEY)."
+    )
     enable_thinking: bool = setting(False, "Let reasoning models think.")
     prompt: str = setting("example", "Tool prompt variant for templates without tool support.")
     threads: int | None = setting(None, "Torch CPU threads for local models.", min=1)
@@ -106,6 +112,7 @@ class PolicyOptions:
                 base_url=self.base_url,
                 model=self.model,
                 api_key=self.api_key,
+                api_key_file=self.api_key_file,
                 concurrency=self.batch_size,
                 timeout_s=min(120.0, self.timeout),
                 total_timeout_s=self.timeout,
@@ -126,7 +133,7 @@ class PolicyOptions:
     def results_settings(self) -> dict[str, Any]:
         """The settings that change a job's results, for its resume check (batch size, threads, the API key, the
         timeout and the paths do not; the inputs are recorded by content)."""
-        ignored = {"envs", "out", "limit", "batch_size", "api_key", "threads", "timeout"}
+        ignored = {"envs", "out", "limit", "batch_size", "api_key", "api_key_file", "threads", "timeout"}
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignored}
         server = self.base_url if self.base_url and self.model else None
         return {**values, "model": describe_model(self.model), "base_url": server}
@@ -148,3 +155,13 @@ class EvalConfig(PolicyOptions):
     """`ftrl eval`: greedy episodes by default, as the paper evaluates."""
 
     out: str = setting("", "Output folder: episodes.jsonl (resumable), summary.json, summary.md.")
+    matcher: MatcherName = setting(
+        "reference", "Sub-answer and final-answer matcher: reference (the paper's) or strict."
+    )
+
+    def results_settings(self) -> dict[str, Any]:
+        """As `PolicyOptions`, with the matcher only where it is not the reference's (earlier runs resume)."""
+        settings = super().results_settings()
+        if settings.get("matcher") == "reference":
+            del settings["matcher"]
+        return settings

@@ -34,7 +34,12 @@ class TrainConfig:
     out: str = setting("runs/train", "Run directory: metrics.jsonl, checkpoints/, model/.", results=False)
     algo: Algo = setting("grpo", "grpo | reinforce_plus_plus | reinforce_plus_plus_baseline (verl definitions).")
     reward: RewardKind = setting("f1", "Per-turn reward: f1 (Solve-F1, the paper's default), p, r or pr.")
-    matcher: MatcherName = setting("reference", "Sub-answer matcher: reference (exact reproduction) or strict.")
+    matcher: MatcherName = setting(
+        "strict",
+        "Sub-answer and final-answer matcher: strict (cannot be stuffed; the default, since it scores honest "
+        "trajectories as the reference does: benchmarks/RESULTS.md, issue 25) or reference (the paper's exactly; "
+        "the paper preset).",
+    )
     fmt: FormatName = setting("hermes", "Tool-call format the policy writes: hermes or llama31.")
     # rollout
     n: int = setting(16, "Responses sampled per state (rollout.n).", verl="actor_rollout_ref.rollout.n")
@@ -217,7 +222,7 @@ CPU_PRESET: dict[str, Any] = {
     "gradient_checkpointing": False,
     "save_every": 5,
 }
-PRESETS: dict[str, dict[str, Any]] = {"paper": {}, "cpu": CPU_PRESET}
+PRESETS: dict[str, dict[str, Any]] = {"paper": {"matcher": "reference"}, "cpu": CPU_PRESET}
 
 
 def make_config(preset: str = "paper", **overrides: Any) -> TrainConfig:

@@ -88,7 +88,7 @@ class ChatClient:
             return Completion(record["text"], record.get("finish_reason"), cached=True)
         async with self._semaphore:
             body = await post_chat(self._http, self.server, request, stats=self.stats, rng=self._rng)
-        completion = _parse_reply(body)
+        completion = _parse_reply(body, self.server.url)
         if self.cache is not None:
             self.cache.put(
                 key, {"request": request, "text": completion.text, "finish_reason": completion.finish_reason}
@@ -96,10 +96,17 @@ class ChatClient:
         return completion
 
 
-def _parse_reply(body: dict[str, Any]) -> Completion:
-    try:
-        choice = body["choices"][0]
-        text = choice["message"].get("content") or ""
-    except (KeyError, IndexError, TypeError, AttributeError):
-        raise RequestRefused(f"reply is not a chat completion: {json.dumps(body)[:300]}") from None
-    return Completion(str(text), choice.get("finish_reason"))
+def _parse_reply(body: dict[str, Any], url: str = "the server") -> Completion:
+    """The text of a chat completion; a reply without it names the server and the missing field."""
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        field = "choices"
+    elif not isinstance(choices[0].get("message"), dict):
+        field = "choices[0].message"
+    elif not isinstance(choices[0]["message"].get("content") or "", str):
+        field = "choices[0].message.content"
+    else:
+        choice = choices[0]
+        return Completion(choice["message"].get("content") or "", choice.get("finish_reason"))
+    shown = json.dumps(body, ensure_ascii=False)[:200]
+    raise RequestRefused(f"{url}: field {field!r} missing or malformed in the reply (not a chat completion): {shown}")
