@@ -10,7 +10,7 @@ import typer
 from rich.console import Console, Group
 from rich.markup import escape
 from rich.panel import Panel
-from rich.progress import MofNCompleteColumn, Progress
+from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
@@ -368,7 +368,9 @@ def read_score_requests(path: Path, n_rows: int) -> list[tuple[int, str]]:
 
 
 def _progress() -> Progress:
-    return Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console, transient=True)
+    from ftrl.progress import make_progress
+
+    return make_progress(console, transient=True)
 
 
 @app.command()

@@ -13,17 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from ftrl.env.domains import load_source
 from ftrl.eval.summary import EPISODES_FILE, summarize, table_rows, to_markdown, to_rich
 from ftrl.jsonl import JsonlAppender, iter_jsonl
+from ftrl.progress import make_progress
 from ftrl.rollout.engine import RolloutConfig, run_rollouts
 from ftrl.rollout.load import PolicySpec, load_policy
 from ftrl.rollout.policy import Policy
@@ -59,13 +53,7 @@ def evaluate(
         policy = policy or load_policy(spec, selected)
         runtime_config = RuntimeConfig(timeout_s=timeout_s, workers=workers)
         rollout = RolloutConfig(max_turns=max_turns, batch_size=spec.batch_size)
-        progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        )
+        progress = make_progress(console)
         with (
             ToolRuntime(runtime_config) as runtime,
             progress,

@@ -16,17 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from ftrl.env.domains import load_source
 from ftrl.env.record import Environment
 from ftrl.jsonl import JsonlAppender, iter_jsonl, write_jsonl_atomic
+from ftrl.progress import make_progress
 from ftrl.rollout.engine import EpisodeResult, RolloutConfig, run_rollouts
 from ftrl.rollout.load import PolicySpec, load_policy
 from ftrl.rollout.policy import Policy
@@ -150,7 +144,7 @@ def collect(
     rollout = RolloutConfig(max_turns=max_turns, batch_size=spec.batch_size)
     with (
         ToolRuntime(runtime_config) as runtime,
-        _progress(console) as bar,
+        make_progress(console) as bar,
         JsonlAppender(out) as rows,
         JsonlAppender(out.with_name(out.name + PROGRESS_SUFFIX)) as log,
     ):
@@ -162,13 +156,3 @@ def collect(
             written += len(states)
     console.print(f"wrote {written} states to {out}")
     return written
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ftrl.env import Environment, read_envs
 from ftrl.formats.render import render_prompt as render_messages
 from ftrl.formats.render import template_supports_tools, tool_prompt_messages
 from ftrl.jsonl import JsonlAppender, iter_jsonl, write_jsonl_atomic
+from ftrl.progress import make_progress
 from ftrl.runtime.protocol import ToolRunner
 from ftrl.train.algos import agg_loss, compute_advantages, kl_k3, policy_loss
 from ftrl.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
@@ -336,17 +336,16 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
         self.resume()
-        columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with (
             ExitStack() as stack,
-            Progress(*columns, console=self.console) as progress,
+            make_progress(self.console) as progress,
             JsonlAppender(self.out / METRICS_FILE) as log,
         ):
             score = self.scorer
             if score is None:
                 runtime, bind = runtime_scorer(self.config)
                 score = bind(stack.enter_context(runtime))
-            task = progress.add_task("train", total=self.total_steps, completed=self.step)
+            task = progress.add_task("train steps", total=self.total_steps, completed=self.step)
             while self.step < self.total_steps:
                 metrics = self.train_step(score)
                 self.step += 1
