@@ -907,15 +907,18 @@ def report_command(
 ) -> None:
     """Compare evaluation runs side by side (e.g. base vs trained): a table and a bar chart per scenario."""
     from ftrl.eval import report
+    from ftrl.eval.paired import DIFFERENCE_LEGEND
+    from ftrl.eval.report import comparison_legend, load_runs
     from ftrl.eval.summary import to_rich
 
     try:
         rows, differences = report(runs, out)
+        legend = comparison_legend(load_runs(runs))
     except (OSError, KeyError, ValueError) as error:
         raise _fail(f"cannot read the runs: {error}") from None
-    console.print(to_rich(rows, "Runs side by side"))
+    console.print(to_rich(rows, "Runs side by side", legend))
     if differences:
-        console.print(to_rich(differences, "Paired differences of mean Solve-F1 (x100)"))
+        console.print(to_rich(differences, "Paired differences of mean Solve-F1 (x100)", DIFFERENCE_LEGEND))
     console.print(f"wrote {out / 'report.md'} and {out / 'report.png'}")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 
 from ftrl.env.domains import load_source
-from ftrl.eval.summary import EPISODES_FILE, summarize, table_rows, to_markdown, to_rich
+from ftrl.eval.summary import EPISODES_FILE, LEGEND, summarize, table_rows, to_markdown, to_rich
 from ftrl.jsonl import JsonlAppender, iter_jsonl
 from ftrl.progress import make_progress
 from ftrl.rollout.engine import RolloutConfig, run_rollouts
@@ -83,6 +83,6 @@ def evaluate(
     title = f"{spec.model} on {Path(envs).name}"
     table = table_rows(summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out / "summary.md").write_text(to_markdown(table, title), encoding="utf-8")
-    console.print(to_rich(table, title))
+    (out / "summary.md").write_text(to_markdown(table, title, LEGEND), encoding="utf-8")
+    console.print(to_rich(table, title, LEGEND))
     return summary
