@@ -426,7 +426,16 @@ def train(
     check_tool_code(source, timeout_s=config.tool_timeout_s)
     del source
     # what decides the weights; run length, checkpointing and memory knobs may change on a resume
-    ignored = ("out", "data", "steps", "save_every", "keep_checkpoints", "micro_batch_size", "tool_workers")
+    ignored: tuple[str, ...] = (
+        "out",
+        "data",
+        "steps",
+        "save_every",
+        "keep_checkpoints",
+        "micro_batch_size",
+        "tool_workers",
+    )
+    ignored += ("log_samples", "report_to")  # what is logged, not what is learned
     settings = {**{k: v for k, v in asdict(config).items() if k not in ignored}, "model": describe_model(config.model)}
     try:
         with claim_output(config.out, "train", {"data": config.data}, settings, folder=True, overwrite=overwrite):
@@ -456,7 +465,7 @@ def sft(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
 
     config = config_args.load(SFTConfig())
     _load_envs_checked(Path(config.envs), None)  # before the model loads
-    settings = {**config.to_dict(), "model": describe_model(config.model), "envs": None, "out": None}
+    settings = {**config.to_dict(), "model": describe_model(config.model), "envs": None, "out": None, "report_to": None}
     try:
         with claim_output(config.out, "sft", {"envs": config.envs}, settings, folder=True, overwrite=overwrite):
             saved = run_sft(config, console=console)
@@ -487,6 +496,7 @@ def loop(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None
         "envs": None,
         "eval_envs": None,
         "warm_start_envs": None,
+        "report_to": None,
     }
     with claim_output(config.out, "loop", inputs, settings, folder=True, overwrite=overwrite):
         run_loop(config, console=console)

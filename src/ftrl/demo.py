@@ -98,6 +98,8 @@ class DemoConfig:
     max_prompt_tokens: int = 4096
     #: Episodes decoded together; all 48 test episodes at once (short prompts keep their caches small).
     eval_batch: int = 48
+    #: Trackers for the SFT and RL metrics: tensorboard, wandb, mlflow, trackio (comma-separated; optional extras).
+    report_to: str = ""
 
     @classmethod
     def long(cls, out: str = "runs/demo-long", model: str = "embedded") -> DemoConfig:
@@ -234,6 +236,7 @@ class Demo:
                 epochs=self.config.sft_epochs,
                 lr=self.config.sft_lr,
                 freeze_layers=self.config.sft_freeze_layers,
+                report_to=self.config.report_to,
             ),
             console=self.console,
         )
@@ -282,6 +285,7 @@ class Demo:
             max_new_tokens=config.max_new_tokens,
             max_prompt_tokens=config.max_prompt_tokens,
             seed=config.seed + k,
+            report_to=config.report_to,
         )
         train(train_config, console=self.console)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ftrl.settings import SamplingConfig
+from ftrl.trackers import parse_report_to
 
 #: The advantage estimators of `ftrl.train.algos`, by verl's names.
 ALGOS = ("grpo", "reinforce_pp", "reinforce_pp_baseline")
@@ -118,8 +119,15 @@ class TrainConfig:
     tool_timeout_s: float = 10.0
     #: Runtime worker processes that run the tool calls.
     tool_workers: int = 4
+    #: States per step whose sampled responses, rewards and advantages go to samples.jsonl (the viewer's RL
+    #: samples; texts cut at 2,000 characters); 0: none.
+    log_samples: int = 4
+    #: Also send the metrics to these trackers: tensorboard, wandb, mlflow, trackio (comma-separated; each is an
+    #: optional extra, `pip install ftrl[tensorboard]`...); files go under OUT/trackers.
+    report_to: str = ""
 
     def __post_init__(self) -> None:
+        parse_report_to(self.report_to)
         if self.algo not in ALGOS:
             raise ValueError(f"unknown algorithm {self.algo!r}; known: {', '.join(ALGOS)}")
         if self.loss_agg_mode not in LOSS_MODES:
@@ -203,6 +211,12 @@ class SFTConfig:
     device: str = "auto"
     #: auto (fp32 weights), fp32, bf16 or fp16.
     dtype: str = "auto"
+    #: Also send the metrics to these trackers: tensorboard, wandb, mlflow, trackio (comma-separated; optional
+    #: extras); files go under OUT/trackers.
+    report_to: str = ""
+
+    def __post_init__(self) -> None:
+        parse_report_to(self.report_to)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

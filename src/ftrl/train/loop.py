@@ -74,6 +74,8 @@ class LoopConfig:
     warm_start_epochs: int = 1
     #: Warm-start learning rate.
     warm_start_lr: float = 5e-5
+    #: Trackers for training metrics: tensorboard, wandb, mlflow, trackio (comma-separated; optional extras).
+    report_to: str = ""
 
     def warm_start(self, model: str, out: Path) -> str:
         """Supervised warm start on gold trajectories (`ftrl sft`); returns the saved model folder."""
@@ -89,6 +91,7 @@ class LoopConfig:
             epochs=self.warm_start_epochs,
             lr=self.warm_start_lr,
             lora=self.lora,
+            report_to=self.report_to,
             seed=self.seed,
         )
         return str(sft(config))
@@ -169,6 +172,7 @@ def run_loop(
             seed=config.seed + number,
             max_new_tokens=config.max_new_tokens_train,
             save_every=config.save_every,
+            report_to=config.report_to,
         )
         model = str(train(train_config, console=console))
         scores = evaluate(model, config.eval_envs, folder / "eval")

@@ -21,9 +21,9 @@ from rich.console import Console
 
 from ftrl.env import Environment, read_envs
 from ftrl.formats import render_hermes
-from ftrl.jsonl import JsonlAppender
 from ftrl.progress import make_progress
 from ftrl.runtime.protocol import ToolRunner
+from ftrl.trackers import MetricsLog
 from ftrl.train.config import SFTConfig
 from ftrl.train.policy import freeze_bottom, load_trainable_model, save_hf
 from ftrl.train.trainer import FINAL_MODEL, METRICS_FILE, prompt_messages
@@ -120,7 +120,10 @@ def sft(config: SFTConfig, console: Console | None = None) -> Path:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     steps_per_epoch = -(-len(examples) // config.batch_size)
     model.train()
-    with make_progress(console) as progress, JsonlAppender(out / METRICS_FILE) as log:
+    with (
+        make_progress(console) as progress,
+        MetricsLog(out / METRICS_FILE, config.report_to, config=config.to_dict()) as log,
+    ):
         task = progress.add_task("sft steps", total=config.epochs * steps_per_epoch)
         step = 0
         for epoch in range(config.epochs):
