@@ -84,6 +84,9 @@ def _fail(message: str) -> typer.Exit:
 
 
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out instead of resuming it.")]
+ViewerOption = Annotated[
+    bool, typer.Option("--viewer/--no-viewer", help="Write the run viewer (a static site) into OUT/viewer.")
+]
 
 #: Config fields whose flag is not derived from their name (`ftrl.cli_config`): names users already type.
 FLAG_NAMES = {"max_new_tokens_train": "--train-max-new-tokens"}
@@ -403,6 +406,7 @@ def train(
         "A --config file, then the flags given, apply on top.",
     ),
     overwrite: OverwriteOption = False,
+    viewer: ViewerOption = True,
     *,
     config_args: ConfigArgs,
 ) -> None:
@@ -443,6 +447,7 @@ def train(
     except (ValueError, ModelNotFound) as error:
         raise _fail(str(error)) from None
     console.print(f"[green]saved[/] {saved}")
+    _viewer(viewer, config.out)
 
 
 @app.command()
@@ -476,7 +481,7 @@ def sft(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
 
 @app.command()
 @config_options(LoopConfig, required=("envs", "eval_envs", "out"), flag_names=FLAG_NAMES)
-def loop(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
+def loop(overwrite: OverwriteOption = False, viewer: ViewerOption = True, *, config_args: ConfigArgs) -> None:
     """The iterative recipe: per round collect states with the current policy, train on them, evaluate."""
     from dataclasses import asdict
 
@@ -500,6 +505,7 @@ def loop(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None
     }
     with claim_output(config.out, "loop", inputs, settings, folder=True, overwrite=overwrite):
         run_loop(config, console=console)
+    _viewer(viewer, config.out)
 
 
 export_app = typer.Typer(help="Export ftrl data to other training stacks.", no_args_is_help=True)
@@ -882,6 +888,7 @@ def eval_command(
     dtype: DtypeOption = "auto",
     timeout: ServerTimeoutOption = 300.0,
     overwrite: OverwriteOption = False,
+    viewer: ViewerOption = True,
 ) -> None:
     """Evaluate a model: Solve-P/R/F1 per scenario and their mean, answer accuracy, call errors, turns."""
     from ftrl.eval import evaluate
@@ -908,6 +915,7 @@ def eval_command(
             evaluate(spec, envs, out, limit=limit, max_turns=max_turns, console=console)
     except (DataError, ModelNotFound, ValueError) as error:
         raise _fail(str(error)) from None
+    _viewer(viewer, out)
 
 
 @app.command("report")
@@ -943,6 +951,7 @@ def demo(
         help="The recipe: default (at most 30 minutes on 2 CPU cores; the defaults shown), quick, or long (three RL "
         "rounds, ~35 minutes). A --config file, then the flags given, apply on top.",
     ),
+    viewer: ViewerOption = True,
     *,
     config_args: ConfigArgs,
 ) -> None:
@@ -957,3 +966,33 @@ def demo(
     if config.seed and "out" not in values:
         config.out += f"-seed{config.seed}"
     run_demo(config, console)
+    _viewer(viewer, config.out)
+
+
+def _viewer(wanted: bool, out: str | Path) -> None:
+    """The run viewer every run-producing command writes into its output (`--no-viewer` skips it)."""
+    if wanted:
+        from ftrl.viewer import view_output
+
+        view_output(out, console)
+
+
+@app.command()
+def view(
+    runs: list[Path] = typer.Argument(
+        ..., help="Run folders: ftrl eval, train, sft, loop or demo outputs (searched recursively)."
+    ),
+    out: Path = typer.Option(Path("viewer"), help="Folder for the site (index.html opens from disk)."),
+    envs: Path | None = typer.Option(
+        None, help="Environment file of the evaluations (default: the one each summary.json names)."
+    ),
+) -> None:
+    """A static site to read runs in a browser, no server or network: scores, intervals and training curves,
+    every episode as a chat with per-turn rewards beside its gold trajectory, run-vs-run diffs, RL samples."""
+    from ftrl.viewer import write_site
+
+    try:
+        page = write_site(runs, out, envs)
+    except (OSError, ValueError, DataError) as error:
+        raise _fail(str(error)) from None
+    console.print(f"[green]wrote[/] {page} (open it in a browser)")
