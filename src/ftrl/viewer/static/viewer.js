@@ -1,5 +1,5 @@
 // ftrl run viewer: plain JavaScript, no library, no network. Data files call FTRL.put(key, value); they are
-// loaded with <script> tags because browsers refuse fetch() of local (file://) files.
+// loaded with <script> tags because browsers refuse to fetch local (file://) files.
 "use strict";
 
 const FTRL = (window.FTRL = {
