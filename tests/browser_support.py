@@ -60,7 +60,8 @@ def wait_for(driver: Any, css: str, timeout: float = 10.0) -> Any:
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css)))
+    condition = expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css))
+    return WebDriverWait(driver, timeout, poll_frequency=0.02).until(condition)
 
 
 def page_errors(driver: Any) -> list[str]:
