@@ -96,7 +96,7 @@ def test_report_puts_runs_side_by_side(envs_file, tmp_path):
     assert rows[-1] == ["mean", "n/a", "0.0", "0.0", "100.0", "100.0", "100.0"]
     assert "A = base, B = oracle" in (tmp_path / "cmp" / "report.md").read_text()
     assert (tmp_path / "cmp" / "report.png").stat().st_size > 1000
-    assert differences[1][0] == "oracle - base" and differences[1][1] == "+100.0"
+    assert differences[1][0] == "B - A" and differences[1][1] == "+100.0"  # A = base, B = oracle
     assert "Paired differences" in (tmp_path / "cmp" / "report.md").read_text()
     result = CliRunner().invoke(
         app,
@@ -109,7 +109,7 @@ def test_report_puts_runs_side_by_side(envs_file, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "c2" / "report.md").exists() and "oracle - base" in result.output
+    assert (tmp_path / "c2" / "report.md").exists() and "B - A" in result.output and "B = oracle" in result.output
 
 
 def test_summarize_empty_and_unknown_scenarios():

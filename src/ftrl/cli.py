@@ -934,9 +934,15 @@ def report_command(
         legend = comparison_legend(load_runs(runs))
     except (OSError, KeyError, ValueError) as error:
         raise _fail(f"cannot read the runs: {error}") from None
-    console.print(to_rich(rows, "Runs side by side", legend))
+    # one table per metric, a column per run: fits 80 columns for up to ~8 runs (report.md has them side by side)
+    for metric, title in (("F1", "Solve-F1"), ("P", "Solve-P"), ("R", "Solve-R")):
+        picked = [0] + [i for i, header in enumerate(rows[0]) if header.endswith(f" {metric}")]
+        table = [[row[i] for i in picked] for row in rows]
+        table[0] = ["scenario", *(rows[0][i].split()[0] for i in picked[1:])]
+        console.print(to_rich(table, f"{title} (x100)", legend if metric == "R" else ""))
     if differences:
         console.print(to_rich(differences, "Paired differences of mean Solve-F1 (x100)", DIFFERENCE_LEGEND))
+        console.print(legend.split(";")[0])
     console.print(f"wrote {out / 'report.md'} and {out / 'report.png'}")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -122,12 +123,20 @@ def report(dirs: Sequence[str | Path], out: str | Path) -> tuple[list[list[str]]
     differences: list[list[str]] = []
     paired: list[PairedDifference] = []
     if len(dirs) > 1 and all((Path(d) / EPISODES_FILE).is_file() for d in dirs):
-        paired = pairwise(dict(zip(runs, dirs, strict=False)))
+        letters = run_letters(runs)  # run labels are folder or model names: too long for an 80-column table
+        paired = pairwise({letters[label]: folder for label, folder in zip(runs, dirs, strict=False)})
         differences = difference_rows(paired)
-        text += "\n" + to_markdown(differences, "Paired differences of mean Solve-F1 (x100)", DIFFERENCE_LEGEND)
+        legend = f"{DIFFERENCE_LEGEND}; {comparison_legend(runs).split(';')[0]}"
+        text += "\n" + to_markdown(differences, "Paired differences of mean Solve-F1 (x100)", legend)
     (folder / "report.md").write_text(text + "\n![runs](report.png)\n", encoding="utf-8")
-    plot(runs, folder / "report.png", paired)
+    plot(runs, folder / "report.png", [_named(d, runs) for d in paired])
     return rows, differences
+
+
+def _named(difference: PairedDifference, runs: dict[str, Any]) -> PairedDifference:
+    """A difference labelled by letters, relabelled with the run names (the plot has room for them)."""
+    names = {letter: label for label, letter in run_letters(runs).items()}
+    return replace(difference, a=names[difference.a], b=names[difference.b])
 
 
 def consecutive(runs: dict[str, Any], differences: list[PairedDifference]) -> list[PairedDifference]:
