@@ -130,6 +130,10 @@ def test_cli_view_and_eval_writes_its_viewer(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     _, index = read_js(tmp_path / "v" / "data" / "index.js")
     assert [run["name"] for run in index["evals"]] == ["base", "oracle"] and len(index["pairs"]) == 1
+    write_site([runs / "oracle", runs / "base"], tmp_path / "v-reversed")  # folders given: their order wins
+    _, index = read_js(tmp_path / "v-reversed" / "data" / "index.js")
+    assert [run["name"] for run in index["evals"]] == ["oracle", "base"]
+    assert index["pairs"][0]["interval"]["mean"] == pytest.approx(-100.0)
     out = tmp_path / "eval"
     envs = runs / "envs.jsonl"
     result = CliRunner().invoke(app, ["eval", "--model", "oracle", "--envs", str(envs), "--out", str(out)])

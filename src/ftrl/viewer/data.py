@@ -2,7 +2,8 @@
 
 A run folder is anything ftrl writes: an `ftrl eval` folder (`summary.json` + `episodes.jsonl`), a training folder
 (`metrics.jsonl`, and `samples.jsonl` for RL), or a folder holding several (`ftrl loop`, `ftrl demo`), searched
-recursively. Evaluations are ordered as they were produced (a pipeline's stages in order).
+recursively. Evaluations are in the order of the folders given, and within one folder in the order they were
+produced (a pipeline's stages in order).
 """
 
 from __future__ import annotations
@@ -70,14 +71,15 @@ def load_runs(paths: Sequence[str | Path], envs: str | Path | None = None) -> Ru
     each evaluation's `summary.json` names it)."""
     roots = [Path(p) for p in paths]
     runs = Runs()
-    found: list[tuple[float, EvalRun]] = []
-    for root in roots:
+    found: list[tuple[int, float, EvalRun]] = []
+    for position, root in enumerate(roots):
         if not root.is_dir():
             raise ValueError(f"{root}: not a folder")
         for folder in _folders(root):
             name = _label(root, folder, roots)
             if (folder / "summary.json").is_file() and (folder / EPISODES_FILE).is_file():
-                found.append(((folder / "summary.json").stat().st_mtime, read_eval(name, folder, envs)))
+                produced = (folder / "summary.json").stat().st_mtime
+                found.append((position, produced, read_eval(name, folder, envs)))
             metrics = folder / "metrics.jsonl"
             if metrics.is_file():
                 runs.trainings.append(read_training(name, folder))
@@ -86,7 +88,7 @@ def load_runs(paths: Sequence[str | Path], envs: str | Path | None = None) -> Ru
                 seconds = json.loads(settings.read_text(encoding="utf-8")).get("seconds")
                 if isinstance(seconds, dict):
                     runs.stage_times[_label(root, folder.parent, roots) or root.name] = seconds
-    runs.evals = [run for _, run in sorted(found, key=lambda item: item[0])]
+    runs.evals = [run for _, _, run in sorted(found, key=lambda item: item[:2])]
     if not runs.evals and not runs.trainings:
         raise ValueError(f"no ftrl run under {', '.join(map(str, roots))} (summary.json or metrics.jsonl)")
     return runs
