@@ -106,14 +106,15 @@ class LoopConfig:
         collect(spec, envs, out, max_turns=self.max_turns)
 
     def evaluate_model(self, model: str, envs: str, out: Path) -> dict[str, float]:
-        """Evaluate greedily (`ftrl eval`); returns the mean Solve-P/R/F1 over scenarios."""
+        """Evaluate greedily (`ftrl eval`); returns the mean Solve-P/R/F1 over scenarios and the number of calls
+        (none: Solve-P is undefined, shown n/a)."""
         from ftrl.eval.run import evaluate
         from ftrl.rollout.load import PolicySpec
         from ftrl.settings import SamplingConfig
 
         spec = PolicySpec(model=model, sampling=SamplingConfig(max_new_tokens=self.max_new_tokens))
         summary = evaluate(spec, envs, out, max_turns=self.max_turns)
-        return {key: float(summary["mean"][key]) for key in METRICS}
+        return {**{key: float(summary["mean"][key]) for key in METRICS}, "calls": summary["mean"]["calls"]}
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
@@ -188,10 +189,17 @@ def _label(row: dict[str, Any]) -> str:
     return row.get("label") or ("start" if row["round"] == 0 else f"round {row['round']}")
 
 
+def _shown(row: dict[str, Any], key: str) -> float | None:
+    """A row's score, None for Solve-P of a model that made no call (no precision; rows without `calls` predate it)."""
+    return None if key == "solve_p" and row.get("calls") == 0 else float(row[key])
+
+
 def rounds_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table("model", "Solve-P", "Solve-R", "Solve-F1", "folder", title="ftrl loop (x100)")
+    table = Table("model", "P", "R", "F1", "folder", title="ftrl loop (x100)", caption_justify="left")
+    table.caption = "P, R, F1 = Solve-P, Solve-R, Solve-F1; n/a = no tool call, so no precision"
     for row in rows:
-        table.add_row(_label(row), *(f"{row[key]:.1f}" for key in METRICS), row["model"])
+        values = [_shown(row, key) for key in METRICS]
+        table.add_row(_label(row), *("n/a" if v is None else f"{v:.1f}" for v in values), row["model"])
     return table
 
 
@@ -204,7 +212,8 @@ def plot_rounds(rows: list[dict[str, Any]], out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     positions = range(len(rows))
     for key, label in zip(METRICS, ("Solve-P", "Solve-R", "Solve-F1"), strict=False):
-        ax.plot(positions, [row[key] for row in rows], marker="o", label=label)
+        values = [_shown(row, key) for row in rows]  # None: no point (matplotlib leaves a gap for NaN)
+        ax.plot(positions, [float("nan") if v is None else v for v in values], marker="o", label=label)
     ax.set_xticks(list(positions), [_label(row) for row in rows])
     ax.set_ylabel("held-out score (x100)")
     ax.legend()
