@@ -31,7 +31,7 @@ from ftrl.jsonl import iter_jsonl  # noqa: E402
 from ftrl.viewer.data import load_runs  # noqa: E402
 from ftrl.viewer.site import build_site  # noqa: E402
 
-COMMAND = "python benchmarks/bench_viewer.py --screenshots docs"
+COMMAND = "python benchmarks/bench_viewer.py --source runs/demo-quick --screenshots docs"
 VIEWS = ("overview", "episodes", "diff", "samples")
 
 
