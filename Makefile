@@ -13,7 +13,7 @@ TORCH ?= torch==2.13.0
 # created once (~3 min, ~2 GB) and reused; when it cannot be installed those tests are skipped, saying why.
 VERL_VENV ?= .venv-verl
 
-.PHONY: install install-serve verl-env demo check test test-slow bench
+.PHONY: install install-serve install-browser verl-env demo check test test-slow bench
 
 install:
 	$(PYTHON) -m pip install --quiet "$(TORCH)"
@@ -44,7 +44,13 @@ test: install verl-env check
 install-serve: install
 	CMAKE_ARGS="$(LLAMA_CPP_CMAKE_ARGS)" $(PYTHON) -m pip install --quiet "llama-cpp-python[server]==0.3.36"
 
-test-slow: install-serve
+# headless Chromium for the viewer's browser test: Debian's packages (no browser download), selenium to drive them
+install-browser: install
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+	  || (apt-get update && apt-get install -y chromium chromium-driver)
+	$(PYTHON) -m pip install --quiet "selenium>=4.20,<5"
+
+test-slow: install-serve install-browser
 	$(PYTHON) -m pytest -q -m slow
 
 bench: install

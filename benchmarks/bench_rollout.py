@@ -95,8 +95,8 @@ def demo_envs(n: int) -> list:
     """The first `n` environments of the demo's held-out test set, built here (procedural, seeded)."""
     from ftrl.construction.config import BuildConfig
     from ftrl.construction.driver import build_environments
-    from ftrl.demo import DemoConfig
     from ftrl.env import read_envs
+    from ftrl.recipes.demo import DemoConfig
 
     demo = DemoConfig()
     path = Path(tempfile.mkdtemp()) / "test.jsonl"

@@ -27,8 +27,8 @@ import numpy as np
 
 from ftrl.construction.config import BuildConfig
 from ftrl.construction.driver import build_environments
-from ftrl.demo import DemoConfig
 from ftrl.env.io import read_envs
+from ftrl.recipes.demo import DemoConfig
 from ftrl.reward import EpisodeScore
 from ftrl.reward.match import answer_verify, final_answer_verify, get_matcher, strict_verify
 from ftrl.reward.turn import turn_reward

@@ -23,8 +23,8 @@ import torch
 def build(out: Path) -> tuple[Path, Path]:
     """The demo's environments (same recipe and seeds), and states from replaying gold trajectories on a few
     training environments (no model needed)."""
-    from ftrl.demo import Demo, DemoConfig
     from ftrl.env import read_envs, write_envs
+    from ftrl.recipes.demo import Demo, DemoConfig
     from ftrl.rollout.collect import collect
 
     demo = Demo(DemoConfig(out=str(out / "demo")))

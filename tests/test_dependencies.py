@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Distributions imported under a name other than their normalized one.
-IMPORT_NAMES = {"pyyaml": "yaml"}
+IMPORT_NAMES = {"pyyaml": "yaml", "mlflow-skinny": "mlflow"}
 #: Declared but never imported by ftrl: what transformers itself needs for something ftrl asks of it.
 USED_BY_TRANSFORMERS = {
     "accelerate": "transformers refuses to load a GGUF file without it (the embedded model's conversion)",

@@ -91,18 +91,12 @@ def test_report_puts_runs_side_by_side(envs_file, tmp_path):
     scripts = {make_env(c).question: [say("no idea")] for c in ("France", "Japan")}
     evaluate("base", envs_file, tmp_path / "base", policy=ScriptedPolicy(scripts))
     rows, differences = report([tmp_path / "base", tmp_path / "trained"], tmp_path / "cmp")
-    assert rows[0] == [
-        "scenario",
-        "base Solve-P",
-        "base Solve-R",
-        "base Solve-F1",
-        "oracle Solve-P",
-        "oracle Solve-R",
-        "oracle Solve-F1",
-    ]
-    assert rows[-1] == ["mean", "100.0", "0.0", "0.0", "100.0", "100.0", "100.0"]
+    assert rows[0] == ["scenario", "A P", "A R", "A F1", "B P", "B R", "B F1"]
+    # the base model made no call: its precision is undefined (the per-episode score keeps the reference's 1.0)
+    assert rows[-1] == ["mean", "n/a", "0.0", "0.0", "100.0", "100.0", "100.0"]
+    assert "A = base, B = oracle" in (tmp_path / "cmp" / "report.md").read_text()
     assert (tmp_path / "cmp" / "report.png").stat().st_size > 1000
-    assert differences[1][0] == "oracle - base" and differences[1][1] == "+100.0"
+    assert differences[1][0] == "B - A" and differences[1][1] == "+100.0"  # A = base, B = oracle
     assert "Paired differences" in (tmp_path / "cmp" / "report.md").read_text()
     result = CliRunner().invoke(
         app,
@@ -115,7 +109,7 @@ def test_report_puts_runs_side_by_side(envs_file, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "c2" / "report.md").exists() and "oracle - base" in result.output
+    assert (tmp_path / "c2" / "report.md").exists() and "B - A" in result.output and "B = oracle" in result.output
 
 
 def test_summarize_empty_and_unknown_scenarios():
@@ -136,3 +130,19 @@ def test_gold_and_its_earlier_name_oracle_replay_the_same(envs_file, tmp_path):
     gold = evaluate("gold", envs_file, tmp_path / "gold")
     oracle = evaluate("oracle", envs_file, tmp_path / "oracle")
     assert gold["mean"] == oracle["mean"] and gold["mean"]["solve_f1"] == 100.0
+
+
+def test_tables_fit_80_columns_and_say_n_a_for_precision_without_calls(envs_file, tmp_path):
+    from rich.console import Console
+
+    from ftrl.eval.summary import LEGEND, table_rows, to_rich
+
+    scripts = {make_env(c).question: [say("no idea")] for c in ("France", "Japan")}
+    summary = evaluate("base", envs_file, tmp_path / "base", policy=ScriptedPolicy(scripts))
+    assert summary["mean"]["solve_p"] == 100.0 and summary["mean"]["calls"] == 0  # reference score, and the fact
+    console = Console(width=80, record=True)
+    console.print(to_rich(table_rows(summary), "base on envs", LEGEND))
+    text = console.export_text()
+    assert max(map(len, text.splitlines())) <= 80 and "…" not in text
+    assert "n/a" in text and "100.0" not in text
+    assert "n/a" in (tmp_path / "base" / "summary.md").read_text()

@@ -11,7 +11,7 @@ import pytest
 from ftrl.construction.stats import plot_stats, stats_for_path
 from ftrl.env import Environment, write_envs
 from ftrl.eval.compare import plot as plot_report
-from ftrl.train.loop import plot_rounds
+from ftrl.recipes.loop import plot_rounds
 from ftrl.train.plot import plot_runs
 
 PNG = b"\x89PNG\r\n\x1a\n"

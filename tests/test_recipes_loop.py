@@ -143,3 +143,19 @@ def test_warm_start_with_real_sft_skips_a_finished_model(tiny: Path, tmp_path: P
     before = (model / "model.safetensors").stat().st_mtime_ns
     assert config.run_warm_start(str(tiny), tmp_path / "warm") == str(model)
     assert (model / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_rounds_table_and_plot_show_n_a_for_precision_without_calls(tmp_path) -> None:
+    from rich.console import Console
+
+    from ftrl.recipes.loop import plot_rounds, rounds_table
+
+    rows = [
+        {"round": 0, "label": "start", "model": "base", "solve_p": 100.0, "solve_r": 0.0, "solve_f1": 0.0, "calls": 0},
+        {"round": 1, "label": "round 1", "model": "m1", "solve_p": 40.0, "solve_r": 30.0, "solve_f1": 33.0, "calls": 9},
+    ]
+    console = Console(width=80, record=True)
+    console.print(rounds_table(rows))
+    text = console.export_text()
+    assert "n/a" in text and "100.0" not in text and "40.0" in text
+    assert plot_rounds(rows, tmp_path / "loop.png").stat().st_size > 1000

@@ -114,6 +114,12 @@ def test_train_runs_with_the_tool_runtime_and_saves_a_loadable_model(tiny: Path,
     model = AutoModelForCausalLM.from_pretrained(saved)
     assert model.config.vocab_size == 259
     assert (tmp_path / "run" / "checkpoints" / "step_2" / "trainer_state.json").exists()
+    # the viewer's RL samples: each step's states (batch_states=2, under log_samples=4) with every response
+    samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in samples] == [1, 1, 2, 2]
+    for row in samples:
+        assert row["trained"] and row["messages"][-1]["role"] == "user" and len(row["responses"]) == 4
+        assert all(isinstance(r["reward"], float) and isinstance(r["advantage"], float) for r in row["responses"])
 
 
 def test_groups_to_train_prefers_groups_whose_rewards_differ() -> None:
@@ -187,6 +193,11 @@ def test_filter_groups_trains_only_on_states_with_reward_spread(tiny: Path, stat
     size, advantages = trained[0]
     assert size == 2 * config.n
     assert (advantages.abs().sum(dim=1) > 0).all()  # every trained response carries a learning signal
+    logged = {row["answer"]: row for row in trainer.samples}
+    assert len(logged) == 4  # every drawn state, trained or not
+    assert not logged["ALPHA"]["trained"] and all(r["advantage"] is None for r in logged["ALPHA"]["responses"])
+    assert logged["GAMMA"]["trained"] and any(r["advantage"] for r in logged["GAMMA"]["responses"])
+    assert all(r["reward"] == 1.0 for r in logged["BETA"]["responses"])
     with pytest.raises(ValueError, match="at least batch_states"):
         tiny_config(tiny, states, tmp_path, filter_groups=True, gen_batch_states=1)
 

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console, Group
 from rich.markup import escape
 from rich.panel import Panel
-from rich.progress import MofNCompleteColumn, Progress
+from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
@@ -86,6 +86,9 @@ def _fail(message: str) -> typer.Exit:
 
 
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out instead of resuming it.")]
+ViewerOption = Annotated[
+    bool, typer.Option("--viewer/--no-viewer", help="Write the run viewer (a static site) into OUT/viewer.")
+]
 
 #: Config fields whose flag is not derived from their name (`ftrl.cli_config`): names users already type.
 FLAG_NAMES = {
@@ -353,7 +356,9 @@ def read_score_requests(path: Path, n_rows: int) -> list[tuple[int, str]]:
 
 
 def _progress() -> Progress:
-    return Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console, transient=True)
+    from ftrl.progress import make_progress
+
+    return make_progress(console, transient=True)
 
 
 @app.command()
@@ -402,6 +407,7 @@ def train(
         "A --config file, then the flags given, apply on top.",
     ),
     overwrite: OverwriteOption = False,
+    viewer: ViewerOption = True,
     *,
     config_args: ConfigArgs,
 ) -> None:
@@ -439,6 +445,7 @@ def train(
     except (ValueError, ModelNotFound) as error:
         raise _fail(str(error)) from None
     console.print(f"[green]saved[/] {saved}")
+    _viewer(viewer, config.out)
 
 
 @app.command()
@@ -499,6 +506,7 @@ def loop(
         "the defaults shown). A --config file, then the flags given, apply on top.",
     ),
     overwrite: OverwriteOption = False,
+    viewer: ViewerOption = True,
     *,
     config_args: ConfigArgs,
 ) -> None:
@@ -524,13 +532,17 @@ def loop(
         "rounds": None,
         "envs": None,
         "eval_envs": None,
-        "train": {**asdict(config.train), "save_every": None, "keep_checkpoints": None, "tool_workers": None},
-        "warm_start": {**asdict(config.warm_start), "envs": None},
+        "train": {
+            **asdict(config.train),
+            **dict.fromkeys(("save_every", "keep_checkpoints", "tool_workers", "log_samples", "report_to")),
+        },
+        "warm_start": {**asdict(config.warm_start), "envs": None, "report_to": None},
     }
     with claim_output(
         config.out, "loop", inputs, settings, folder=True, overwrite=overwrite, reads=_local(config.model)
     ):
         run_loop(config, console=console)
+    _viewer(viewer, config.out)
 
 
 export_app = typer.Typer(help="Export ftrl data to other training stacks.", no_args_is_help=True)
@@ -905,7 +917,7 @@ def sample_command(overwrite: OverwriteOption = False, *, config_args: ConfigArg
 
 @app.command("eval")
 @config_options(EvalConfig, required=("model", "envs", "out"))
-def eval_command(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
+def eval_command(overwrite: OverwriteOption = False, viewer: ViewerOption = True, *, config_args: ConfigArgs) -> None:
     """Evaluate a model: Solve-P/R/F1 per scenario and their mean, answer accuracy, call errors, turns."""
     from ftrl.eval import evaluate
     from ftrl.models import ModelNotFound
@@ -936,6 +948,7 @@ def eval_command(overwrite: OverwriteOption = False, *, config_args: ConfigArgs)
             )
     except (DataError, ModelNotFound, ValueError) as error:
         raise _fail(str(error)) from None
+    _viewer(viewer, out)
 
 
 @app.command("report")
@@ -953,6 +966,8 @@ def report_command(
 ) -> None:
     """Compare evaluation runs side by side (e.g. base vs trained): a table and a bar chart per scenario."""
     from ftrl.eval import report
+    from ftrl.eval.paired import DIFFERENCE_LEGEND
+    from ftrl.eval.report import comparison_legend, load_runs
     from ftrl.eval.summary import to_rich
 
     refuse_overlap(out, runs)
@@ -962,11 +977,18 @@ def report_command(
 
     try:
         rows, differences = report(runs, out)
+        legend = comparison_legend(load_runs(runs))
     except (OSError, KeyError, ValueError) as error:
         raise _fail(f"cannot read the runs: {error}") from None
-    console.print(to_rich(rows, "Runs side by side"))
+    # one table per metric, a column per run: fits 80 columns for up to ~8 runs (report.md has them side by side)
+    for metric, title in (("F1", "Solve-F1"), ("P", "Solve-P"), ("R", "Solve-R")):
+        picked = [0] + [i for i, header in enumerate(rows[0]) if header.endswith(f" {metric}")]
+        table = [[row[i] for i in picked] for row in rows]
+        table[0] = ["scenario", *(rows[0][i].split()[0] for i in picked[1:])]
+        console.print(to_rich(table, f"{title} (x100)", legend if metric == "R" else ""))
     if differences:
-        console.print(to_rich(differences, "Paired differences of mean Solve-F1 (x100)"))
+        console.print(to_rich(differences, "Paired differences of mean Solve-F1 (x100)", DIFFERENCE_LEGEND))
+        console.print(legend.split(";")[0])
     console.print(f"wrote {out / 'report.md'} and {out / 'report.png'}")
 
 
@@ -1001,6 +1023,7 @@ def demo(
         help="The recipe: default (at most 30 minutes on 2 CPU cores; the defaults shown), quick, or long (three RL "
         "rounds, ~35 minutes). A --config file, then the flags given, apply on top.",
     ),
+    viewer: ViewerOption = True,
     *,
     config_args: ConfigArgs,
 ) -> None:
@@ -1015,3 +1038,33 @@ def demo(
     if config.seed and "out" not in values:
         config.out += f"-seed{config.seed}"
     run_demo(config, console)
+    _viewer(viewer, config.out)
+
+
+def _viewer(wanted: bool, out: str | Path) -> None:
+    """The run viewer every run-producing command writes into its output (`--no-viewer` skips it)."""
+    if wanted:
+        from ftrl.viewer import view_output
+
+        view_output(out, console)
+
+
+@app.command()
+def view(
+    runs: list[Path] = typer.Argument(
+        ..., help="Run folders: ftrl eval, train, sft, loop or demo outputs (searched recursively)."
+    ),
+    out: Path = typer.Option(Path("viewer"), help="Folder for the site (index.html opens from disk)."),
+    envs: Path | None = typer.Option(
+        None, help="Environment file of the evaluations (default: the one each summary.json names)."
+    ),
+) -> None:
+    """A static site to read runs in a browser, no server or network: scores, intervals and training curves,
+    every episode as a chat with per-turn rewards beside its gold trajectory, run-vs-run diffs, RL samples."""
+    from ftrl.viewer import write_site
+
+    try:
+        page = write_site(runs, out, envs)
+    except (OSError, ValueError, DataError) as error:
+        raise _fail(str(error)) from None
+    console.print(f"[green]wrote[/] {page} (open it in a browser)")

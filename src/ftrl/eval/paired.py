@@ -158,9 +158,13 @@ def pairwise(folders: dict[str, str | Path], metric: str = "solve_f1", seed: int
     ]
 
 
+#: What `difference_rows`' short headers mean.
+DIFFERENCE_LEGEND = "diff = mean per-environment difference (x100); 95% CI = paired bootstrap interval; n environments"
+
+
 def difference_rows(differences: list[PairedDifference]) -> list[list[str]]:
-    """Header plus one row per pair: `b - a`, its interval, and whether the interval excludes 0."""
-    rows = [["comparison", "mean difference", "95% interval (paired bootstrap)", "n"]]
+    """Header (`DIFFERENCE_LEGEND`) plus one row per pair: `b - a`, its interval, whether the interval excludes 0."""
+    rows = [["comparison", "diff", "95% CI", "n"]]
     for d in differences:
         verdict = "above 0" if d.low > 0 else "below 0" if d.high < 0 else "includes 0"
         rows.append([f"{d.b} - {d.a}", f"{d.mean:+.1f}", f"[{d.low:+.1f}, {d.high:+.1f}] ({verdict})", str(d.n)])

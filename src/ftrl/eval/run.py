@@ -14,17 +14,11 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from ftrl.env.domains import load_source
-from ftrl.eval.summary import EPISODES_FILE, summarize, table_rows, to_markdown, to_rich
+from ftrl.eval.summary import EPISODES_FILE, LEGEND, summarize, table_rows, to_markdown, to_rich
 from ftrl.jsonl import JsonlAppender, iter_jsonl, require_key, write_text_atomic
+from ftrl.progress import make_progress
 from ftrl.rollout.engine import RolloutConfig, run_rollouts
 from ftrl.rollout.load import PolicySpec, load_policy
 from ftrl.rollout.policy import Policy
@@ -65,13 +59,7 @@ def evaluate(
         policy = policy or load_policy(spec, selected)
         runtime_config = RuntimeConfig(timeout_s=timeout_s, workers=workers)
         rollout = RolloutConfig(max_turns=max_turns, batch_size=spec.batch_size, matcher=matcher)
-        progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        )
+        progress = make_progress(console)
         with (
             ToolRuntime(runtime_config) as runtime,
             progress,
@@ -105,6 +93,6 @@ def evaluate(
     title = f"{spec.model} on {Path(envs).name}"
     table = table_rows(summary)
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    write_text_atomic(out / "summary.md", to_markdown(table, title))
-    console.print(to_rich(table, title))
+    write_text_atomic(out / "summary.md", to_markdown(table, title, LEGEND))
+    console.print(to_rich(table, title, LEGEND))
     return summary

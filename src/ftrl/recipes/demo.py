@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from ftrl.construction.config import BuildConfig, Difficulty
 from ftrl.construction.world import DOMAIN_NAMES
@@ -106,6 +105,8 @@ class DemoConfig:
     eval_batch: int = 48
     #: Environments built for the learner each RL round instead of --rl-states-envs fixed ones (issue 23).
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    #: Trackers for the SFT and RL metrics: tensorboard, wandb, mlflow, trackio (comma-separated; optional extras).
+    report_to: str = ""
 
     @classmethod
     def long(cls, out: str = "runs/demo-long", model: str = "embedded") -> DemoConfig:
@@ -186,12 +187,14 @@ class Demo:
             freeze_layers=c.rl_freeze_layers,
             max_new_tokens=c.max_new_tokens,
             max_prompt_tokens=c.max_prompt_tokens,
+            report_to=c.report_to,
         )
         warm_start = SFTConfig(
             envs=str(self.out / "envs" / "sft.jsonl"),
             epochs=c.sft_epochs,
             lr=c.sft_lr,
             freeze_layers=c.sft_freeze_layers,
+            report_to=c.report_to,
         )
         return LoopConfig(
             model=c.model,
@@ -262,7 +265,7 @@ class Demo:
 
     def report(self) -> dict[str, Any]:
         from ftrl.eval.compare import plot
-        from ftrl.eval.paired import difference_rows, pairwise
+        from ftrl.eval.paired import DIFFERENCE_LEGEND, difference_rows, pairwise
         from ftrl.eval.summary import to_rich
 
         folders = self.evaluation_dirs()
@@ -279,39 +282,46 @@ class Demo:
         differences = pairwise({label: str(folder) for label, folder in folders.items()}, seed=self.config.seed)
         folder = self.out / "report"
         folder.mkdir(parents=True, exist_ok=True)
-        plot(summaries, folder / "report.png")
+        plot(summaries, folder / "report.png", differences)
         settings = {"config": asdict(self.config), "seconds": self.timings}
         (folder / "settings.json").write_text(json.dumps(settings, indent=2, default=list))
         (folder / "differences.json").write_text(json.dumps([d.to_dict() for d in differences], indent=2))
         (folder / "report.md").write_text(
             report_markdown(rows, difference_rows(differences), settings), encoding="utf-8"
         )
-        table = Table(*rows[0], title="held-out Solve-F1 (x100): base -> warm start -> RL")
-        for row in rows[1:]:
-            table.add_row(*row)
-        self.console.print(table)
-        self.console.print(to_rich(difference_rows(differences), "paired differences of mean Solve-F1 (x100)"))
+        self.console.print(to_rich(rows, "held-out Solve-F1 (x100): base -> warm start -> RL", BEFORE_AFTER_LEGEND))
+        self.console.print(
+            to_rich(difference_rows(differences), "paired differences of mean Solve-F1 (x100)", DIFFERENCE_LEGEND)
+        )
         self.console.print(f"report: {folder / 'report.md'} and {folder / 'report.png'}")
         return summaries
 
 
+#: What `before_after_rows`' short headers mean.
+BEFORE_AFTER_LEGEND = (
+    "columns: Solve-F1 of each stage; chg = last stage - first; P, R, acc = the last stage's Solve-P, Solve-R "
+    "and answer accuracy; n/a = no tool call, so no precision"
+)
+
+
 def before_after_rows(summaries: dict[str, dict[str, Any]]) -> list[list[str]]:
-    """Header plus one row per scenario and the mean: Solve-F1 of each run and the change from the first."""
+    """Header (short: `BEFORE_AFTER_LEGEND`) plus one row per scenario and the mean: Solve-F1 of each run, the
+    change from the first, and the last run's Solve-P, Solve-R and accuracy."""
+    from ftrl.eval.summary import NA, shown
+
     labels = list(summaries)
     first = summaries[labels[0]]
-    header = ["scenario", *(f"{label} F1" for label in labels), "change", f"{labels[-1]} P / R", f"{labels[-1]} acc"]
-    rows = [header]
+    rows = [["scenario", *labels, "chg", "P", "R", "acc"]]
     for scenario in [*first["scenarios"], "mean"]:
         stats = [s["mean"] if scenario == "mean" else s["scenarios"].get(scenario, {}) for s in summaries.values()]
         f1 = [stat.get("solve_f1", 0.0) for stat in stats]
-        last = stats[-1]
+        last = [shown(stats[-1], key) for key in ("solve_p", "solve_r", "accuracy")]
         rows.append(
             [
                 scenario,
                 *(f"{value:.1f}" for value in f1),
                 f"{f1[-1] - f1[0]:+.1f}",
-                f"{last.get('solve_p', 0.0):.1f} / {last.get('solve_r', 0.0):.1f}",
-                f"{last.get('accuracy', 0.0):.1f}",
+                *(NA if value is None else f"{value:.1f}" for value in last),
             ]
         )
     return rows
@@ -325,7 +335,7 @@ def report_markdown(rows: list[list[str]], differences: list[list[str]], setting
         "",
         "Test environments come from world domains never seen in training. Scores are x100 (Solve-F1 = 2q/(p+n)).",
         "",
-        to_markdown(rows),
+        to_markdown(rows, legend=BEFORE_AFTER_LEGEND),
         "## Paired differences",
         "",
         "Per-environment change of Solve-F1 between two stages, averaged like the headline (mean over scenarios);",

@@ -332,7 +332,7 @@ def loop_rows(state: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _mean_scores(summary: dict[str, Any]) -> dict[str, float]:
-    return {key: float(summary["mean"][key]) for key in METRICS}
+    return {**{key: float(summary["mean"][key]) for key in METRICS}, "calls": summary["mean"].get("calls")}
 
 
 def _since(started: float) -> dict[str, float]:
@@ -343,10 +343,17 @@ def _label(row: dict[str, Any]) -> str:
     return row.get("label") or ("start" if row["round"] == 0 else f"round {row['round']}")
 
 
+def _shown(row: dict[str, Any], key: str) -> float | None:
+    """A row's score, None for Solve-P of a model that made no call (no precision; rows without `calls` predate it)."""
+    return None if key == "solve_p" and row.get("calls") == 0 else float(row[key])
+
+
 def rounds_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table("model", "Solve-P", "Solve-R", "Solve-F1", "minutes", "folder", title="ftrl loop (x100)")
+    table = Table("model", "P", "R", "F1", "min", "folder", title="ftrl loop (x100)", caption_justify="left")
+    table.caption = "P, R, F1 = Solve-P, Solve-R, Solve-F1; min = minutes; n/a = no tool call, so no precision"
     for row in rows:
-        scores = (f"{row[key]:.1f}" if key in row else "-" for key in METRICS)
+        values = [_shown(row, key) if key in row else "-" for key in METRICS]
+        scores = ("n/a" if v is None else v if isinstance(v, str) else f"{v:.1f}" for v in values)
         minutes = f"{row['seconds'] / 60:.1f}" if "seconds" in row else "-"
         table.add_row(_label(row), *scores, minutes, row["model"])
     return table
@@ -360,7 +367,8 @@ def plot_rounds(rows: list[dict[str, Any]], out: Path) -> Path:
     ax = fig.subplots()
     positions = range(len(evaluated))
     for key, label in zip(METRICS, ("Solve-P", "Solve-R", "Solve-F1"), strict=False):
-        ax.plot(positions, [row[key] for row in evaluated], marker="o", label=label)
+        values = [_shown(row, key) for row in evaluated]  # None: no point (matplotlib leaves a gap for NaN)
+        ax.plot(positions, [float("nan") if v is None else v for v in values], marker="o", label=label)
     ax.set_xticks(list(positions), [_label(row) for row in evaluated])
     ax.set_ylabel("held-out score (x100)")
     ax.legend()

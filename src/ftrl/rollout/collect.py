@@ -17,17 +17,11 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from ftrl.env.domains import load_source
 from ftrl.env.record import Environment
 from ftrl.jsonl import JsonlAppender, iter_jsonl, require_key, write_jsonl_atomic
+from ftrl.progress import make_progress
 from ftrl.rollout.engine import EpisodeResult, RolloutConfig, run_rollouts
 from ftrl.rollout.load import PolicySpec, load_policy
 from ftrl.rollout.policy import Policy
@@ -161,7 +155,7 @@ def collect(
     rollout = RolloutConfig(max_turns=max_turns, batch_size=spec.batch_size)
     with (
         ToolRuntime(runtime_config) as runtime,
-        _progress(console) as bar,
+        make_progress(console) as bar,
         JsonlAppender(out, allow_nan=False) as rows,  # a state never carries NaN or Infinity
         JsonlAppender(out.with_name(out.name + PROGRESS_SUFFIX)) as log,
     ):
@@ -185,13 +179,3 @@ def collect(
             f"error in {out.name}{PROGRESS_SUFFIX})[/]"
         )
     return written
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )

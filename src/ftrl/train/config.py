@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 from ftrl.provenance import describe_model
 from ftrl.reward.spec import FormatName, MatcherName, RewardKind, RewardSpec
 from ftrl.settings import Device, Dtype, SamplingConfig, setting
+from ftrl.trackers import parse_report_to
 
 #: The advantage estimators of `ftrl.train.algos`, by verl's names.
 Algo = Literal["grpo", "reinforce_plus_plus", "reinforce_plus_plus_baseline"]
@@ -167,8 +168,21 @@ class TrainConfig:
     seed: int = setting(0, "Seed for data order and sampling.")
     tool_timeout_s: float = setting(10.0, "Seconds one tool call may run.")
     tool_workers: int = setting(4, "Runtime worker processes that run the tool calls.", results=False)
+    log_samples: int = setting(
+        4,
+        "States per step whose sampled responses, rewards and advantages go to samples.jsonl (the viewer's RL "
+        "samples; texts cut at 2,000 characters); 0: none.",
+        results=False,
+    )
+    report_to: str = setting(
+        "",
+        "Also send the metrics to these trackers: tensorboard, wandb, mlflow, trackio (comma-separated; each is an "
+        "optional extra, `pip install ftrl[tensorboard]`...); files go under OUT/trackers.",
+        results=False,
+    )
 
     def __post_init__(self) -> None:
+        parse_report_to(self.report_to)
         if self.algo not in ALGOS:
             raise ValueError(f"unknown algorithm {self.algo!r}; known: {', '.join(ALGOS)}")
         if self.loss_agg_mode not in LOSS_MODES:
@@ -258,6 +272,15 @@ class SFTConfig:
     seed: int = setting(0, "Seed for data order.")
     device: Device = setting("auto", "Local models: auto (CUDA when present), cpu or cuda (`ftrl.models.placement`).")
     dtype: Dtype = setting("auto", "auto (fp32 weights), fp32, bf16 or fp16.")
+    report_to: str = setting(
+        "",
+        "Also send the metrics to these trackers: tensorboard, wandb, mlflow, trackio (comma-separated; optional "
+        "extras); files go under OUT/trackers.",
+        results=False,
+    )
+
+    def __post_init__(self) -> None:
+        parse_report_to(self.report_to)
 
     def results_settings(self) -> dict[str, Any]:
         """What decides the weights, for the resume check; paths are recorded as None (the shape earlier versions

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ftrl.env import Environment, gold_turns, read_envs
 from ftrl.formats import render_hermes
-from ftrl.jsonl import JsonlAppender
+from ftrl.progress import make_progress
 from ftrl.runtime.protocol import ToolRunner
+from ftrl.trackers import MetricsLog
 from ftrl.train.actor import freeze_bottom, load_trainable_model, save_hf
 from ftrl.train.config import SFTConfig
 from ftrl.train.trainer import FINAL_MODEL, METRICS_FILE, prompt_messages
@@ -108,10 +108,12 @@ def sft(config: SFTConfig, console: Console | None = None) -> Path:
         raise ValueError(f"{config.envs}: no environment with gold calls fits max_tokens={config.max_tokens}")
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     steps_per_epoch = -(-len(examples) // config.batch_size)
-    columns = (TextColumn("[bold]sft"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     model.train()
-    with Progress(*columns, console=console) as progress, JsonlAppender(out / METRICS_FILE) as log:
-        task = progress.add_task("sft", total=config.epochs * steps_per_epoch)
+    with (
+        make_progress(console) as progress,
+        MetricsLog(out / METRICS_FILE, config.report_to, config=config.to_dict()) as log,
+    ):
+        task = progress.add_task("sft steps", total=config.epochs * steps_per_epoch)
         step = 0
         for epoch in range(config.epochs):
             order = list(range(len(examples)))

@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ftrl.env import Environment, read_envs
 from ftrl.formats.render import render_prompt as render_messages
 from ftrl.formats.render import template_supports_tools, tool_prompt_messages
 from ftrl.jsonl import JsonlAppender, iter_jsonl, write_jsonl_atomic
+from ftrl.progress import make_progress
 from ftrl.runtime.protocol import ToolRunner
+from ftrl.trackers import MetricsLog
 from ftrl.train.actor import (
     RolloutBatch,
     freeze_bottom,
@@ -50,7 +51,11 @@ if TYPE_CHECKING:
 Scorer = Callable[[Environment, str], tuple[float, int]]
 
 METRICS_FILE = "metrics.jsonl"
+#: Per step, up to `log_samples` states with their sampled responses, rewards and advantages (the viewer's RL view).
+SAMPLES_FILE = "samples.jsonl"
 FINAL_MODEL = "model"
+#: Longest text kept in samples.jsonl (a state's last messages, a response).
+SAMPLE_CHARS = 2000
 
 
 def prompt_messages(env: Environment) -> list[dict[str, Any]]:
@@ -130,6 +135,7 @@ class Trainer:
         self.states, self.prompts = self._load_states()
         self.cursor = DataCursor(len(self.states), config.seed)
         self.step = 0
+        self.samples: list[dict[str, Any]] = []  # the last step's logged states (SAMPLES_FILE)
         self.total_steps = config.steps or len(self.states) // config.batch_states
         if self.total_steps < 1:
             raise ValueError(f"{len(self.states)} usable states is fewer than batch_states={config.batch_states}")
@@ -161,10 +167,11 @@ class Trainer:
         state = load_checkpoint(checkpoints[-1], self.model, self.optimizer)
         self.step = state["step"]
         self.cursor = DataCursor(len(self.states), self.config.seed, state["epoch"], state["position"])
-        metrics = self.out / METRICS_FILE
-        if metrics.exists():
-            rows = [row for _, row in iter_jsonl(metrics, allow_torn_tail=True) if row["step"] <= self.step]
-            write_jsonl_atomic(metrics, rows)
+        for name in (METRICS_FILE, SAMPLES_FILE):
+            path = self.out / name
+            if path.exists():
+                rows = [row for _, row in iter_jsonl(path, allow_torn_tail=True) if row["step"] <= self.step]
+                write_jsonl_atomic(path, rows)
         self.console.print(f"[dim]resumed from {checkpoints[-1]} (step {self.step})[/dim]")
         return True
 
@@ -208,15 +215,59 @@ class Trainer:
             "sampled_turns": float(len(batch)),
         }
         kept = groups_to_train(informative, len(indices), config.batch_states, config.filter_groups)
+        drawn, texts, drawn_rewards = indices, batch.texts, rewards.tolist()
         if len(kept) < len(indices):
             rows = [group * config.n + k for group in kept for k in range(config.n)]
             batch, rewards, indices = batch.select(rows), rewards[rows], [indices[group] for group in kept]
         groups = [indices[row // config.n] for row in range(len(batch))]
         advantages = compute_advantages(config.algo, rewards, batch.response_mask, groups, config.gamma)
+        if config.log_samples:
+            mask = batch.response_mask.bool()
+            per_response = [
+                advantages[row][mask[row]].mean().item() if mask[row].any() else 0.0 for row in range(len(batch))
+            ]
+            self.samples = self._sample_rows(drawn, kept, texts, drawn_rewards, per_response)
         metrics = self.update(batch, advantages) | metrics | timings
         metrics["seconds"] = time.perf_counter() - started
 
         return metrics
+
+    def _sample_rows(
+        self,
+        drawn: list[int],
+        kept: list[int],
+        texts: list[str],
+        rewards: list[float],
+        advantages: list[float],
+    ) -> list[dict[str, Any]]:
+        """The first `log_samples` drawn states: the state's last messages, every response with its reward, and
+        its advantage when its group was trained on (None for groups dynamic sampling dropped)."""
+        n, rows = self.config.n, []
+        position = {group: index for index, group in enumerate(kept)}
+        for group, state in enumerate(drawn[: self.config.log_samples]):
+            env = self.states[state]
+            trained = position.get(group)
+            responses = [
+                {
+                    "text": texts[group * n + k][:SAMPLE_CHARS],
+                    "reward": rewards[group * n + k],
+                    "advantage": None if trained is None else round(advantages[trained * n + k], 4),
+                }
+                for k in range(n)
+            ]
+            rows.append(
+                {
+                    "state": state,
+                    "episode_id": env.extra.get("episode_id"),
+                    "data_source": env.data_source,
+                    "messages": [_cut(message) for message in env.messages[-6:]],
+                    "unsolved_set": env.unsolved_set,
+                    "answer": env.answer,
+                    "trained": trained is not None,
+                    "responses": responses,
+                }
+            )
+        return rows
 
     def update(self, batch: RolloutBatch, advantages: torch.Tensor) -> dict[str, float]:
         """PPO epochs over contiguous mini-batches of whole groups (verl: shuffle off), micro-batched backward."""
@@ -326,22 +377,24 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
         self.resume()
-        columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with (
             ExitStack() as stack,
-            Progress(*columns, console=self.console) as progress,
-            JsonlAppender(self.out / METRICS_FILE) as log,
+            make_progress(self.console) as progress,
+            MetricsLog(self.out / METRICS_FILE, self.config.report_to, config=self.config.to_dict()) as log,
+            JsonlAppender(self.out / SAMPLES_FILE) as samples,
         ):
             score = self.scorer
             if score is None:
                 runtime, bind = runtime_scorer(self.config)
                 score = bind(stack.enter_context(runtime))
-            task = progress.add_task("train", total=self.total_steps, completed=self.step)
+            task = progress.add_task("train steps", total=self.total_steps, completed=self.step)
             while self.step < self.total_steps:
                 metrics = self.train_step(score)
                 self.step += 1
                 row = {key: None if isinstance(v, float) and math.isnan(v) else v for key, v in metrics.items()}
                 log.write({"step": self.step, "epoch": self.cursor.epoch, **row})
+                for sample in self.samples:
+                    samples.write({"step": self.step, **sample})
                 progress.update(task, completed=self.step)
                 progress.console.print(_summary(self.step, metrics))
                 if self.step % self.config.save_every == 0 or self.step == self.total_steps:
@@ -374,6 +427,14 @@ def groups_to_train(informative: list[int], drawn: int, wanted: int, filter_grou
         return list(range(drawn))
     rest = [group for group in range(drawn) if group not in informative]
     return sorted((informative + rest)[:wanted])
+
+
+def _cut(message: dict[str, Any]) -> dict[str, Any]:
+    """A message with its content cut to `SAMPLE_CHARS` (the start of a long tool output is what a reader needs)."""
+    content = message.get("content")
+    if isinstance(content, str) and len(content) > SAMPLE_CHARS:
+        message = {**message, "content": content[:SAMPLE_CHARS] + " [...]"}
+    return message
 
 
 def _chunks(rows: range, size: int) -> Iterator[list[int]]:

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from ftrl.jsonl import JsonlAppender, atomic_path, iter_jsonl
+from ftrl.progress import make_progress
 from ftrl.rollout.policy import Message, Policy
 
 RESULTS_FILE = "results.jsonl"
@@ -127,10 +128,10 @@ class ResultLog:
         return key in self.rows
 
     def expect(self, pending: int, title: str) -> None:
-        """Show a progress bar (stderr) over the `pending` rows this run is about to add."""
+        """Show progress (stderr: a bar on a terminal, else a line now and then) over the `pending` rows this run
+        is about to add."""
         if pending and self._progress is None:
-            columns = (TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-            self._progress = Progress(*columns, console=Console(stderr=True))
+            self._progress = make_progress(Console(stderr=True))
             self._progress.add_task(title, total=pending)
             self._progress.start()
 
