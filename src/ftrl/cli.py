@@ -145,6 +145,14 @@ EnableThinkingOption = Annotated[bool, typer.Option("--enable-thinking", help="L
 PromptOption = Annotated[str, typer.Option(help="Tool prompt variant for templates without tool support.")]
 ThreadsOption = Annotated[int | None, typer.Option(min=1, help="Torch CPU threads for local models.")]
 DeviceOption = Annotated[str, typer.Option(help="Local models: auto (CUDA when present), cpu or cuda.")]
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        help="Local models: kvgen (fp32, ftrl's continuous batching), int8 (kvgen over int8 per-channel weights: "
+        "faster on a CPU, a slightly different model), hf (transformers' generate) or auto (kvgen when it supports "
+        "the model)."
+    ),
+]
 DtypeOption = Annotated[
     str, typer.Option(help="Local models: auto (bf16 for generation on CUDA, else fp32), fp32, bf16, fp16.")
 ]
@@ -751,6 +759,7 @@ def _policy_spec(
     device: str,
     dtype: str,
     timeout: float,
+    engine: str = "auto",
 ) -> PolicySpec:
     """The policy `sample` and `eval` run: a server's requests get `timeout` in all, at most 120 s an attempt."""
     from ftrl.rollout import PolicySpec
@@ -775,6 +784,7 @@ def _policy_spec(
         threads=threads,
         device=device,
         dtype=dtype,
+        engine=engine,
     )
 
 
@@ -789,6 +799,7 @@ def _run_settings(spec: PolicySpec, **more: Any) -> dict[str, Any]:
         "prompt": spec.prompt,
         "device": spec.device,
         "dtype": spec.dtype,
+        "engine": spec.engine,
         **more,
     }
 
@@ -822,6 +833,7 @@ def sample_command(
     threads: ThreadsOption = None,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
+    engine: EngineOption = "auto",
     timeout: ServerTimeoutOption = 300.0,
     overwrite: OverwriteOption = False,
 ) -> None:
@@ -841,6 +853,7 @@ def sample_command(
         device=device,
         dtype=dtype,
         timeout=timeout,
+        engine=engine,
     )
     _load_envs_checked(envs, limit)
     settings = _run_settings(spec, n_per_env=n_per_env, max_turns=max_turns)
@@ -868,6 +881,7 @@ def eval_command(
     threads: ThreadsOption = None,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
+    engine: EngineOption = "auto",
     timeout: ServerTimeoutOption = 300.0,
     overwrite: OverwriteOption = False,
 ) -> None:
@@ -888,6 +902,7 @@ def eval_command(
         device=device,
         dtype=dtype,
         timeout=timeout,
+        engine=engine,
     )
     _load_envs_checked(envs, limit)
     settings = _run_settings(spec, max_turns=max_turns)

@@ -99,6 +99,14 @@ class DemoConfig:
     max_prompt_tokens: int = 4096
     #: Episodes decoded together; all 48 test episodes at once (short prompts keep their caches small).
     eval_batch: int = 48
+    #: Generation engine of the evaluations and the states' collection: kvgen (fp32), int8 (faster on a CPU, a
+    #: slightly different model), hf or auto; RL sampling uses int8 when this is int8, else kvgen.
+    engine: str = "auto"
+
+    @property
+    def train_engine(self) -> str:
+        """The trainer's sampling engine for `engine` (the trainer has kvgen and int8 only)."""
+        return "int8" if self.engine == "int8" else "kvgen"
 
     @classmethod
     def long(cls, out: str = "runs/demo-long", model: str = "embedded") -> DemoConfig:
@@ -205,6 +213,7 @@ class Demo:
             model=str(model),
             sampling=SamplingConfig(max_new_tokens=self.config.max_new_tokens),
             batch_size=self.config.eval_batch,
+            engine=self.config.engine,
         )
         return evaluate(spec, self.test_file, self.out / "eval" / label, max_turns=8, console=self.console)
 
@@ -261,7 +270,7 @@ class Demo:
         sampling = SamplingConfig(
             temperature=config.rl_collect_temperature, max_new_tokens=config.max_new_tokens, seed=config.seed + k
         )
-        spec = PolicySpec(model=str(policy), sampling=sampling, batch_size=config.eval_batch)
+        spec = PolicySpec(model=str(policy), sampling=sampling, batch_size=config.eval_batch, engine=config.engine)
         collect(spec, folder / "envs.jsonl", folder / "states.jsonl", max_turns=8, console=self.console)
         train_config = make_config(
             "cpu",
@@ -283,6 +292,7 @@ class Demo:
             max_new_tokens=config.max_new_tokens,
             max_prompt_tokens=config.max_prompt_tokens,
             seed=config.seed + k,
+            engine=config.train_engine,
         )
         train(train_config, console=self.console)
 

@@ -20,7 +20,7 @@ class PolicySpec:
 
     `batch_size` bounds the rows a local model decodes together (a server's `concurrency` bounds its requests);
     `prompt` is the tool prompt variant of local templates without native tools; `threads`, `device` and `dtype`
-    place a local model.
+    place a local model; `engine` decodes it (`ftrl.rollout.hf.ENGINES`).
     """
 
     model: str
@@ -31,6 +31,7 @@ class PolicySpec:
     threads: int | None = None
     device: str = "auto"
     dtype: str = "auto"
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         if self.server is not None and self.server.model != self.model:
@@ -54,5 +55,6 @@ def load_policy(spec: PolicySpec, envs: Sequence[Environment] = ()) -> Policy:
         threads=spec.threads,
         device=spec.device,
         dtype=spec.dtype,
+        engine=spec.engine,
     )
     return HFPolicy.load(spec.model, config)

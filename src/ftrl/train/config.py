@@ -16,6 +16,9 @@ from ftrl.settings import SamplingConfig
 
 #: The advantage estimators of `ftrl.train.algos`, by verl's names.
 ALGOS = ("grpo", "reinforce_pp", "reinforce_pp_baseline")
+#: Engines the trainer samples with (`ftrl.rollout.hf.ENGINES` minus hf and auto: it needs kvgen's per-token
+#: log-probs).
+TRAIN_ENGINES = ("kvgen", "int8")
 LOSS_MODES = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum")
 
 
@@ -47,6 +50,9 @@ class TrainConfig:
     top_p: float = 1.0
     #: Longest response in tokens (data.max_response_length).
     max_new_tokens: int = 1024
+    #: Sampling engine: kvgen (the trained fp32 weights) or int8 (kvgen over an int8 per-channel copy,
+    #: re-quantized after every optimizer step; faster on a CPU, log-prob mismatch logged as logprob_mismatch).
+    engine: str = "kvgen"
     #: States with longer prompts are skipped (data.max_prompt_length, filter_overlong_prompts).
     max_prompt_tokens: int = 16384
     # batch sizes, in states (verl counts prompts): each step samples `batch_states * n` responses
@@ -132,6 +138,10 @@ class TrainConfig:
             raise ValueError("filter_groups needs n >= 2 (a group of one response has no reward spread)")
         if self.gen_batch_states and self.gen_batch_states < self.batch_states:
             raise ValueError("gen_batch_states must be at least batch_states")
+        if self.engine not in TRAIN_ENGINES:
+            raise ValueError(f"unknown sampling engine {self.engine!r}; known: {', '.join(TRAIN_ENGINES)}")
+        if self.engine == "int8" and self.lora:
+            raise ValueError("engine int8 re-quantizes the full weights; with lora use engine kvgen")
         if self.n < 1 or self.max_new_tokens < 1:
             raise ValueError("n and max_new_tokens must be positive")
 

@@ -74,6 +74,14 @@ class LoopConfig:
     warm_start_epochs: int = 1
     #: Warm-start learning rate.
     warm_start_lr: float = 5e-5
+    #: Generation engine of collection and evaluation (kvgen, int8, hf or auto); training samples with int8 when
+    #: this is int8, else with kvgen.
+    engine: str = "auto"
+
+    @property
+    def train_engine(self) -> str:
+        """The trainer's sampling engine for `engine` (the trainer has kvgen and int8 only)."""
+        return "int8" if self.engine == "int8" else "kvgen"
 
     def warm_start(self, model: str, out: Path) -> str:
         """Supervised warm start on gold trajectories (`ftrl sft`); returns the saved model folder."""
@@ -99,7 +107,8 @@ class LoopConfig:
         from ftrl.rollout.load import PolicySpec
         from ftrl.settings import SamplingConfig
 
-        spec = PolicySpec(model=model, sampling=SamplingConfig(temperature=1.0, max_new_tokens=self.max_new_tokens))
+        sampling = SamplingConfig(temperature=1.0, max_new_tokens=self.max_new_tokens)
+        spec = PolicySpec(model=model, sampling=sampling, engine=self.engine)
         collect(spec, envs, out, max_turns=self.max_turns)
 
     def evaluate_model(self, model: str, envs: str, out: Path) -> dict[str, float]:
@@ -108,7 +117,7 @@ class LoopConfig:
         from ftrl.rollout.load import PolicySpec
         from ftrl.settings import SamplingConfig
 
-        spec = PolicySpec(model=model, sampling=SamplingConfig(max_new_tokens=self.max_new_tokens))
+        spec = PolicySpec(model=model, sampling=SamplingConfig(max_new_tokens=self.max_new_tokens), engine=self.engine)
         summary = evaluate(spec, envs, out, max_turns=self.max_turns)
         return {key: float(summary["mean"][key]) for key in METRICS}
 
@@ -169,6 +178,7 @@ def run_loop(
             seed=config.seed + number,
             max_new_tokens=config.max_new_tokens_train,
             save_every=config.save_every,
+            engine=config.train_engine,
         )
         model = str(train(train_config, console=console))
         scores = evaluate(model, config.eval_envs, folder / "eval")
