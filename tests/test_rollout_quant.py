@@ -149,3 +149,24 @@ def test_int8_training_refuses_lora():
 
     with pytest.raises(ValueError, match="lora"):
         make_config("cpu", lora=True, engine="int8")
+
+
+@pytest.mark.parametrize("command", ["eval", "sample", "train", "loop", "demo"])
+def test_every_generating_command_takes_engine(command):
+    from typer.testing import CliRunner
+
+    from ftrl.cli import app
+
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "--engine" in result.output
+
+
+def test_loop_and_demo_train_with_the_engine_they_generate_with():
+    from ftrl.demo import DemoConfig
+    from ftrl.train.loop import LoopConfig
+
+    assert [DemoConfig(engine=e).train_engine for e in ("auto", "kvgen", "int8", "hf")] == ["kvgen"] * 2 + [
+        "int8",
+        "kvgen",
+    ]
+    assert LoopConfig(engine="int8").train_engine == "int8" and LoopConfig().train_engine == "kvgen"
