@@ -7,6 +7,11 @@ Each setting runs in a fresh subprocess (OpenMP reads its environment once, at s
 `--seconds`; the figure is decode-loop passes per second (higher is better). Every setting is measured twice in the
 same run: with nothing added, and with one competing busy process (`python -c 'while True: pass'`, nice 0)
 that this script starts and stops. Prints a Markdown table; nothing is written.
+
+Then the case a new user meets (issue 24): a busy spell as long as an install (`--install-seconds`, one busy
+process per CPU) ends, and an ftrl command starts at once. It prints the load average then, the threads the old
+rule (1-minute load average) and the current one (`/proc/stat` over 0.25 s) pick, and the passes/s of the ftrl
+default; and the same choice while one busy process really runs (a shared machine).
 """
 
 from __future__ import annotations
@@ -69,10 +74,50 @@ def measure(setting: dict, seconds: float) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def thread_choice() -> dict:
+    """What each rule picks now: the 1-minute load average's and `/proc/stat`'s (the ftrl default)."""
+    from ftrl.threads import busy_cpus, default_threads
+
+    load = os.getloadavg()[0]
+    busy = busy_cpus()
+    return {"load_avg": load, "busy_now": busy, "old": default_threads(load=load), "new": default_threads()}
+
+
+def after_install(install_seconds: float, seconds: float) -> None:
+    cpus = os.cpu_count() or 1
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cpus)]
+    try:
+        time.sleep(install_seconds)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    idle = thread_choice()
+    idle_rate = measure(SETTINGS["ftrl default (`ftrl.threads.configure_threads`)"], seconds)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        shared = thread_choice()
+    finally:
+        hog.kill()
+        hog.wait()
+    print(f"\nRight after a {install_seconds:.0f} s busy spell on all {cpus} CPUs, and with one busy process:\n")
+    print("| moment | load avg | CPUs busy now | threads, load-average rule | threads, ftrl now | passes/s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, row, rate in (("spell just ended", idle, f"{idle_rate['rate']:.2f}"), ("1 busy process", shared, "")):
+        busy = "n/a" if row["busy_now"] is None else f"{row['busy_now']:.2f}"
+        print(f"| {label} | {row['load_avg']:.1f} | {busy} | {row['old']} | {row['new']} | {rate} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--install-seconds", type=float, default=60.0)
+    parser.add_argument("--only-install", action="store_true", help="Skip the settings table.")
     args = parser.parse_args()
+    if args.only_install:
+        after_install(args.install_seconds, args.seconds)
+        return
     rows = {}
     for label, setting in SETTINGS.items():
         quiet_load = os.getloadavg()[0]
@@ -94,6 +139,7 @@ def main() -> None:
             f"| {label} | {quiet['threads']} | {quiet['rate']:.2f} | {busy['rate']:.2f} | {slowdown:.1f}x "
             f"| {load:.1f} |"
         )
+    after_install(args.install_seconds, args.seconds)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from typing import Any, Literal
 Device = Literal["auto", "cpu", "cuda"]
 #: Weight and compute dtype of a local model (`ftrl.models.placement`).
 Dtype = Literal["auto", "fp32", "bf16", "fp16"]
+#: Generation engines of local models (`ftrl.rollout.hf`).
+Engine = Literal["auto", "kvgen", "int8", "hf"]
 
 
 def setting(

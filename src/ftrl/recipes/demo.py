@@ -107,6 +107,14 @@ class DemoConfig:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     #: Trackers for the SFT and RL metrics: tensorboard, wandb, mlflow, trackio (comma-separated; optional extras).
     report_to: str = ""
+    #: Generation engine of the evaluations and the states' collection: kvgen (fp32), int8 (faster on a CPU, a
+    #: slightly different model), hf or auto; RL sampling uses int8 when this is int8, else kvgen.
+    engine: str = "auto"
+
+    @property
+    def train_engine(self) -> str:
+        """The trainer's sampling engine for `engine` (the trainer has kvgen and int8 only)."""
+        return "int8" if self.engine == "int8" else "kvgen"
 
     @classmethod
     def long(cls, out: str = "runs/demo-long", model: str = "embedded") -> DemoConfig:
@@ -188,6 +196,7 @@ class Demo:
             max_new_tokens=c.max_new_tokens,
             max_prompt_tokens=c.max_prompt_tokens,
             report_to=c.report_to,
+            engine=c.train_engine,
         )
         warm_start = SFTConfig(
             envs=str(self.out / "envs" / "sft.jsonl"),
@@ -212,6 +221,7 @@ class Demo:
             train=train,
             warm_start=warm_start,
             curriculum=c.curriculum,
+            engine=c.engine,
         )
 
     def run(self) -> dict[str, Any]:

@@ -66,6 +66,9 @@ class LoopConfig:
     collect_temperature: float = 1.0
     #: Episodes a local model decodes together when collecting and evaluating.
     batch_size: int = 16
+    #: Generation engine of collection and evaluation: kvgen (fp32), int8 (kvgen over int8 per-channel weights:
+    #: faster on a CPU, a different model: benchmarks/RESULTS.md), hf or auto (RL sampling: --train.engine).
+    engine: str = "auto"
     #: 0: every round collects from all of --envs; N: round k collects from environments (k-1)N .. kN-1 of --envs,
     #: so no round sees another's.
     envs_per_round: int = 0
@@ -84,7 +87,7 @@ class LoopConfig:
         from ftrl.settings import SamplingConfig
 
         sampling = SamplingConfig(temperature=temperature, max_new_tokens=self.max_new_tokens, seed=seed)
-        return PolicySpec(model=model, sampling=sampling, batch_size=self.batch_size)
+        return PolicySpec(model=model, sampling=sampling, batch_size=self.batch_size, engine=self.engine)
 
     def run_warm_start(self, model: str, out: Path, console: Console | None = None) -> str:
         """Supervised warm start on gold trajectories (`ftrl sft`); returns the saved model folder."""

@@ -86,6 +86,7 @@ class _Row:
     sequence: _Sequence
     logits: torch.Tensor | None = None  # next-token logits, `[vocab]`, once its last token has run
     output: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)  # of each output token, with `Decoder.record_logprobs`
 
 
 @dataclass
@@ -108,7 +109,8 @@ class Decoder:
     part of the) prompt of each row joining, so the weights are read once per step for all of them. At most
     `max_rows` rows are in the batch and prompts join while a step has fewer than `max_step_tokens` tokens (one
     always may); later submissions wait. With a `cache`, every finished sequence is kept under its key for the
-    next turn's prompt to reuse.
+    next turn's prompt to reuse. With `record_logprobs`, the log-probability of every sampled token (under the
+    temperature-scaled distribution, before top-p, as the trainer computes it) is kept in `logprobs` by key.
     """
 
     def __init__(
@@ -120,8 +122,10 @@ class Decoder:
         generator: torch.Generator | None = None,
         max_rows: int = 16,
         max_step_tokens: int = 4096,
+        record_logprobs: bool = False,
     ):
         self.model, self.stop_ids, self.sampling = model, stop_ids, sampling
+        self.logprobs: dict[Hashable, list[float]] | None = {} if record_logprobs else None
         self.cache, self.generator, self.max_rows = cache, generator, max_rows
         self.max_step_tokens = max_step_tokens
         _register_attention()
@@ -154,12 +158,20 @@ class Decoder:
         if self.rows:
             logits = [row.logits for row in self.rows if row.logits is not None]
             assert len(logits) == len(self.rows), "every decoding row has run its last token"
-            tokens = _sample(torch.stack(logits), self.sampling, self.generator)
+            stacked = torch.stack(logits)
+            tokens = _sample(stacked, self.sampling, self.generator)
+            if self.logprobs is not None:
+                scaled = stacked / self.sampling.temperature if self.sampling.temperature > 0 else stacked
+                chosen = torch.log_softmax(scaled, dim=-1).gather(1, tokens[:, None])[:, 0].tolist()
+                for row, value in zip(self.rows, chosen, strict=True):
+                    row.logprobs.append(value)
             alive = []
             for row, token in zip(self.rows, tokens.tolist(), strict=False):
                 row.output.append(token)
                 if token in self.stop_ids or len(row.output) == self.sampling.max_new_tokens:
                     finished.append((row.key, row.output))
+                    if self.logprobs is not None:
+                        self.logprobs[row.key] = row.logprobs
                     if self.cache is not None:
                         self.cache.entries[row.key] = row.sequence  # the prompt and the output but its last token
                 else:
@@ -231,13 +243,15 @@ def generate_batch(
     cache: PrefixCache | None = None,
     generator: torch.Generator | None = None,
     max_rows: int = 16,
+    logprobs: list[list[float]] | None = None,
 ) -> list[list[int]]:
     """New tokens for every prompt (ending with its stop token unless cut at `max_new_tokens`).
 
     With a `cache`, the finished sequences replace the previous call's: a later call with the grown conversations
-    (in the same order) prefills only what each one added.
+    (in the same order) prefills only what each one added. A `logprobs` list receives each output's per-token
+    log-probabilities under `model` (see `Decoder`).
     """
-    decoder = Decoder(model, stop_ids, sampling, cache, generator, max_rows)
+    decoder = Decoder(model, stop_ids, sampling, cache, generator, max_rows, record_logprobs=logprobs is not None)
     for index, prompt in enumerate(prompts):
         decoder.submit(index, prompt)
     outputs: dict[Hashable, list[int]] = {}
@@ -245,6 +259,8 @@ def generate_batch(
         outputs.update(decoder.step())
     if cache is not None:
         cache.keep(set(range(len(prompts))))
+    if logprobs is not None and decoder.logprobs is not None:
+        logprobs[:] = [decoder.logprobs[index] for index in range(len(prompts))]
     return [outputs[index] for index in range(len(prompts))]
 
 

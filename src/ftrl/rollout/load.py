@@ -14,7 +14,7 @@ from ftrl.env.record import Environment
 from ftrl.provenance import describe_model
 from ftrl.reward.spec import MatcherName
 from ftrl.rollout.policy import GoldPolicy, Policy
-from ftrl.settings import Device, Dtype, SamplingConfig, ServerConfig, setting
+from ftrl.settings import Device, Dtype, Engine, SamplingConfig, ServerConfig, setting
 
 #: Model names that replay gold trajectories: `gold` (as `ftrl bench --model gold`), and `oracle`, its earlier name.
 GOLD_MODELS = ("gold", "oracle")
@@ -27,7 +27,7 @@ class PolicySpec:
 
     `batch_size` bounds the rows a local model decodes together (a server's `concurrency` bounds its requests);
     `prompt` is the tool prompt variant of local templates without native tools; `threads`, `device` and `dtype`
-    place a local model.
+    place a local model; `engine` decodes it (`ftrl.rollout.hf.ENGINES`).
     """
 
     model: str
@@ -38,6 +38,7 @@ class PolicySpec:
     threads: int | None = None
     device: str = "auto"
     dtype: str = "auto"
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         if self.server is not None and self.server.model != self.model:
@@ -61,6 +62,7 @@ def load_policy(spec: PolicySpec, envs: Sequence[Environment] = ()) -> Policy:
         threads=spec.threads,
         device=spec.device,
         dtype=spec.dtype,
+        engine=spec.engine,
     )
     return HFPolicy.load(spec.model, config)
 
@@ -97,6 +99,11 @@ class PolicyOptions:
     threads: int | None = setting(None, "Torch CPU threads for local models.", min=1)
     device: Device = setting("auto", "Local models: auto (CUDA when present), cpu or cuda.")
     dtype: Dtype = setting("auto", "Local models: auto (bf16 for generation on CUDA, else fp32), fp32, bf16, fp16.")
+    engine: Engine = setting(
+        "auto",
+        "Local models: kvgen (fp32, ftrl's continuous batching), int8 (kvgen over int8 per-channel weights: faster on "
+        "a CPU, a different model), hf (transformers' generate) or auto (kvgen when it supports the model).",
+    )
     timeout: float = setting(
         300.0,
         "Seconds one model-server request may take in all, retries included (--base-url only).",
@@ -128,6 +135,7 @@ class PolicyOptions:
             threads=self.threads,
             device=self.device,
             dtype=self.dtype,
+            engine=self.engine,
         )
 
     def results_settings(self) -> dict[str, Any]:
@@ -136,6 +144,8 @@ class PolicyOptions:
         ignored = {"envs", "out", "limit", "batch_size", "api_key", "api_key_file", "threads", "timeout"}
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignored}
         server = self.base_url if self.base_url and self.model else None
+        if values.get("engine") == "auto":
+            del values["engine"]  # the default: outputs written before engines were a choice still resume
         return {**values, "model": describe_model(self.model), "base_url": server}
 
 

@@ -93,6 +93,7 @@ class RolloutBatch:
     response_mask: torch.Tensor  # (B, R) float
     prompt_width: int
     texts: list[str]  # decoded responses without the final end-of-turn token
+    sampler_logprobs: torch.Tensor | None = None  # (B, R): each response token's log-prob under the sampling model
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -105,6 +106,7 @@ class RolloutBatch:
             self.response_mask[rows],
             self.prompt_width,
             [self.texts[row] for row in rows],
+            None if self.sampler_logprobs is None else self.sampler_logprobs[rows],
         )
 
 
@@ -122,6 +124,8 @@ def sample(
 
     Decoding is `ftrl.rollout.kvgen.generate_batch`, the rollout engine's: a prompt is prefilled once and its
     `n` samples reuse its keys/values, where `model.generate(num_return_sequences=n)` would encode it `n` times.
+    `model` may be the trained model or its int8 copy (`ftrl.rollout.quant`); the batch keeps the sampled tokens'
+    log-probs under it, so the trainer can measure how far the sampler is from the trained fp32 weights.
     """
     from ftrl.rollout.kvgen import generate_batch
 
@@ -129,7 +133,8 @@ def sample(
     eos_ids = end_of_turn_ids(model, tokenizer)
     model.eval()
     rows = [ids for ids in prompt_ids for _ in range(n)]
-    outputs = generate_batch(model, rows, set(eos_ids), sampling, max_rows=len(rows))
+    sampled: list[list[float]] = []
+    outputs = generate_batch(model, rows, set(eos_ids), sampling, max_rows=len(rows), logprobs=sampled)
     width = max(len(ids) for ids in prompt_ids)
     response_width = max(len(out) for out in outputs)
     prompts = torch.tensor([[pad] * (width - len(ids)) + ids for ids in rows])
@@ -142,7 +147,8 @@ def sample(
         tokens = out[:-1] if out and out[-1] in eos_ids else out
         texts.append(str(tokenizer.decode(tokens, skip_special_tokens=False)))
     attention = torch.cat([prompt_mask, mask.long()], dim=1)
-    return RolloutBatch(torch.cat([prompts, responses], dim=1), attention, mask, width, texts)
+    logprobs = torch.tensor([values + [0.0] * (response_width - len(values)) for values in sampled])
+    return RolloutBatch(torch.cat([prompts, responses], dim=1), attention, mask, width, texts, logprobs)
 
 
 def group_logprobs(

@@ -22,6 +22,10 @@ Algo = Literal["grpo", "reinforce_plus_plus", "reinforce_plus_plus_baseline"]
 ALGOS: tuple[str, ...] = get_args(Algo)
 LossAggMode = Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum"]
 LOSS_MODES: tuple[str, ...] = get_args(LossAggMode)
+#: Engines the trainer samples with (`ftrl.rollout.hf.ENGINES` minus hf and auto: it needs kvgen's per-token
+#: log-probs).
+TrainEngine = Literal["kvgen", "int8"]
+TRAIN_ENGINES: tuple[str, ...] = get_args(TrainEngine)
 
 
 @dataclass(kw_only=True)
@@ -63,6 +67,11 @@ class TrainConfig:
         16384,
         "States with longer prompts are skipped (data.max_prompt_length, filter_overlong_prompts).",
         verl="data.max_prompt_length",
+    )
+    engine: TrainEngine = setting(
+        "kvgen",
+        "Sampling engine: kvgen (the trained fp32 weights) or int8 (kvgen over an int8 per-channel copy, "
+        "re-quantized after every optimizer step; faster on a CPU, log-prob mismatch logged as logprob_mismatch).",
     )
     # batch sizes, in states (verl counts prompts): each step samples `batch_states * n` responses
     batch_states: int = setting(512, "States per step (data.train_batch_size).", verl="data.train_batch_size")
@@ -195,6 +204,10 @@ class TrainConfig:
             raise ValueError("filter_groups needs n >= 2 (a group of one response has no reward spread)")
         if self.gen_batch_states and self.gen_batch_states < self.batch_states:
             raise ValueError("gen_batch_states must be at least batch_states")
+        if self.engine not in TRAIN_ENGINES:
+            raise ValueError(f"unknown sampling engine {self.engine!r}; known: {', '.join(TRAIN_ENGINES)}")
+        if self.engine == "int8" and self.lora:
+            raise ValueError("engine int8 re-quantizes the full weights; with lora use engine kvgen")
         if self.n < 1 or self.max_new_tokens < 1:
             raise ValueError("n and max_new_tokens must be positive")
 

@@ -130,6 +130,12 @@ class Trainer:
         if config.freeze_layers:
             freeze_bottom(self.model, config.freeze_layers)
         self.reference = frozen_copy(self.model) if config.kl_coef and not config.lora else None
+        #: The model that samples: the trained one, or its int8 copy (`engine int8`), re-synced after each update.
+        self.sampler: Any = self.model
+        if config.engine == "int8":
+            from ftrl.rollout.quant import quantize_int8
+
+            self.sampler = quantize_int8(self.model)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.states, self.prompts = self._load_states()
@@ -185,7 +191,7 @@ class Trainer:
         config, started = self.config, time.perf_counter()
         indices = self.cursor.take(config.states_per_step)
         batch = sample(
-            self.model,
+            self.sampler,
             self.tokenizer,
             [self.prompts[i] for i in indices],
             n=config.n,
@@ -228,6 +234,7 @@ class Trainer:
             ]
             self.samples = self._sample_rows(drawn, kept, texts, drawn_rewards, per_response)
         metrics = self.update(batch, advantages) | metrics | timings
+        metrics["seconds_sync"] = self.sync_sampler()
         metrics["seconds"] = time.perf_counter() - started
 
         return metrics
@@ -269,6 +276,16 @@ class Trainer:
             )
         return rows
 
+    def sync_sampler(self) -> float:
+        """Bring the int8 sampler up to the updated fp32 weights (re-quantize); returns the seconds it took."""
+        if self.sampler is self.model:
+            return 0.0
+        from ftrl.rollout.quant import sync_int8
+
+        started = time.perf_counter()
+        sync_int8(self.sampler, self.model)
+        return time.perf_counter() - started
+
     def update(self, batch: RolloutBatch, advantages: torch.Tensor) -> dict[str, float]:
         """PPO epochs over contiguous mini-batches of whole groups (verl: shuffle off), micro-batched backward."""
         config = self.config
@@ -284,7 +301,14 @@ class Trainer:
             with self.model.disable_adapter():
                 reference = self._logprobs(self.model, batch)
         passes = time.perf_counter()
-        totals: dict[str, float] = {"pg_loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "grad_norm": 0.0}
+        totals: dict[str, float] = {
+            "pg_loss": 0.0,
+            "kl": 0.0,
+            "entropy": 0.0,
+            "clip_frac": 0.0,
+            "grad_norm": 0.0,
+            "logprob_mismatch": 0.0,
+        }
         params = [p for p in self.model.parameters() if p.requires_grad]
         updates = 0
         for _ in range(config.ppo_epochs):
@@ -329,6 +353,12 @@ class Trainer:
         assert entropy is not None, "asked with_entropy=True"
         entropy_loss = agg_loss(entropy, mask, config.loss_agg_mode)
         loss = pg_loss - config.entropy_coef * entropy_loss
+        # verl's rollout/trainer mismatch: mean |log p_sampler - log p_trainer| per response token; with one update
+        # a step (the cpu preset, the demo) it is the engine's difference alone, later updates add their own drift
+        mismatch = torch.zeros(())
+        if batch.sampler_logprobs is not None:
+            gap = (log_prob.detach() - batch.sampler_logprobs[rows, :width]).abs()
+            mismatch = (gap * mask).sum() / mask.sum().clamp(min=1)
         kl = torch.zeros(())
         if reference is not None:
             kl = agg_loss(kl_k3(log_prob, reference[rows, :width]), mask, config.loss_agg_mode)
@@ -339,6 +369,7 @@ class Trainer:
             "kl": kl.item(),
             "entropy": entropy_loss.item(),
             "clip_frac": clip_frac.item(),
+            "logprob_mismatch": mismatch.item(),
         }
 
     @torch.no_grad()
