@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,7 +25,7 @@ from ftrl.provenance import claim_output, describe_model, refuse_overlap
 from ftrl.recipes.demo import DemoConfig
 from ftrl.recipes.loop import LoopConfig
 from ftrl.reward.spec import FormatName, MatcherName, RewardKind
-from ftrl.rollout.load import EvalConfig, SampleConfig
+from ftrl.rollout.load import EvalConfig, PolicyOptions, SampleConfig
 from ftrl.train.config import SFTConfig, TrainConfig, make_config
 
 if TYPE_CHECKING:
@@ -888,24 +889,12 @@ def sample_command(overwrite: OverwriteOption = False, *, config_args: ConfigArg
     from ftrl.rollout import collect
 
     config = config_args.load(SampleConfig())
-    _refuse_api_key(config.api_key)
-    envs, out = Path(config.envs), Path(config.out)
-    refuse_overlap(out, [envs, *_local(config.model)])
-    _load_envs_checked(envs, config.limit)
     try:
-        with claim_output(
-            out,
-            "sample",
-            {"envs": envs},
-            config.results_settings(),
-            folder=False,
-            overwrite=overwrite,
-            reads=_local(config.model),
-        ):
+        with _policy_job(config, "sample", folder=False, overwrite=overwrite):
             collect(
                 config.spec(),
-                envs,
-                out,
+                Path(config.envs),
+                Path(config.out),
                 n_per_env=config.n_per_env,
                 max_turns=config.max_turns,
                 limit=config.limit,
@@ -913,6 +902,19 @@ def sample_command(overwrite: OverwriteOption = False, *, config_args: ConfigArg
             )
     except (DataError, ModelNotFound, ValueError) as error:
         raise _fail(str(error)) from None
+
+
+def _policy_job(config: PolicyOptions, job: str, *, folder: bool, overwrite: bool) -> AbstractContextManager[Any]:
+    """What `sample` and `eval` check before a policy runs (no key on the command line, an output apart from the
+    inputs, valid rows and tool code), then the claim on the output that holds while it runs."""
+    _refuse_api_key(config.api_key)
+    envs, out = Path(config.envs), Path(config.out)
+    refuse_overlap(out, [envs, *_local(config.model)])
+    _load_envs_checked(envs, config.limit)
+    settings = config.results_settings()
+    return claim_output(
+        out, job, {"envs": envs}, settings, folder=folder, overwrite=overwrite, reads=_local(config.model)
+    )
 
 
 @app.command("eval")
@@ -923,24 +925,12 @@ def eval_command(overwrite: OverwriteOption = False, viewer: ViewerOption = True
     from ftrl.models import ModelNotFound
 
     config = config_args.load(EvalConfig())
-    _refuse_api_key(config.api_key)
-    envs, out = Path(config.envs), Path(config.out)
-    refuse_overlap(out, [envs, *_local(config.model)])
-    _load_envs_checked(envs, config.limit)
     try:
-        with claim_output(
-            out,
-            "eval",
-            {"envs": envs},
-            config.results_settings(),
-            folder=True,
-            overwrite=overwrite,
-            reads=_local(config.model),
-        ):
+        with _policy_job(config, "eval", folder=True, overwrite=overwrite):
             evaluate(
                 config.spec(),
-                envs,
-                out,
+                Path(config.envs),
+                Path(config.out),
                 limit=config.limit,
                 max_turns=config.max_turns,
                 console=console,
@@ -948,7 +938,7 @@ def eval_command(overwrite: OverwriteOption = False, viewer: ViewerOption = True
             )
     except (DataError, ModelNotFound, ValueError) as error:
         raise _fail(str(error)) from None
-    _viewer(viewer, out)
+    _viewer(viewer, config.out)
 
 
 @app.command("report")
