@@ -2,7 +2,7 @@
 per-channel weights (`--engine int8`, `ftrl.rollout.quant`), same model, same machine, one run.
 
 - evaluation: the demo's 48 held-out environments, greedy, 96 new tokens a turn, up to 8 turns, 48 in flight;
-- one RL step's sampling: 8 states x 8 responses, temperature 1.0, 96 new tokens (`ftrl.train.policy.sample`).
+- one RL step's sampling: 8 states x 8 responses, temperature 1.0, 96 new tokens (`ftrl.train.actor.sample`).
 
 Prefill and decode tokens/s are timed separately on the step's prompts (one prefill-only forward of the 8 prompts
 packed, then the decode of 64 rows over a prefilled cache); wall time and peak RSS per engine. Each engine runs in
@@ -39,7 +39,7 @@ def measure(model: str, envs: str, engine: str, threads: int, out: Path) -> dict
     from ftrl.rollout.kvgen import generate_batch
     from ftrl.rollout.load import PolicySpec, load_policy
     from ftrl.settings import SamplingConfig
-    from ftrl.train.policy import end_of_turn_ids
+    from ftrl.train.actor import end_of_turn_ids
 
     spec = PolicySpec(model=model, sampling=SamplingConfig(max_new_tokens=96), batch_size=48, engine=engine)
     selected = read_envs(envs)

@@ -30,8 +30,8 @@ SMALL = Difficulty(
 def _state(scenario: str, question: str, solve_rate: float = 0.0) -> Environment:
     return Environment(
         [{"role": "user", "content": question}],
-        [],
-        {},
+        [{"type": "function", "function": {"name": "tool", "description": "t", "parameters": {"type": "object"}}}],
+        {"tool": "def tool():\n    return 'x'\n"},
         {"tool": ["x"]},
         solve_rate=solve_rate,
         data_source=f"self/{scenario}",

@@ -121,7 +121,14 @@ def test_trainer_samples_with_the_engine_and_syncs_it(tiny, tmp_path, engine):
     from ftrl.train.trainer import Trainer
 
     envs = [
-        Environment(messages=[{"role": "user", "content": f"Say {w}"}], tools=[], codes={}, unsolved_set={}, answer=w)
+        Environment(
+            messages=[{"role": "user", "content": f"Say {w}"}],
+            tools=[],
+            codes={},
+            unsolved_set={},
+            solve_rate=1.0,
+            answer=w,
+        )
         for w in ("alpha", "beta")
     ]
     write_envs(tmp_path / "states.jsonl", envs)
@@ -162,11 +169,13 @@ def test_every_generating_command_takes_engine(command):
 
 
 def test_loop_and_demo_train_with_the_engine_they_generate_with():
-    from ftrl.demo import DemoConfig
-    from ftrl.train.loop import LoopConfig
+    from ftrl.recipes.demo import Demo, DemoConfig
 
     assert [DemoConfig(engine=e).train_engine for e in ("auto", "kvgen", "int8", "hf")] == ["kvgen"] * 2 + [
         "int8",
         "kvgen",
     ]
-    assert LoopConfig(engine="int8").train_engine == "int8" and LoopConfig().train_engine == "kvgen"
+    demo = Demo(DemoConfig(engine="int8"))  # the loop it runs collects, evaluates and trains with int8
+    loop = demo.loop_config()
+    assert loop.engine == "int8" and loop.train.engine == "int8"
+    assert Demo(DemoConfig()).loop_config().train.engine == "kvgen"

@@ -251,7 +251,7 @@ SNOOP = (
     "def capital_of(country):\n"
     "    import os\n"
     "    seen = []\n"
-    "    for pid in os.listdir('/proc'):\n"
+    "    for pid in os.listdir('/proc') if os.path.isdir('/proc') else []:  # the runtime shows no /proc\n"
     "        for part in ('cmdline', 'environ'):\n"
     "            try:\n"
     "                with open('/proc/' + pid + '/' + part, 'rb') as f:\n"

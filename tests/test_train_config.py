@@ -12,6 +12,7 @@ from ftrl.train.config import SFTConfig, make_config
 def test_train_identity_leaves_out_run_length_checkpointing_memory_and_paths() -> None:
     config = make_config("cpu", data="states.jsonl", out="runs/x", steps=7, seed=3)
     ignored = ("out", "data", "steps", "save_every", "keep_checkpoints", "micro_batch_size", "tool_workers")
+    ignored += ("log_samples", "report_to")  # what is logged, not what is learned
     before = {**{k: v for k, v in asdict(config).items() if k not in ignored}, "model": describe_model(config.model)}
     assert config.results_settings() == before
     assert (
@@ -23,6 +24,6 @@ def test_train_identity_leaves_out_run_length_checkpointing_memory_and_paths() -
 
 def test_sft_identity_records_paths_as_none() -> None:
     config = SFTConfig(envs="gold.jsonl", out="runs/sft-x", epochs=3)
-    before = {**config.to_dict(), "model": describe_model(config.model), "envs": None, "out": None}
+    before = {**config.to_dict(), "model": describe_model(config.model), "envs": None, "out": None, "report_to": None}
     assert config.results_settings() == before
     assert SFTConfig(out="elsewhere").results_settings() == SFTConfig().results_settings()
