@@ -101,8 +101,8 @@ def report_command(
 ) -> None:
     """Compare evaluation runs side by side (e.g. base vs trained): a table and a bar chart per scenario."""
     from ftrl.eval import report
-    from ftrl.eval.paired import DIFFERENCE_LEGEND
     from ftrl.eval.compare import comparison_legend, load_runs
+    from ftrl.eval.paired import DIFFERENCE_LEGEND
     from ftrl.eval.summary import to_rich
 
     refuse_overlap(out, runs)
