@@ -20,7 +20,9 @@ import typer
 from typer.testing import CliRunner
 
 from ftrl import cli
-from ftrl.cli import FLAG_NAMES, LOOP_SETS, app
+from ftrl.cli import app
+from ftrl.cli.common import FLAG_NAMES
+from ftrl.cli.training import LOOP_SETS
 from ftrl.cli_config import apply_config, config_fields, field_help, read_config
 from ftrl.recipes.demo import DemoConfig
 from ftrl.recipes.loop import LoopConfig
