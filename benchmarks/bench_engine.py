@@ -130,7 +130,7 @@ def main() -> None:
     for row in results:
         print(
             f"| {row['engine']} | {row['eval_s']:.1f} ({base['eval_s'] / row['eval_s']:.2f}x) | "
-            f"{100 * row['eval_f1']:.1f} | {row['step_sampling_s']:.1f} "
+            f"{row['eval_f1']:.1f} | {row['step_sampling_s']:.1f} "
             f"({base['step_sampling_s'] / row['step_sampling_s']:.2f}x) | {row['prefill_tok_s']:.0f} | "
             f"{row['decode_tok_s']:.0f} | {row['peak_rss_mb']:.0f} | {row['load_s']:.1f} |"
         )

@@ -174,11 +174,11 @@ def test_scripted_user_states_instruction_then_stops(loaded):
 
 
 def test_a_turn_budget_below_the_protocol_is_applied_and_recorded(loaded, tmp_path):
-    from ftrl.eval.benchmarks import BenchOptions, run_benchmark
+    from ftrl.eval.benchmarks import BenchConfig, run_benchmark
 
     _, tasks = loaded
     first = next(task for task in tasks if len(task.actions) >= 2 and not task.outputs)
-    options = BenchOptions(model="gold", out_dir=tmp_path, data=FOLDER, limit=first.index + 1, max_turns=1)
+    options = BenchConfig(model="gold", out=str(tmp_path), data=str(FOLDER), limit=first.index + 1, max_turns=1)
     summary = run_benchmark("taubench", options)
     rows = {row["task"]: row for row in map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())}
     assert summary["max_turns"] == 1

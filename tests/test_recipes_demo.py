@@ -24,7 +24,7 @@ def test_quick_demo_on_a_tiny_model_runs_every_step_and_resumes(tmp_path: Path) 
     summaries = run_demo(config)
     out = Path(config.out)
     folders = {"base": out / "round_0" / "eval", "sft": out / "warm_start" / "eval"}
-    folders["rl"] = out / f"round_{config.rl_rounds}" / "eval"
+    folders["rl"] = out / f"round_{config.rounds}" / "eval"
     assert set(summaries) == {"base", "sft", "rl"}
     for label in summaries:
         assert summaries[label]["mean"]["n"] == config.test_envs
@@ -36,21 +36,21 @@ def test_quick_demo_on_a_tiny_model_runs_every_step_and_resumes(tmp_path: Path) 
     assert (out / "warm_start" / "model" / "config.json").exists()
     sft_rows = [row for _, row in iter_jsonl(out / "envs" / "sft.jsonl")]
     train_rows = [row for _, row in iter_jsonl(out / "envs" / "train.jsonl")]
-    assert sft_rows == train_rows[: config.sft_envs]
-    for k in range(1, config.rl_rounds + 1):  # each round: states from its own fresh training envs, then training
+    assert sft_rows == train_rows[: config.warm_start_size]
+    for k in range(1, config.rounds + 1):  # each round: states from its own fresh training envs, then training
         round_dir = out / f"round_{k}"
         assert (round_dir / "train" / "model" / "config.json").exists()
-        assert len([row for _, row in iter_jsonl(round_dir / "train" / "metrics.jsonl")]) == config.rl_steps
-        first = config.sft_envs + (k - 1) * config.rl_states_envs
+        assert len([row for _, row in iter_jsonl(round_dir / "train" / "metrics.jsonl")]) == config.train.steps
+        first = config.warm_start_size + (k - 1) * config.envs_per_round
         indices = {row["index"] for _, row in iter_jsonl(round_dir / "states.jsonl")}
-        assert indices <= set(range(config.rl_states_envs)) and indices
+        assert indices <= set(range(config.envs_per_round)) and indices
         questions = {row["messages"][0]["content"] for _, row in iter_jsonl(round_dir / "envs.jsonl")}
-        assert questions == {row["messages"][0]["content"] for row in train_rows[first : first + config.rl_states_envs]}
+        assert questions == {row["messages"][0]["content"] for row in train_rows[first : first + config.envs_per_round]}
         # only the last round is evaluated (the demo compares base, warm start and the final model)
-        assert (round_dir / "eval").exists() == (k == config.rl_rounds)
+        assert (round_dir / "eval").exists() == (k == config.rounds)
     train_config = json.loads((out / "round_2" / "train" / "config.json").read_text())
     assert train_config["model"].endswith("round_1/train/model") and train_config["seed"] == config.seed + 2
-    assert train_config["lr"] == config.rl_lr and train_config["n"] == config.rl_n
+    assert train_config["lr"] == config.train.lr and train_config["n"] == config.train.n
     report = (out / "report" / "report.md").read_text()
     assert "| mean |" in report and (out / "report" / "report.png").stat().st_size > 0
     assert "rl - sft" in report and "Paired differences" in report
@@ -78,11 +78,11 @@ def test_quick_demo_command_on_the_embedded_model(tmp_path: Path) -> None:
 
 def test_profiles_and_their_cli() -> None:
     default, long = DemoConfig.profile("default"), DemoConfig.profile("long")
-    assert long.rl_rounds * long.rl_steps > default.rl_rounds * default.rl_steps
+    assert long.rounds * long.train.steps > default.rounds * default.train.steps
     assert DemoConfig.profile("quick").test_envs < default.test_envs
     # every round collects from its own fresh training environments, none of them used by SFT
     for config in (default, long):
-        assert config.sft_envs + config.rl_rounds * config.rl_states_envs <= config.train_envs
+        assert config.warm_start_size + config.rounds * config.envs_per_round <= config.train_envs
     with pytest.raises(ValueError, match="unknown demo profile"):
         DemoConfig.profile("huge")
     result = CliRunner().invoke(app, ["demo", "--profile", "huge"])

@@ -168,14 +168,14 @@ def test_every_generating_command_takes_engine(command):
     assert result.exit_code == 0 and "--engine" in result.output
 
 
-def test_loop_and_demo_train_with_the_engine_they_generate_with():
+def test_loop_and_demo_train_with_the_engine_they_generate_with(tmp_path):
     from ftrl.recipes.demo import Demo, DemoConfig
 
-    assert [DemoConfig(engine=e).train_engine for e in ("auto", "kvgen", "int8", "hf")] == ["kvgen"] * 2 + [
-        "int8",
-        "kvgen",
+    engines = [
+        DemoConfig(engine=e).train_config("m", tmp_path, tmp_path, 1).engine for e in ("auto", "kvgen", "int8", "hf")
     ]
-    demo = Demo(DemoConfig(engine="int8"))  # the loop it runs collects, evaluates and trains with int8
+    assert engines == ["kvgen", "kvgen", "int8", "kvgen"]
+    demo = Demo(DemoConfig(engine="int8", out=str(tmp_path / "d")))  # the loop collects, evaluates, trains with int8
     loop = demo.loop_config()
-    assert loop.engine == "int8" and loop.train.engine == "int8"
-    assert Demo(DemoConfig()).loop_config().train.engine == "kvgen"
+    assert loop.engine == "int8" and loop.train_config("m", tmp_path, tmp_path, 1).engine == "int8"
+    assert Demo(DemoConfig(out=str(tmp_path / "e"))).loop_config().train.engine == "kvgen"

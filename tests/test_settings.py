@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from ftrl.cli import app
 from ftrl.construction.config import BuildConfig, Difficulty
 from ftrl.construction.driver import BuildReport
-from ftrl.eval.benchmarks import BenchOptions
+from ftrl.eval.benchmarks import BenchConfig
 from ftrl.rollout import PolicySpec, RolloutConfig
 from ftrl.settings import API_KEY_ENV, SamplingConfig, ServerConfig, chat_url
 
@@ -54,7 +54,7 @@ def test_the_key_stays_out_of_the_repr():
         (RolloutConfig, (3,)),
         (BuildConfig, ("procedural", 10)),
         (Difficulty, (2, 3)),
-        (BenchOptions, ("gold", Path("out"))),
+        (BenchConfig, ("gold", "out")),
     ],
 )
 def test_configs_refuse_positional_arguments(config, arguments):
@@ -85,7 +85,16 @@ def _config_dataclasses() -> list[tuple[str, str, bool]]:
 def test_every_config_dataclass_is_keyword_only():
     configs = _config_dataclasses()
     names = {name for _, name, _ in configs}
-    assert {"ServerConfig", "SamplingConfig", "PolicySpec", "HFConfig", "TrainConfig", "BenchOptions"} <= names
+    assert {
+        "ServerConfig",
+        "SamplingConfig",
+        "PolicySpec",
+        "HFConfig",
+        "TrainConfig",
+        "BenchConfig",
+        "BuildOptions",
+        "ServerOptions",
+    } <= names
     assert "RuntimeConfig" in names
     positional = [(file, name) for file, name, kw_only in configs if not kw_only]
     assert positional == []
@@ -166,7 +175,7 @@ def test_build_and_eval_get_the_same_server_from_the_same_flags(flag, sample_pat
 
 
 def test_bench_builds_its_servers_from_the_same_flags(tmp_path, monkeypatch):
-    def write_summary(name: str, options: BenchOptions) -> dict:
+    def write_summary(name: str, options: BenchConfig) -> dict:
         options.out_dir.mkdir(parents=True, exist_ok=True)
         (options.out_dir / "summary.md").write_text("# done\n")
         return {}
@@ -177,10 +186,33 @@ def test_bench_builds_its_servers_from_the_same_flags(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, arguments)
     assert result.exit_code == 0, result.output
     options = ran["args"][1]
-    assert (options.server.base_url, options.server.model, options.server.concurrency) == (
+    server = options.spec().server
+    assert (server.base_url, server.model, server.concurrency) == (
         "http://127.0.0.1:9/v1",
         "agent",
         3,
     )
     assert (options.user_server.base_url, options.user_server.model) == ("http://127.0.0.1:9/v1", "user")
-    assert options.sampling == SamplingConfig(max_new_tokens=64)
+    assert options.spec().sampling == SamplingConfig(max_new_tokens=64)
+
+
+def _declared_fields() -> dict[str, set[str]]:
+    """Field name -> the config dataclasses (`*Config`, `*Options`, `*Spec`, `Placement`) declaring it, from source."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(SOURCE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and node.name.endswith(("Config", "Options", "Spec", "Placement")):
+                for item in node.body:
+                    if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                        found.setdefault(item.target.id, set()).add(node.name)
+    return found
+
+
+def test_shared_settings_are_declared_once_and_nested_where_used():
+    """Where to reach a server and where a model runs are one dataclass each that the jobs nest (issue 26), so a
+    flag means the same everywhere and its help is written once."""
+    declared = _declared_fields()
+    assert declared["api_key_file"] == {"ServerOptions", "ServerConfig"}  # options and the client's full config
+    assert declared["base_url"] == {"ServerOptions", "ServerConfig"}
+    assert declared["dtype"] <= {"Placement", "PolicySpec", "HFConfig"}  # the option, and the specs it fills
+    assert "TrainConfig" not in declared["matcher"] and "TrainConfig" not in declared["device"]

@@ -62,3 +62,28 @@ def test_load_average_is_the_fallback_without_proc_stat(monkeypatch):
 
     monkeypatch.setattr(threads, "cpu_times", unreadable)
     assert threads.busy_cpus() is None and default_threads(cpus=2) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "measured"),
+    [
+        (["--help"], False),
+        (["validate", "--help"], False),
+        (["eval", "--help"], False),
+        (["stats", "x.jsonl"], False),
+        (["build", "--backend", "none"], False),
+        (["build", "--backend", "none", "--probe-model", "embedded"], True),  # a usage error: nothing runs
+        (["eval", "--model", "m", "--envs", "e", "--out", "o"], True),
+    ],
+)
+def test_only_commands_that_may_run_torch_watch_the_cpus(args, measured, monkeypatch):
+    """The quarter-second CPU watch runs before torch commands only, never for `--help`."""
+    from typer.testing import CliRunner
+
+    from ftrl import threads
+    from ftrl.cli import app
+
+    calls = []
+    monkeypatch.setattr(threads, "configure_threads", lambda: calls.append(1))
+    CliRunner().invoke(app, args)
+    assert bool(calls) == measured

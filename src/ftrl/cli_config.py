@@ -4,18 +4,16 @@ and `demo` offer every field of their config without restating it by hand.
 A field `name` is the flag `--name` (underscores become dashes) and the key `name` of a `--config` TOML file. A
 field that is itself a dataclass is a TOML table `[name]`; its fields are the flags `--name.field`, and also
 `--field` when no other field of the config has that name. Help texts are the fields' `metadata["help"]`
-(`ftrl.settings.setting`; `#:` comments above a field where a config has not moved to it), types and defaults are
+(`ftrl.settings.setting`), types and defaults are
 the dataclass's. Values apply in this order: the command's base config (a preset or profile), then
 the file, then the flags given on the command line. TOML has no null: leave a key out to keep its default.
 """
 
 from __future__ import annotations
 
-import ast
 import difflib
 import functools
 import inspect
-import textwrap
 import tomllib
 import types
 import typing
@@ -53,27 +51,6 @@ class Field:
         return "field__" + self.path.replace(".", "__")
 
 
-def field_help(cls: type) -> dict[str, str]:
-    """The `#:` comment lines just above each field of `cls` (Sphinx's attribute-comment convention), joined."""
-    try:
-        lines, _ = inspect.getsourcelines(cls)
-    except (OSError, TypeError):  # no source (a frozen build): no help texts
-        return {}
-    (tree,) = ast.parse(textwrap.dedent("".join(lines))).body
-    if not isinstance(tree, ast.ClassDef):
-        return {}
-    helps = {}
-    for node in tree.body:
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            comments: list[str] = []
-            row = node.lineno - 2  # ast lines count from 1; the line above the field
-            while row >= 0 and lines[row].strip().startswith("#:"):
-                comments.insert(0, lines[row].strip().removeprefix("#:").strip())
-                row -= 1
-            helps[node.target.id] = " ".join(comments)
-    return helps
-
-
 def config_fields(cls: type, flag_names: Mapping[str, str] | None = None) -> list[Field]:
     """Every settable leaf field of `cls` in declaration order, nested dataclasses flattened (see the module doc).
 
@@ -96,7 +73,6 @@ def config_fields(cls: type, flag_names: Mapping[str, str] | None = None) -> lis
 
 def _leaves(cls: type, prefix: str) -> typing.Iterator[tuple[str, Any, str, tuple[tuple[str, Any], ...]]]:
     hints = typing.get_type_hints(cls)
-    helps = field_help(cls)
     for item in fields(cls):
         if not item.init:
             continue
@@ -105,7 +81,7 @@ def _leaves(cls: type, prefix: str) -> typing.Iterator[tuple[str, Any, str, tupl
             yield from _leaves(hint, f"{prefix}{item.name}.")
         else:
             bounds = tuple((key, item.metadata[key]) for key in ("min", "max") if key in item.metadata)
-            yield f"{prefix}{item.name}", hint, item.metadata.get("help") or helps.get(item.name, ""), bounds
+            yield f"{prefix}{item.name}", hint, item.metadata.get("help", ""), bounds
 
 
 def _dashed(name: str) -> str:

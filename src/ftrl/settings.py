@@ -8,7 +8,8 @@ these, so a flag means the same thing everywhere and a default is set in one pla
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
 #: Where a local model runs: auto is CUDA when torch sees one (`ftrl.models.placement`).
@@ -35,6 +36,21 @@ def setting(
     extra = {key: value for key, value in (("verl", verl), ("min", min), ("max", max)) if value is not None}
     extra |= {} if results else {"results": False}
     return field(default=default, metadata={"help": help, **extra})
+
+
+def setting_table(factory: Callable[[], Any], help: str, *, results: bool = True) -> Any:
+    """A field that is a config of its own (a `[table]` of `--config`, its flags `--table.field`), with help."""
+    return field(default_factory=factory, metadata={"help": help} | ({} if results else {"results": False}))
+
+
+def results_identity(config: Any) -> dict[str, Any]:
+    """The fields of a config that change its job's results, nested configs as nested dicts: all but those
+    declared with `results=False`. What a resume check compares (`ftrl.provenance.claim_output`)."""
+    return {
+        item.name: results_identity(value) if is_dataclass(value := getattr(config, item.name)) else value
+        for item in fields(config)
+        if item.metadata.get("results", True)
+    }
 
 
 #: The one environment variable ftrl reads an API key from, the convention of OpenAI-compatible clients.
@@ -103,6 +119,49 @@ class ServerConfig:
         if self.api_key_file:
             return read_api_key_file(self.api_key_file)
         return os.environ.get(API_KEY_ENV) or None
+
+
+@dataclass(kw_only=True)
+class ServerOptions:
+    """A model server as a job's options name it (the `[server]` table of `--config`; flags `--base-url`...): the
+    part of `ServerConfig` a user sets, shared by every job that can talk to a server. `config` completes it."""
+
+    base_url: str | None = setting(None, "OpenAI-compatible server (…/v1) serving --model.")
+    api_key: str | None = setting(
+        None, "Refused on the command line (readable in /proc/<pid>/cmdline); see --api-key-file.", results=False
+    )
+    api_key_file: str | None = setting(
+        None, "File whose first line is the API key for --base-url (default $OPENAI_API_KEY).", results=False
+    )
+    timeout: float = setting(
+        300.0,
+        "Seconds one model-server request may take in all, retries included (--base-url only).",
+        min=1.0,
+        max=86400.0,
+        results=False,
+    )
+
+    def config(self, model: str | None, **limits: Any) -> ServerConfig | None:
+        """The server serving `model` (None without a base URL or a model). `limits` are the job's own
+        `ServerConfig` fields (concurrency, retries); one attempt gets at most 120 s of `timeout` unless they say."""
+        if not self.base_url or not model:
+            return None
+        limits = {"timeout_s": min(120.0, self.timeout), "total_timeout_s": self.timeout} | limits
+        return ServerConfig(
+            base_url=self.base_url, model=model, api_key=self.api_key, api_key_file=self.api_key_file, **limits
+        )
+
+
+@dataclass(kw_only=True)
+class Placement:
+    """Where and in which dtype a local model runs (`ftrl.models.placement`), for every job that loads one."""
+
+    device: Device = setting("auto", "Local models: auto (CUDA when present), cpu or cuda.")
+    dtype: Dtype = setting(
+        "auto",
+        "Local models' weights: auto (training keeps fp32, since bf16 would round lr-1e-6 updates away; generation "
+        "uses bf16 on CUDA, else fp32), fp32, bf16 or fp16.",
+    )
 
 
 @dataclass(kw_only=True)

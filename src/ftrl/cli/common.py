@@ -4,6 +4,8 @@ checks run before a job."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,7 +19,6 @@ from ftrl.jsonl import DataError
 
 if TYPE_CHECKING:
     from ftrl.env.domains import EnvSource
-    from ftrl.settings import ServerConfig
 
 console = Console()
 
@@ -27,10 +28,17 @@ class _SafeGroup(TyperGroup):
     exit, never a traceback; commands raise specific messages, this is the net under them. `FTRL_DEBUG=1` lets the
     traceback through for bug reports."""
 
-    def invoke(self, ctx: Any) -> Any:
-        from ftrl.threads import configure_threads
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """The command `args` name; one that may run torch first gets its thread settings (`ftrl.threads`), which
+        watch the CPUs for a quarter of a second: the other commands and every `--help` start without it."""
+        name, command, rest = super().resolve_command(ctx, args)
+        if _runs_torch(name, rest):
+            from ftrl.threads import configure_threads
 
-        configure_threads()  # before any command imports torch
+            configure_threads()  # before the command imports torch
+        return name, command, rest
+
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, TyperException):  # usage errors and exits: Typer reports them itself
@@ -39,6 +47,18 @@ class _SafeGroup(TyperGroup):
             if os.environ.get("FTRL_DEBUG"):
                 raise
             raise _fail(describe_error(error)) from None
+
+
+#: Commands that may load a model with torch (`build` only to probe what it built).
+TORCH_COMMANDS = frozenset({"train", "sft", "loop", "demo", "eval", "sample", "bench", "analyze", "export"})
+
+
+def _runs_torch(name: str | None, args: list[str]) -> bool:
+    if {"--help", "-h"} & set(args):
+        return False
+    if name == "build":
+        return any(arg.split("=")[0] in ("--probe-model", "--config") for arg in args)
+    return name in TORCH_COMMANDS
 
 
 def describe_error(error: Exception) -> str:
@@ -80,6 +100,9 @@ ViewerOption = Annotated[
 
 #: Config fields whose flag is not derived from their name (`ftrl.cli_config`): names users already type.
 FLAG_NAMES = {
+    # `ftrl train`: the reward kind was the field `reward` before the reward spec became the table [reward]
+    "reward.kind": "--reward",
+    "train.reward.kind": "--reward",
     # `ftrl loop`: the flags its fields had before they moved into the nested train and warm-start configs
     "train.max_new_tokens": "--train-max-new-tokens",
     "train.lora": "--lora",
@@ -87,6 +110,10 @@ FLAG_NAMES = {
     "warm_start.epochs": "--warm-start-epochs",
     "warm_start.lr": "--warm-start-lr",
 }
+
+
+#: The flags of a `RewardSpec` where a command takes one whole (`score`, `export verl`): the names they always had.
+REWARD_FLAGS = {"kind": "--reward", "fmt": "--format"}
 
 
 def _local(*paths: str | Path | None) -> list[Path]:
@@ -105,42 +132,19 @@ def check_tool_code(source: EnvSource, count: int | None = None, timeout_s: floa
         raise _fail(str(error)) from None
 
 
-# Options that `bench` and `analyze sweep` share with the policy jobs, whose own flags derive from
-
-
-# `ftrl.rollout.load.PolicyOptions`.
+# Options of `analyze sweep`, which evaluates like `ftrl eval` (whose flags derive from
+# `ftrl.rollout.load.PolicyOptions`).
 LimitOption = Annotated[int | None, typer.Option(min=1, help="Only the first K environments.")]
 MaxTurnsOption = Annotated[int, typer.Option(min=1, help="Assistant turns per episode.")]
-MaxNewTokensOption = Annotated[int, typer.Option(min=1, help="Tokens per assistant turn.")]
 BatchSizeOption = Annotated[
     int, typer.Option(min=1, help="Episodes in flight (rows per generate call / concurrent requests).")
 ]
-BaseUrlOption = Annotated[str | None, typer.Option(help="OpenAI-compatible server (…/v1) serving --model.")]
-_API_KEY_HELP = "File whose first line is the API key for --base-url (default $OPENAI_API_KEY)."
-ApiKeyFileOption = Annotated[str | None, typer.Option("--api-key-file", help=_API_KEY_HELP)]
 #: `--api-key KEY` is refused: a command line is readable by every process of the host (`/proc/<pid>/cmdline`),
 #: generated tool code included, which could return the key into tool messages, requests and written data.
-ApiKeyOption = Annotated[str | None, typer.Option("--api-key", hidden=True, help="Refused; see --api-key-file.")]
 API_KEY_REFUSED = (
     "--api-key is refused: a key on the command line is readable by every process of this host in "
     "/proc/<pid>/cmdline (tool code included); put it in $OPENAI_API_KEY or in a file given as --api-key-file"
 )
-EnableThinkingOption = Annotated[bool, typer.Option("--enable-thinking", help="Let reasoning models think.")]
-
-
-def _server_config(
-    base_url: str | None, model: str | None, api_key_file: str | None, **limits: Any
-) -> ServerConfig | None:
-    """The model server the flags name, for every command that talks to one (None without --base-url and a model).
-
-    `limits` are the command's own `ServerConfig` fields (concurrency, timeouts); the key is read from
-    --api-key-file, else `$OPENAI_API_KEY`, when a request is sent (`ServerConfig.resolve_api_key`).
-    """
-    from ftrl.settings import ServerConfig
-
-    if not base_url or not model:
-        return None
-    return ServerConfig(base_url=base_url, model=model, api_key_file=api_key_file, **limits)
 
 
 def _refuse_api_key(api_key: str | None) -> None:
@@ -148,7 +152,7 @@ def _refuse_api_key(api_key: str | None) -> None:
         raise _fail(API_KEY_REFUSED)
 
 
-def _load_envs_checked(envs: Path, limit: int | None) -> None:
+def _load_envs_checked(envs: Path, limit: int | None, timeout_s: float = 10.0) -> None:
     """Fail on unreadable, empty or broken-code environments before any model loads."""
     from ftrl.env.domains import load_source
 
@@ -156,7 +160,31 @@ def _load_envs_checked(envs: Path, limit: int | None) -> None:
         source = load_source(envs)
     except DataError as error:
         raise _fail(str(error)) from None
-    check_tool_code(source, limit)
+    check_tool_code(source, limit, timeout_s)
+
+
+def claim_job(
+    job: str,
+    out: str | Path,
+    inputs: Mapping[str, str | Path | None],
+    settings: Mapping[str, Any],
+    *,
+    model: str,
+    folder: bool,
+    overwrite: bool,
+    limit: int | None = None,
+    tool_timeout_s: float = 10.0,
+) -> AbstractContextManager[None]:
+    """What every job that reads environments and a model checks before the model loads, then its claim on the
+    output (`claim_output`, held while the job runs): an output apart from the inputs, checked first so that a
+    wrong --out is refused before anything is read, then readable rows with working tool code."""
+    from ftrl.provenance import claim_output, refuse_overlap
+
+    refuse_overlap(out, [*inputs.values(), *_local(model)])
+    for path in inputs.values():
+        if path:
+            _load_envs_checked(Path(path), limit, tool_timeout_s)
+    return claim_output(out, job, inputs, settings, folder=folder, overwrite=overwrite, reads=_local(model))
 
 
 def _viewer(wanted: bool, out: str | Path) -> None:

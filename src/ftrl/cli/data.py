@@ -15,20 +15,20 @@ from rich.table import Table
 from rich.text import Text
 
 from ftrl.cli.common import (
-    _API_KEY_HELP,
-    ApiKeyOption,
+    REWARD_FLAGS,
     OverwriteOption,
     _fail,
     _refuse_api_key,
-    _server_config,
     app,
     check_tool_code,
     console,
 )
+from ftrl.cli_config import ConfigArgs, config_options
+from ftrl.construction.config import BuildOptions
 from ftrl.env.record import Environment, tool_name
 from ftrl.jsonl import DataError, iter_jsonl, write_jsonl_atomic
 from ftrl.provenance import claim_output, refuse_overlap
-from ftrl.reward.spec import FormatName, MatcherName, RewardKind
+from ftrl.reward.spec import RewardSpec
 from ftrl.train.config import make_config
 
 if TYPE_CHECKING:
@@ -115,24 +115,22 @@ def call(
 
 
 @app.command()
+@config_options(RewardSpec, flag_names=REWARD_FLAGS)
 def score(
     file: Path = typer.Argument(..., help="Environment states (JSONL/Parquet) the responses answer."),
     responses: Path = typer.Option(..., help="JSONL with `row` (0-based state index) and `response` (raw model text)."),
     out: Path = typer.Option(..., help="Output JSONL: row, reward, branch and the parsed calls."),
-    reward: RewardKind = typer.Option("f1", help="Per-turn reward: f1 (paper default), p, r or pr."),
-    matcher: MatcherName = typer.Option(
-        "reference", help="Sub-answer matcher: reference (exact reproduction) or strict."
-    ),
-    fmt: FormatName = typer.Option("hermes", "--format", help="Tool-call format of the responses: hermes or llama31."),
     timeout: float = typer.Option(10.0, min=0.01, max=3600, help="Seconds before a tool call is stopped."),
     overwrite: OverwriteOption = False,
+    *,
+    config_args: ConfigArgs,
 ) -> None:
     """Per-turn verifiable reward of raw model responses against environment states."""
-    from ftrl.reward import RewardSpec, score_response
+    from ftrl.reward import score_response
     from ftrl.rollout.engine import unicode_fault
     from ftrl.runtime import RuntimeConfig, ToolRuntime
 
-    spec = RewardSpec(kind=reward, matcher=matcher, fmt=fmt)
+    spec = config_args.load(RewardSpec())
     refuse_overlap(out, [file, responses])
     source, _ = _load_row(file, 0)
     try:
@@ -142,7 +140,7 @@ def score(
     if not requests:
         raise _fail(f"{responses}: no responses to score (an empty file)")
     check_tool_code(source, timeout_s=timeout)
-    settings = {"reward": reward, "matcher": matcher, "format": fmt, "timeout": timeout}
+    settings = {"reward": spec.kind, "matcher": spec.matcher, "format": spec.fmt, "timeout": timeout}
     claim = claim_output(
         out, "score", {"states": file, "responses": responses}, settings, folder=False, overwrite=overwrite
     )
@@ -251,79 +249,20 @@ def render_environment(index: int, env: Environment) -> Panel:
     return Panel(body, title=f"row {index} · {env.data_source} · {env.split}", title_align="left")
 
 
-def _csv(value: str | None) -> tuple[str, ...]:
-    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
-
-
 @app.command()
-def build(
-    out: Path = typer.Option(..., help="Output JSONL; an existing partial file from the same config is resumed."),
-    backend: str = typer.Option("procedural", help="procedural (offline, default) or llm."),
-    n: int = typer.Option(100, "--n", min=1, help="Number of environments to write."),
-    scenarios: str = typer.Option(
-        "single_hop,parallel_single_hop,multi_hop,parallel_multi_hop", help="Comma-separated."
-    ),
-    seed: int = typer.Option(0, help="Same seed and options give byte-identical files."),
-    split: str = typer.Option("train", help="train or test."),
-    domains: str = typer.Option("", help="Comma-separated world domains to use (default: all)."),
-    exclude_domains: str = typer.Option("", help="Comma-separated domains to hold out."),
-    min_hops: int = typer.Option(2, help="Fewest sub-questions of a multi-hop chain."),
-    max_hops: int = typer.Option(9, help="Most sub-questions of a multi-hop chain."),
-    min_tools: int = typer.Option(4, help="Fewest tools per environment."),
-    max_tools: int = typer.Option(10, help="Most tools per environment; distractors fill up to a drawn count."),
-    min_params: int = typer.Option(5, help="Fewest parameters per tool after complexity scaling."),
-    max_params: int = typer.Option(9, help="Most parameters per tool after complexity scaling."),
-    workers: int = typer.Option(1, min=1, max=256, help="Runtime worker processes for verification."),
-    base_url: str | None = typer.Option(None, help="llm backend: OpenAI-compatible endpoint."),
-    model: str | None = typer.Option(None, help="llm backend: model name."),
-    api_key_file: str | None = typer.Option(None, "--api-key-file", help=f"llm backend: {_API_KEY_HELP}"),
-    api_key: ApiKeyOption = None,
-    seed_questions: str | None = typer.Option(None, help="llm backend: JSONL of seed questions."),
-    concurrency: int = typer.Option(8, min=1, help="llm backend: parallel requests."),
-    probe_model: str | None = typer.Option(
-        None,
-        help="After building, probe every environment with this local model (responses sampled and scored as "
-        "`ftrl train --preset cpu` does) and keep those whose pass rate is inside --target-solve-rate.",
-    ),
-    target_solve_rate: str = typer.Option("0.2:0.8", help="With --probe-model: the pass-rate band kept, LOW:HIGH."),
-    probe_n: int = typer.Option(4, min=2, help="With --probe-model: responses sampled per environment."),
-    probe_out: Path | None = typer.Option(
-        None,
-        help="With --probe-model: file of the environments in the band (default: OUT with .probed before its "
-        "suffix); every environment with its pass_rate goes to PROBE_OUT.probe.jsonl.",
-    ),
-    overwrite: OverwriteOption = False,
-) -> None:
+@config_options(BuildOptions, required=("out",))
+def build(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
     """Build verified tool-use environments (every gold trajectory is replayed in the isolated runtime)."""
-    from ftrl.construction.config import LLM_REQUEST_LIMITS, BuildConfig, Difficulty
     from ftrl.construction.driver import build_environments
 
-    _refuse_api_key(api_key)
-    refuse_overlap(out, [seed_questions])
+    options = config_args.load(BuildOptions())
+    _refuse_api_key(options.server.api_key)
+    out = Path(options.out)
+    refuse_overlap(out, [options.seed_questions])
     try:
-        difficulty = Difficulty(
-            min_hops=min_hops,
-            max_hops=max_hops,
-            min_tools=min_tools,
-            max_tools=max_tools,
-            min_params=min_params,
-            max_params=max_params,
-        )
-        config = BuildConfig(
-            backend=backend,
-            n=n,
-            scenarios=_csv(scenarios),
-            seed=seed,
-            split=split,
-            domains=_csv(domains) or None,
-            exclude_domains=_csv(exclude_domains),
-            difficulty=difficulty,
-            workers=workers,
-            server=_server_config(base_url, model, api_key_file, concurrency=concurrency, **LLM_REQUEST_LIMITS),
-            seed_questions=seed_questions,
-        )
+        config = options.build_config()
         with _progress() as progress:
-            task = progress.add_task("building", total=n)
+            task = progress.add_task("building", total=config.n)
             report = build_environments(
                 config, out, lambda done, total: progress.update(task, completed=done), overwrite=overwrite
             )
@@ -334,14 +273,15 @@ def build(
         f"in {report.seconds:.1f} s ({report.envs_per_s:.0f}/s); "
         f"{report.rejected} rejected {report.rejection_stages or ''}"
     )
-    if report.total < n:
+    if report.total < config.n:
         console.print(
-            f"[bold red]error:[/] only {report.total} of {n} environments were built "
+            f"[bold red]error:[/] only {report.total} of {config.n} environments were built "
             f"(see {out}.rejections.jsonl for why the others were rejected)"
         )
         raise typer.Exit(code=1)
-    if probe_model is not None:
-        _probe_built(out, probe_model, target_solve_rate, probe_n, probe_out)
+    if options.probe_model is not None:
+        probe_out = Path(options.probe_out) if options.probe_out else None
+        _probe_built(out, options.probe_model, options.target_solve_rate, options.probe_n, probe_out)
 
 
 def _probe_built(out: Path, model: str, band_text: str, n: int, probe_out: Path | None) -> None:

@@ -13,16 +13,15 @@ from ftrl.cli.common import (
     OverwriteOption,
     ViewerOption,
     _fail,
-    _load_envs_checked,
-    _local,
     _refuse_api_key,
     _viewer,
     app,
+    claim_job,
     console,
 )
 from ftrl.cli_config import ConfigArgs, config_options
 from ftrl.jsonl import DataError
-from ftrl.provenance import claim_output, refuse_overlap
+from ftrl.provenance import refuse_overlap
 from ftrl.rollout.load import EvalConfig, PolicyOptions, SampleConfig
 
 
@@ -50,15 +49,12 @@ def sample_command(overwrite: OverwriteOption = False, *, config_args: ConfigArg
 
 
 def _policy_job(config: PolicyOptions, job: str, *, folder: bool, overwrite: bool) -> AbstractContextManager[Any]:
-    """What `sample` and `eval` check before a policy runs (no key on the command line, an output apart from the
-    inputs, valid rows and tool code), then the claim on the output that holds while it runs."""
-    _refuse_api_key(config.api_key)
-    envs, out = Path(config.envs), Path(config.out)
-    refuse_overlap(out, [envs, *_local(config.model)])
-    _load_envs_checked(envs, config.limit)
+    """`claim_job` for `sample` and `eval`, after refusing a key on the command line."""
+    _refuse_api_key(config.server.api_key)
     settings = config.results_settings()
-    return claim_output(
-        out, job, {"envs": envs}, settings, folder=folder, overwrite=overwrite, reads=_local(config.model)
+    inputs = {"envs": config.envs}
+    return claim_job(
+        job, config.out, inputs, settings, model=config.model, folder=folder, overwrite=overwrite, limit=config.limit
     )
 
 

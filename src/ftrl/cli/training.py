@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from ftrl.cli.common import (
     FLAG_NAMES,
+    REWARD_FLAGS,
     OverwriteOption,
     ViewerOption,
     _fail,
-    _load_envs_checked,
-    _local,
     _viewer,
     app,
-    check_tool_code,
+    claim_job,
     console,
 )
 from ftrl.cli_config import ConfigArgs, apply_config, config_options
 from ftrl.jsonl import DataError
-from ftrl.provenance import claim_output, describe_model, refuse_overlap
-from ftrl.recipes.demo import DemoConfig
-from ftrl.recipes.loop import LoopConfig
-from ftrl.reward.spec import MatcherName, RewardKind
-from ftrl.train.config import SFTConfig, TrainConfig, make_config
+from ftrl.provenance import describe_model, refuse_overlap
+from ftrl.recipes.demo import DEMO_SETS, DemoConfig
+from ftrl.recipes.loop import LOOP_SETS, LoopConfig
+from ftrl.reward.spec import RewardSpec
+from ftrl.train.config import SFTConfig, TrainConfig, follow_batch_states, make_config
 
 
 @app.command()
@@ -42,34 +42,24 @@ def train(
 ) -> None:
     """RL on trajectory states with the per-turn verifiable reward; resumes from DIR/checkpoints when present."""
 
-    from ftrl.env.domains import load_source
     from ftrl.models import ModelNotFound, placement, resolve_model
     from ftrl.train.trainer import train as run_training
 
     try:
-        values = config_args.values()
-        if "batch_states" in values and "mini_batch_states" not in values:
-            values["mini_batch_states"] = values["batch_states"]  # one update a step unless told otherwise
-        config = apply_config(make_config(preset), values)
-        placement(config.device, config.dtype)
+        config = apply_config(make_config(preset), follow_batch_states(config_args.values()))
+        placement(config.placement.device, config.placement.dtype)
         resolve_model(config.model)  # a model missing from the cache, then every row, is reported before it loads
-        source = load_source(config.data)
-    except (ValueError, ModelNotFound) as error:
-        raise _fail(str(error)) from None
-    check_tool_code(source, timeout_s=config.tool_timeout_s)
-    del source
-    settings = config.results_settings()
-    try:
-        train_claim = claim_output(
-            config.out,
+        claim = claim_job(
             "train",
+            config.out,
             {"data": config.data},
-            settings,
+            config.results_settings(),
+            model=config.model,
             folder=True,
             overwrite=overwrite,
-            reads=_local(config.model),
+            tool_timeout_s=config.tool_timeout_s,
         )
-        with train_claim:
+        with claim:
             saved = run_training(config, console=console)
     except (ValueError, ModelNotFound) as error:
         raise _fail(str(error)) from None
@@ -97,18 +87,15 @@ def sft(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
     from ftrl.train.sft import sft as run_sft
 
     config = config_args.load(SFTConfig())
-    refuse_overlap(config.out, [config.envs, *_local(config.model)])
-    _load_envs_checked(Path(config.envs), None)  # before the model loads
-    settings = config.results_settings()
     try:
-        claim = claim_output(
-            config.out,
+        claim = claim_job(
             "sft",
+            config.out,
             {"envs": config.envs},
-            settings,
+            config.results_settings(),
+            model=config.model,
             folder=True,
             overwrite=overwrite,
-            reads=_local(config.model),
         )
         with claim:
             saved = run_sft(config, console=console)
@@ -117,8 +104,11 @@ def sft(overwrite: OverwriteOption = False, *, config_args: ConfigArgs) -> None:
     console.print(f"[green]saved[/] {saved}")
 
 
-#: Fields of `ftrl loop`'s sub-configs that the loop sets per round: no flags.
-LOOP_SETS = ("train.model", "train.data", "train.out", "train.seed", "warm_start.model", "warm_start.out")
+def follow_loop_batch_states(values: dict[str, Any]) -> dict[str, Any]:
+    """`follow_batch_states` for the train table of a loop or demo."""
+    if "train" in values:
+        values["train"] = follow_batch_states(values["train"])
+    return values
 
 
 @app.command()
@@ -141,34 +131,15 @@ def loop(
 ) -> None:
     """The paper's recipe: an optional warm start, then per round collect states with the current policy, train on
     them, evaluate."""
-    from dataclasses import asdict
-
     from ftrl.recipes.loop import run_loop
 
     try:
-        config = config_args.load(LoopConfig(train=make_config(preset)))
+        config = apply_config(LoopConfig(train=make_config(preset)), follow_loop_batch_states(config_args.values()))
     except ValueError as error:
         raise _fail(str(error)) from None
     inputs = {"envs": config.envs, "eval_envs": config.eval_envs, "warm_start_envs": config.warm_start.envs or None}
-    refuse_overlap(config.out, [*inputs.values(), *_local(config.model)])
-    for path in filter(None, inputs.values()):
-        _load_envs_checked(Path(path), None)  # before the first model loads
-    # more rounds extend a loop; everything else decides what the rounds already done produced
-    settings = {
-        **asdict(config),
-        "model": describe_model(config.model),
-        "out": None,
-        "rounds": None,
-        "envs": None,
-        "eval_envs": None,
-        "train": {
-            **asdict(config.train),
-            **dict.fromkeys(("save_every", "keep_checkpoints", "tool_workers", "log_samples", "report_to")),
-        },
-        "warm_start": {**asdict(config.warm_start), "envs": None, "report_to": None},
-    }
-    with claim_output(
-        config.out, "loop", inputs, settings, folder=True, overwrite=overwrite, reads=_local(config.model)
+    with claim_job(
+        "loop", config.out, inputs, config.results_settings(), model=config.model, folder=True, overwrite=overwrite
     ):
         run_loop(config, console=console)
     _viewer(viewer, config.out)
@@ -179,6 +150,7 @@ app.add_typer(export_app, name="export")
 
 
 @export_app.command("verl")
+@config_options(RewardSpec, flag_names=REWARD_FLAGS)
 def export_verl_command(
     data: Path = typer.Option(..., help="Trajectory states (JSONL/Parquet)."),
     out: Path = typer.Option(..., help="Folder for train.parquet, ftrl_reward.py and the launch scripts."),
@@ -187,28 +159,25 @@ def export_verl_command(
         help="The model verl will train (folder, hub id or 'embedded'): its "
         "chat template renders the prompts, and the scripts train it by default.",
     ),
-    reward: RewardKind = typer.Option("f1", help="Per-turn reward: f1, p, r or pr."),
-    matcher: MatcherName = typer.Option("reference", help="Sub-answer matcher: reference or strict."),
     multi_turn: bool = typer.Option(
         False,
         help="Also write episodes.parquet, ftrl_agent_loop.yaml and "
         "train_multiturn_grpo.sh for verl's tool agent loop (whole episodes).",
     ),
     overwrite: OverwriteOption = False,
+    *,
+    config_args: ConfigArgs,
 ) -> None:
     """States as a verl 0.9.1 dataset with a reward module calling ftrl and the paper's launch scripts."""
     from ftrl.export import export_verl
     from ftrl.models import ModelNotFound
-    from ftrl.reward import RewardSpec
 
-    spec = RewardSpec(kind=reward, matcher=matcher)
-    refuse_overlap(out, [data, *_local(model)])
-    _load_envs_checked(data, None)
-    settings = {"model": describe_model(model), "reward": reward, "matcher": matcher, "multi_turn": multi_turn}
+    spec = config_args.load(RewardSpec())
+    settings = {"model": describe_model(model), "reward": spec.kind, "matcher": spec.matcher, "multi_turn": multi_turn}
+    if spec.fmt != "hermes":  # the format became a choice here later: earlier exports still resume
+        settings["format"] = spec.fmt
     try:
-        claim = claim_output(
-            out, "export verl", {"data": data}, settings, folder=True, overwrite=overwrite, reads=_local(model)
-        )
+        claim = claim_job("export verl", out, {"data": data}, settings, model=model, folder=True, overwrite=overwrite)
         with claim:
             written = export_verl(data, out, model=model, reward=spec, multi_turn=multi_turn)
     except (ValueError, DataError, ModelNotFound) as error:
@@ -218,7 +187,7 @@ def export_verl_command(
 
 
 @app.command()
-@config_options(DemoConfig, flag_names=FLAG_NAMES)
+@config_options(DemoConfig, flag_names=FLAG_NAMES, omit=LOOP_SETS + DEMO_SETS)
 def demo(
     quick: bool = typer.Option(
         False, help="A few-minute version on tiny sets (what the end-to-end test runs); the same as --profile quick."
@@ -236,7 +205,7 @@ def demo(
     from ftrl.recipes.demo import run_demo
 
     try:
-        values = config_args.values()
+        values = follow_loop_batch_states(config_args.values())
         config = apply_config(DemoConfig.profile("quick" if quick else profile), values)
     except ValueError as error:
         raise _fail(str(error)) from None

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftrl.construction.config import BuildConfig, Difficulty
 from ftrl.env import Environment
+from ftrl.settings import setting
 
 if TYPE_CHECKING:
     from ftrl.train.config import TrainConfig
@@ -37,22 +38,25 @@ BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 @dataclass(kw_only=True)
 class CurriculumConfig:
-    """Learner-in-the-loop environments: the `#:` comments are the flags' help."""
+    """Learner-in-the-loop environments; each field's help is its flag's help."""
 
-    #: Probe each round's states with the current policy and train only on those whose pass rate is inside
-    #: --target-solve-rate; with procedural --envs, also build each round's environments at per-scenario
-    #: difficulty levels moved toward that band.
-    curriculum: bool = False
-    #: Target band of a state's pass rate (share of sampled responses with a positive reward), LOW:HIGH.
-    target_solve_rate: str = "0.2:0.8"
-    #: Responses the probe samples per state.
-    probe_n: int = 4
-    #: Environments built per scenario and round (0: no building; states come from --envs as without curriculum).
-    envs_per_scenario: int = 6
-    #: Easiest difficulty level (0 is the environments' own difficulty; each level moves every size knob by one).
-    min_level: int = -2
-    #: Hardest difficulty level.
-    max_level: int = 3
+    curriculum: bool = setting(
+        False,
+        "Probe each round's states with the current policy and train only on those whose pass rate is inside "
+        "--target-solve-rate; with procedural --envs, also build each round's environments at per-scenario "
+        "difficulty levels moved toward that band.",
+    )
+    target_solve_rate: str = setting(
+        "0.2:0.8", "Target band of a state's pass rate (share of sampled responses with a positive reward), LOW:HIGH."
+    )
+    probe_n: int = setting(4, "Responses the probe samples per state.")
+    envs_per_scenario: int = setting(
+        6, "Environments built per scenario and round (0: no building; states come from --envs as without curriculum)."
+    )
+    min_level: int = setting(
+        -2, "Easiest difficulty level (0 is the environments' own difficulty; each level moves every size knob by one)."
+    )
+    max_level: int = setting(3, "Hardest difficulty level.")
 
     def __post_init__(self) -> None:
         parse_band(self.target_solve_rate)
@@ -207,7 +211,9 @@ def policy_pass_rates(model: str, train: TrainConfig, n: int, chunk_states: int 
         if not states:
             return []
         torch.manual_seed(train.seed)
-        policy, tokenizer = load_trainable_model(resolve_model(model), device=train.device, dtype=train.dtype)
+        policy, tokenizer = load_trainable_model(
+            resolve_model(model), device=train.placement.device, dtype=train.placement.dtype
+        )
         native = template_supports_tools(tokenizer)
         prompts = [
             tokenizer(render_prompt(tokenizer, env, native), add_special_tokens=False).input_ids for env in states

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,108 +19,105 @@ from rich.console import Console
 
 from ftrl.construction.config import BuildConfig, Difficulty
 from ftrl.construction.world import DOMAIN_NAMES
-from ftrl.recipes.curriculum import CurriculumConfig
 from ftrl.recipes.loop import LoopConfig, round_dir
-from ftrl.train.config import SFTConfig, make_config
+from ftrl.settings import setting, setting_table
+from ftrl.train.config import SFTConfig, TrainConfig, make_config
 
 #: World domains the demo trains on; the rest are held out for the test set.
 HELD_OUT_DOMAINS = ("river", "mountain", "sports_club")
-#: Turns per episode when collecting and evaluating.
-DEMO_MAX_TURNS = 8
+
+
+def demo_difficulty() -> Difficulty:
+    """Small environments keep prompts short enough for a 135M model on a CPU."""
+    return Difficulty(
+        min_hops=2,
+        max_hops=3,
+        min_chain_hops=1,
+        max_chain_hops=2,
+        min_params=2,
+        max_params=3,
+        min_tools=2,
+        max_tools=3,
+        min_distractors=1,
+    )
+
+
+def demo_train(**changes: Any) -> TrainConfig:
+    """The demo's RL: the cpu preset, with dynamic sampling (8 states sampled, the 4 whose rewards differ trained
+    on), no KL term (no reference pass: a quarter of a step's compute here) and the lowest 10 layers frozen."""
+    values = {
+        "steps": 5,
+        "n": 8,
+        "lr": 1e-5,
+        "temperature": 1.0,
+        "batch_states": 4,
+        "mini_batch_states": 4,
+        "filter_groups": True,
+        "gen_batch_states": 8,
+        "kl_coef": 0.0,
+        "freeze_layers": 10,
+        "max_new_tokens": 96,
+        "max_prompt_tokens": 4096,
+    }
+    return make_config("cpu", **(values | changes))
 
 
 @dataclass(kw_only=True)
-class DemoConfig:
-    """The demo recipe; `quick()` shrinks it to a few minutes for the end-to-end test, `long()` gives RL more time.
-    The `#:` comments are the help of `ftrl demo`'s flags."""
+class DemoConfig(LoopConfig):
+    """The demo recipe: `ftrl loop`'s config with the demo's defaults (it is a preset of the loop) and the
+    environment build in front of it. `quick()` shrinks it to a few minutes for the end-to-end test, `long()` gives
+    RL more time."""
 
-    #: Output folder (by profile: runs/demo, runs/demo-quick, runs/demo-long; a seed other than 0 adds -seed<N>
-    #: unless --out or the config file names the folder).
-    out: str = "runs/demo"
-    #: Model to train: `embedded` or a local HF model folder.
-    model: str = "embedded"
-    #: Seed of everything (environments, data order, sampling); use a fresh --out.
-    seed: int = 0
-    #: Training environments built (SFT and every RL round draw from them, never the same ones twice).
-    train_envs: int = 160
-    #: Test environments built, all from the held-out domains.
-    test_envs: int = 48
-    #: World domains kept out of training; the test set uses only these.
-    held_out: tuple[str, ...] = HELD_OUT_DOMAINS
-    #: Small environments keep prompts short enough for a 135M model on a CPU.
-    difficulty: Difficulty = field(
-        default_factory=lambda: Difficulty(
-            min_hops=2,
-            max_hops=3,
-            min_chain_hops=1,
-            max_chain_hops=2,
-            min_params=2,
-            max_params=3,
-            min_tools=2,
-            max_tools=3,
-            min_distractors=1,
-        )
+    out: str = setting(
+        "runs/demo",
+        "Output folder (by profile: runs/demo, runs/demo-quick, runs/demo-long; a seed other than 0 adds -seed<N> "
+        "unless --out or the config file names the folder).",
+        results=False,
     )
-    #: Training environments whose gold trajectories the warm start (SFT) learns from.
-    sft_envs: int = 48
-    #: Warm-start passes over the gold trajectories.
-    sft_epochs: int = 1
-    #: Warm-start learning rate.
-    sft_lr: float = 5e-5
-    #: Warm start: keep the embeddings and the lowest K decoder layers frozen.
-    sft_freeze_layers: int = 10
-    #: RL rounds, as the paper's iterations: each collects states with the current policy from --rl-states-envs
-    #: training environments not used before (none of them in SFT), then trains --rl-steps.
-    rl_rounds: int = 1
-    #: Training environments each RL round collects states from.
-    rl_states_envs: int = 24
-    #: Sampling temperature when collecting states.
-    rl_collect_temperature: float = 1.0
-    #: Optimizer steps per RL round.
-    rl_steps: int = 5
-    #: grpo | reinforce_plus_plus | reinforce_plus_plus_baseline.
-    rl_algo: str = "grpo"
-    #: Responses sampled per state.
-    rl_n: int = 8
-    #: States trained on per step; with --rl-gen-states above it, dynamic sampling: that many states are sampled
-    #: and the update uses those whose responses scored differently (equal rewards give GRPO nothing).
-    rl_batch_states: int = 4
-    #: States sampled per step (dynamic sampling when above --rl-batch-states).
-    rl_gen_states: int = 8
-    #: Dynamic sampling picks first the states where some response earned a positive reward.
-    rl_prefer_solved: bool = False
-    #: RL learning rate.
-    rl_lr: float = 1e-5
-    #: Sampling temperature of the responses trained on.
-    rl_temperature: float = 1.0
-    #: Weight of the KL loss; 0: no reference model and no reference pass (a quarter of a step's compute here).
-    rl_kl_coef: float = 0.0
-    #: RL: keep the embeddings and the lowest K decoder layers frozen.
-    rl_freeze_layers: int = 10
-    #: Tokens per assistant turn (evaluation, collection and training).
-    max_new_tokens: int = 96
-    #: States with longer prompts are skipped in training.
-    max_prompt_tokens: int = 4096
-    #: Episodes decoded together; all 48 test episodes at once (short prompts keep their caches small).
-    eval_batch: int = 48
-    #: Environments built for the learner each RL round instead of --rl-states-envs fixed ones (issue 23).
-    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
-    #: Trackers for the SFT and RL metrics: tensorboard, wandb, mlflow, trackio (comma-separated; optional extras).
-    report_to: str = ""
-    #: Generation engine of the evaluations and the states' collection: kvgen (fp32), int8 (faster on a CPU, a
-    #: slightly different model), hf or auto; RL sampling uses int8 when this is int8, else kvgen.
-    engine: str = "auto"
-
-    @property
-    def train_engine(self) -> str:
-        """The trainer's sampling engine for `engine` (the trainer has kvgen and int8 only)."""
-        return "int8" if self.engine == "int8" else "kvgen"
+    train_envs: int = setting(
+        160, "Training environments built (the warm start and every RL round draw from them, never the same twice)."
+    )
+    test_envs: int = setting(48, "Test environments built, all from the held-out domains.")
+    held_out: tuple[str, ...] = setting(
+        HELD_OUT_DOMAINS, "World domains kept out of training; the test set uses only these."
+    )
+    difficulty: Difficulty = setting_table(
+        demo_difficulty, "How hard the built environments are (`ftrl build`'s knobs)."
+    )
+    warm_start_size: int = setting(
+        48, "Training environments whose gold trajectories the warm start (SFT) learns from."
+    )
+    # the loop's fields, at the demo's values
+    rounds: int = setting(
+        1,
+        "RL rounds, as the paper's iterations: each collects states with the current policy from --envs-per-round "
+        "training environments not used before (none of them in the warm start), then trains --train.steps.",
+        results=False,
+    )
+    max_new_tokens: int = setting(
+        96, "Tokens per turn when collecting and evaluating (training: --train-max-new-tokens)."
+    )
+    max_turns: int = setting(8, "Turns per episode when collecting and evaluating.")
+    batch_size: int = setting(
+        48,
+        "Episodes decoded together: all 48 test episodes at once (short prompts keep their caches small).",
+        results=False,
+    )
+    envs_per_round: int = setting(24, "Training environments each RL round collects states from.")
+    eval_every_round: bool = setting(
+        False, "Evaluate after every round; off: only after the last one (the start and warm start always are)."
+    )
+    train: TrainConfig = setting_table(demo_train, "RL of each round (`ftrl train`'s config, the demo's values).")
+    warm_start: SFTConfig = setting_table(
+        lambda: SFTConfig(epochs=1, lr=5e-5, freeze_layers=10),
+        "The warm start on gold trajectories (`ftrl sft`'s config; the demo sets its environments).",
+    )
 
     @classmethod
     def long(cls, out: str = "runs/demo-long", model: str = "embedded") -> DemoConfig:
         """Three RL rounds instead of one (the paper's iterations): 34 minutes for seed 0 on a 2-core CPU; it did not
         add a held-out gain there (benchmarks/RESULTS.md, Demo)."""
-        return cls(out=out, model=model, rl_rounds=3)
+        return cls(out=out, model=model, rounds=3)
 
     @classmethod
     def profile(cls, name: str, model: str = "embedded") -> DemoConfig:
@@ -141,18 +138,25 @@ class DemoConfig:
             model=model,
             train_envs=16,
             test_envs=8,
-            sft_envs=12,
-            sft_epochs=1,
-            rl_states_envs=2,
-            rl_rounds=2,
-            rl_steps=1,
-            rl_n=4,
-            rl_batch_states=2,
-            rl_gen_states=4,
-            rl_freeze_layers=1,
+            warm_start_size=12,
+            envs_per_round=2,
+            rounds=2,
             max_new_tokens=64,
-            sft_freeze_layers=1,
+            train=demo_train(
+                steps=1,
+                n=4,
+                batch_states=2,
+                mini_batch_states=2,
+                gen_batch_states=4,
+                freeze_layers=1,
+                max_new_tokens=64,
+            ),
+            warm_start=SFTConfig(epochs=1, lr=5e-5, freeze_layers=1),
         )
+
+
+#: Fields of `DemoConfig` that the demo sets itself (its built environments): no flags.
+DEMO_SETS = ("envs", "eval_envs", "warm_start.envs")
 
 
 class Demo:
@@ -175,53 +179,17 @@ class Demo:
         return self.out / "envs" / "test.jsonl"
 
     def loop_config(self) -> LoopConfig:
-        """The loop the demo runs: SFT on the first `sft_envs` training environments, then `rl_rounds` rounds, each
-        collecting from the next `rl_states_envs` of them; evaluated on the test set before, after the warm start
-        and after the last round."""
+        """The loop the demo runs: its own loop fields, the warm start on the first `warm_start_size` training
+        environments and the rounds on the rest (`envs_per_round` each), evaluated on the test set."""
         c = self.config
-        train = make_config(
-            "cpu",
-            algo=c.rl_algo,
-            steps=c.rl_steps,
-            n=c.rl_n,
-            lr=c.rl_lr,
-            temperature=c.rl_temperature,
-            batch_states=c.rl_batch_states,
-            mini_batch_states=c.rl_batch_states,
-            filter_groups=c.rl_gen_states > c.rl_batch_states,
-            gen_batch_states=c.rl_gen_states,
-            prefer_solved=c.rl_prefer_solved,
-            kl_coef=c.rl_kl_coef,
-            freeze_layers=c.rl_freeze_layers,
-            max_new_tokens=c.max_new_tokens,
-            max_prompt_tokens=c.max_prompt_tokens,
-            report_to=c.report_to,
-            engine=c.train_engine,
-        )
-        warm_start = SFTConfig(
-            envs=str(self.out / "envs" / "sft.jsonl"),
-            epochs=c.sft_epochs,
-            lr=c.sft_lr,
-            freeze_layers=c.sft_freeze_layers,
-            report_to=c.report_to,
-        )
+        loop = {item.name: getattr(c, item.name) for item in fields(LoopConfig)}
         return LoopConfig(
-            model=c.model,
-            envs=str(self.out / "envs" / "rl.jsonl"),
-            eval_envs=str(self.test_file),
-            out=str(self.out),
-            rounds=c.rl_rounds,
-            seed=c.seed,
-            max_new_tokens=c.max_new_tokens,
-            max_turns=DEMO_MAX_TURNS,
-            collect_temperature=c.rl_collect_temperature,
-            batch_size=c.eval_batch,
-            envs_per_round=c.rl_states_envs,
-            eval_every_round=False,
-            train=train,
-            warm_start=warm_start,
-            curriculum=c.curriculum,
-            engine=c.engine,
+            **loop
+            | {
+                "envs": str(self.out / "envs" / "rl.jsonl"),
+                "eval_envs": str(self.test_file),
+                "warm_start": replace(c.warm_start, envs=str(self.out / "envs" / "sft.jsonl")),
+            }
         )
 
     def run(self) -> dict[str, Any]:
@@ -254,8 +222,8 @@ class Demo:
             report = build_environments(config, path)
             self.console.print(f"{path}: {report.written + report.resumed} environments ({report.rejected} rejected)")
         envs = read_envs(self.train_file)
-        write_envs(self.out / "envs" / "sft.jsonl", envs[: self.config.sft_envs])
-        write_envs(self.out / "envs" / "rl.jsonl", envs[self.config.sft_envs :])
+        write_envs(self.out / "envs" / "sft.jsonl", envs[: self.config.warm_start_size])
+        write_envs(self.out / "envs" / "rl.jsonl", envs[self.config.warm_start_size :])
 
     @property
     def train_build(self) -> BuildConfig:
@@ -270,7 +238,7 @@ class Demo:
         return {
             "base": round_dir(self.out, 0) / "eval",
             "sft": self.out / "warm_start" / "eval",
-            "rl": round_dir(self.out, self.config.rl_rounds) / "eval",
+            "rl": round_dir(self.out, self.config.rounds) / "eval",
         }
 
     def report(self) -> dict[str, Any]:
@@ -281,7 +249,7 @@ class Demo:
         folders = self.evaluation_dirs()
         loop = self.loop_config()
         models = {"base": loop.model, "sft": self.out / "warm_start" / "model"}
-        models["rl"] = round_dir(self.out, self.config.rl_rounds) / "train" / "model"
+        models["rl"] = round_dir(self.out, self.config.rounds) / "train" / "model"
         summaries = {
             label: json.loads((folder / "summary.json").read_text())
             if (folder / "summary.json").exists()  # else every episode is done: this rereads them
@@ -293,7 +261,10 @@ class Demo:
         folder = self.out / "report"
         folder.mkdir(parents=True, exist_ok=True)
         plot(summaries, folder / "report.png", differences)
-        settings = {"config": asdict(self.config), "seconds": self.timings}
+        import torch
+
+        # the thread count decides the fp32 sums, so a rerun reproduces scores only with the same one
+        settings = {"config": asdict(self.config), "seconds": self.timings, "torch_threads": torch.get_num_threads()}
         (folder / "settings.json").write_text(json.dumps(settings, indent=2, default=list))
         (folder / "differences.json").write_text(json.dumps([d.to_dict() for d in differences], indent=2))
         (folder / "report.md").write_text(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,10 @@ from rich.console import Console
 from rich.table import Table
 
 from ftrl.jsonl import atomic_path
+from ftrl.provenance import describe_model
 from ftrl.recipes.curriculum import CurriculumConfig, PassRates
+from ftrl.settings import Engine, results_identity, setting, setting_table
+from ftrl.trackers import parse_report_to
 from ftrl.train.config import SFTConfig, TrainConfig, make_config
 
 if TYPE_CHECKING:
@@ -43,43 +46,66 @@ METRICS = ("solve_p", "solve_r", "solve_f1")
 
 @dataclass(kw_only=True)
 class LoopConfig:
-    """Every knob of `ftrl loop`; the `#:` comments are the flags' help. `train` and `warm_start` are the configs
-    of `ftrl train` and `ftrl sft`; the loop sets their model, data (envs), output folder and (train) seed."""
+    """Every knob of `ftrl loop`; each field's help is its flag's help. `train` and `warm_start` are the configs
+    of `ftrl train` and `ftrl sft`; the loop sets their model, data (envs), output folder, trackers and (train)
+    seed (`LOOP_SETS`)."""
 
-    #: Starting model.
-    model: str = "embedded"
-    #: Training environments to collect states from.
-    envs: str = ""
-    #: Held-out environments for Solve-P/R/F1.
-    eval_envs: str = ""
-    #: Loop directory (resumable: loop_state.json).
-    out: str = "runs/loop"
-    #: Collect -> train -> evaluate rounds.
-    rounds: int = 3
-    #: Seed of round k's collection and training is this plus k.
-    seed: int = 0
-    #: Tokens per turn when collecting and evaluating (training: --train-max-new-tokens).
-    max_new_tokens: int = 512
-    #: Turns per episode when collecting and evaluating.
-    max_turns: int = 20
-    #: Sampling temperature when collecting states (the reference samples at 1.0).
-    collect_temperature: float = 1.0
-    #: Episodes a local model decodes together when collecting and evaluating.
-    batch_size: int = 16
-    #: Generation engine of collection and evaluation: kvgen (fp32), int8 (kvgen over int8 per-channel weights:
-    #: faster on a CPU, a different model: benchmarks/RESULTS.md), hf or auto (RL sampling: --train.engine).
-    engine: str = "auto"
-    #: 0: every round collects from all of --envs; N: round k collects from environments (k-1)N .. kN-1 of --envs,
-    #: so no round sees another's.
-    envs_per_round: int = 0
-    #: Evaluate after every round; off: only after the last one (the start and warm start are always evaluated).
-    eval_every_round: bool = True
-    #: RL of each round (`ftrl train`'s config; the loop sets model, data, out and seed).
-    train: TrainConfig = field(default_factory=lambda: make_config("cpu"))
-    #: Supervised warm start before round 1 (`ftrl sft`'s config; the loop sets model and out); no envs: none.
-    warm_start: SFTConfig = field(default_factory=lambda: SFTConfig(envs="", epochs=1, lr=5e-5))
-    #: Environments built for the learner: probe, filter by pass rate, move difficulty (`ftrl.recipes.curriculum`).
-    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    model: str = setting("embedded", "Starting model: `embedded`, a local HF model folder or a cached hub id.")
+    envs: str = setting("", "Training environments to collect states from.", results=False)
+    eval_envs: str = setting("", "Held-out environments for Solve-P/R/F1.", results=False)
+    out: str = setting("runs/loop", "Loop directory (resumable: loop_state.json).", results=False)
+    rounds: int = setting(3, "Collect -> train -> evaluate rounds (more rounds extend a finished loop).", results=False)
+    seed: int = setting(0, "Seed of round k's collection and training is this plus k.")
+    max_new_tokens: int = setting(
+        512, "Tokens per turn when collecting and evaluating (training: --train-max-new-tokens)."
+    )
+    max_turns: int = setting(20, "Turns per episode when collecting and evaluating.")
+    collect_temperature: float = setting(
+        1.0, "Sampling temperature when collecting states (the reference samples at 1.0)."
+    )
+    batch_size: int = setting(
+        16, "Episodes a local model decodes together when collecting and evaluating.", results=False
+    )
+    engine: Engine = setting(
+        "auto",
+        "Generation engine of collection and evaluation: kvgen (fp32), int8 (kvgen over int8 per-channel weights: "
+        "faster on a CPU, a different model: benchmarks/RESULTS.md), hf or auto. int8 also makes RL sample with "
+        "int8; otherwise RL samples with --train.engine.",
+    )
+    envs_per_round: int = setting(
+        0,
+        "0: every round collects from all of --envs; N: round k collects from environments (k-1)N .. kN-1 of "
+        "--envs, so no round sees another's.",
+    )
+    eval_every_round: bool = setting(
+        True, "Evaluate after every round; off: only after the last one (the start and warm start always are)."
+    )
+    report_to: str = setting(
+        "",
+        "Send the warm start's and every round's training metrics to these trackers: tensorboard, wandb, mlflow, "
+        "trackio (comma-separated; optional extras); files go under each run's trackers/.",
+        results=False,
+    )
+    train: TrainConfig = setting_table(
+        lambda: make_config("cpu"), "RL of each round (`ftrl train`'s config; the loop sets model, data, out, seed)."
+    )
+    warm_start: SFTConfig = setting_table(
+        lambda: SFTConfig(envs="", epochs=1, lr=5e-5),
+        "Supervised warm start before round 1 (`ftrl sft`'s config; the loop sets model and out); no envs: none.",
+    )
+    curriculum: CurriculumConfig = setting_table(
+        CurriculumConfig,
+        "Environments built for the learner: probe, filter by pass rate, move difficulty (`ftrl.recipes.curriculum`).",
+    )
+
+    def __post_init__(self) -> None:
+        parse_report_to(self.report_to)
+
+    def results_settings(self) -> dict[str, Any]:
+        """What decides the rounds already done, for the resume check: every field but those declared with
+        `results=False` (more rounds extend a loop; paths, batch sizes and trackers change nothing), the model by
+        content."""
+        return {**results_identity(self), "model": describe_model(self.model)}
 
     def policy(self, model: str, temperature: float = 0.0, seed: int = 0) -> PolicySpec:
         """How collection (sampled) and evaluation (greedy) run a model."""
@@ -96,7 +122,8 @@ class LoopConfig:
 
         if (out / FINAL_MODEL / "config.json").exists():  # finished before a crash: keep it
             return str(out / FINAL_MODEL)
-        return str(sft(replace(self.warm_start, model=model, out=str(out)), console=console))
+        config = replace(self.warm_start, model=model, out=str(out), report_to=self.report_to)
+        return str(sft(config, console=console))
 
     def sample_states(
         self, model: str, envs: str, out: Path, round_number: int, console: Console | None = None
@@ -114,7 +141,30 @@ class LoopConfig:
         return evaluate(self.policy(model), envs, out, max_turns=self.max_turns, console=console)
 
     def train_config(self, model: str, states: Path, out: Path, round_number: int) -> TrainConfig:
-        return replace(self.train, model=model, data=str(states), out=str(out), seed=self.seed + round_number)
+        """Round `round_number`'s RL: `train` with the fields the loop sets (`LOOP_SETS`)."""
+        return replace(
+            self.train,
+            model=model,
+            data=str(states),
+            out=str(out),
+            seed=self.seed + round_number,
+            report_to=self.report_to,
+            engine="int8" if self.engine == "int8" else self.train.engine,
+        )
+
+
+#: Fields of the loop's sub-configs that the loop sets itself (`LoopConfig.train_config`, `run_warm_start`): they
+#: have no flags.
+LOOP_SETS = (
+    "train.model",
+    "train.data",
+    "train.out",
+    "train.seed",
+    "train.report_to",
+    "warm_start.model",
+    "warm_start.out",
+    "warm_start.report_to",
+)
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:

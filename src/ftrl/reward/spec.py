@@ -15,6 +15,7 @@ from typing import Literal, Protocol
 from ftrl.formats import FORMATS
 from ftrl.reward.match import MATCHERS, Matcher, get_matcher
 from ftrl.reward.turn import REWARD_KINDS
+from ftrl.settings import setting
 
 #: Per-turn reward kinds (`ftrl.reward.turn.REWARD_KINDS`): f1 is the paper's default.
 RewardKind = Literal["f1", "p", "r", "pr"]
@@ -54,9 +55,13 @@ class RewardState:
 class RewardSpec:
     """How a response is scored: `kind` of per-turn reward, sub-answer `matcher`, tool-call format `fmt`."""
 
-    kind: RewardKind = "f1"
-    matcher: MatcherName = "reference"
-    fmt: FormatName = "hermes"
+    kind: RewardKind = setting("f1", "Per-turn reward: f1 (Solve-F1, the paper's default), p, r or pr.")
+    matcher: MatcherName = setting(
+        "reference",
+        "Sub-answer and final-answer matcher: reference (bytedance/FTRL's exactly) or strict (numbers compare as "
+        "numbers; a final answer stuffed with candidates earns nothing).",
+    )
+    fmt: FormatName = setting("hermes", "Tool-call format the policy writes: hermes or llama31.")
 
     def __post_init__(self) -> None:
         for name, value, known in (

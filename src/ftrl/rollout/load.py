@@ -7,14 +7,23 @@ the local model with torch) that themselves import those protocols; it imports e
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from ftrl.env.record import Environment
 from ftrl.provenance import describe_model
 from ftrl.reward.spec import MatcherName
 from ftrl.rollout.policy import GoldPolicy, Policy
-from ftrl.settings import Device, Dtype, Engine, SamplingConfig, ServerConfig, setting
+from ftrl.settings import (
+    Engine,
+    Placement,
+    SamplingConfig,
+    ServerConfig,
+    ServerOptions,
+    results_identity,
+    setting,
+    setting_table,
+)
 
 #: Model names that replay gold trajectories: `gold` (as `ftrl bench --model gold`), and `oracle`, its earlier name.
 GOLD_MODELS = ("gold", "oracle")
@@ -78,72 +87,51 @@ class PolicyOptions:
         "Model folder, cached hub id, 'embedded', 'gold' (replays gold calls; 'oracle', its earlier name, also "
         "works), or a served model name with --base-url.",
     )
-    envs: str = setting("", "Environments (JSONL/Parquet file or domain folder).")
-    out: str = setting("", "Output (see the command).")
-    limit: int | None = setting(None, "Only the first K environments.", min=1)
+    envs: str = setting("", "Environments (JSONL/Parquet file or domain folder).", results=False)
+    out: str = setting("", "Output (see the command).", results=False)
+    limit: int | None = setting(None, "Only the first K environments.", min=1, results=False)
     max_turns: int = setting(20, "Assistant turns per episode.", min=1)
     temperature: float = setting(
         0.0, "Sampling temperature (0 = greedy; the paper evaluates greedily).", min=0.0, max=100.0
     )
     max_new_tokens: int = setting(512, "Tokens per assistant turn.", min=1)
-    batch_size: int = setting(16, "Episodes in flight (rows per generate call / concurrent requests).", min=1)
-    base_url: str | None = setting(None, "OpenAI-compatible server (…/v1) serving --model.")
-    api_key: str | None = setting(
-        None, "Refused on the command line (readable in /proc/<pid>/cmdline); see --api-key-file."
+    batch_size: int = setting(
+        16, "Episodes in flight (rows per generate call / concurrent requests).", min=1, results=False
     )
-    api_key_file: str | None = setting(
-        None, "File whose first line is the API key for --base-url (default $OPENAI_API_KEY)."
-    )
+    server: ServerOptions = setting_table(ServerOptions, "The server of --model, if it is served.")
     enable_thinking: bool = setting(False, "Let reasoning models think.")
     prompt: str = setting("example", "Tool prompt variant for templates without tool support.")
-    threads: int | None = setting(None, "Torch CPU threads for local models.", min=1)
-    device: Device = setting("auto", "Local models: auto (CUDA when present), cpu or cuda.")
-    dtype: Dtype = setting("auto", "Local models: auto (bf16 for generation on CUDA, else fp32), fp32, bf16, fp16.")
+    threads: int | None = setting(None, "Torch CPU threads for local models.", min=1, results=False)
+    placement: Placement = setting_table(Placement, "Where a local model runs.")
     engine: Engine = setting(
         "auto",
         "Local models: kvgen (fp32, ftrl's continuous batching), int8 (kvgen over int8 per-channel weights: faster on "
         "a CPU, a different model), hf (transformers' generate) or auto (kvgen when it supports the model).",
     )
-    timeout: float = setting(
-        300.0,
-        "Seconds one model-server request may take in all, retries included (--base-url only).",
-        min=1.0,
-        max=86400.0,
-    )
 
     def spec(self) -> PolicySpec:
-        """The policy to run: a server's requests get `timeout` in all, at most 120 s an attempt."""
-        server = None
-        if self.base_url and self.model:
-            server = ServerConfig(
-                base_url=self.base_url,
-                model=self.model,
-                api_key=self.api_key,
-                api_key_file=self.api_key_file,
-                concurrency=self.batch_size,
-                timeout_s=min(120.0, self.timeout),
-                total_timeout_s=self.timeout,
-            )
+        """The policy to run: a server's requests get `server.timeout` in all, at most 120 s an attempt."""
         return PolicySpec(
             model=self.model,
-            server=server,
+            server=self.server.config(self.model, concurrency=self.batch_size),
             sampling=SamplingConfig(
                 temperature=self.temperature, max_new_tokens=self.max_new_tokens, enable_thinking=self.enable_thinking
             ),
             batch_size=self.batch_size,
             prompt=self.prompt,
             threads=self.threads,
-            device=self.device,
-            dtype=self.dtype,
+            device=self.placement.device,
+            dtype=self.placement.dtype,
             engine=self.engine,
         )
 
     def results_settings(self) -> dict[str, Any]:
-        """The settings that change a job's results, for its resume check (batch size, threads, the API key, the
-        timeout and the paths do not; the inputs are recorded by content)."""
-        ignored = {"envs", "out", "limit", "batch_size", "api_key", "api_key_file", "threads", "timeout"}
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignored}
-        server = self.base_url if self.base_url and self.model else None
+        """The settings that change a job's results, for its resume check: all but the fields declared with
+        `results=False` (batch size, threads, the API key, the timeout, the paths), the model by content, under the
+        flat keys earlier versions wrote (so their outputs still resume)."""
+        values = results_identity(self)
+        values |= values.pop("placement")
+        server = values.pop("server")["base_url"] if self.model else None
         if values.get("engine") == "auto":
             del values["engine"]  # the default: outputs written before engines were a choice still resume
         return {**values, "model": describe_model(self.model), "base_url": server}
@@ -153,7 +141,7 @@ class PolicyOptions:
 class SampleConfig(PolicyOptions):
     """`ftrl sample`: trajectory collection at temperature 1 by default."""
 
-    out: str = setting("", "States file to write (JSONL, reference format; resumable).")
+    out: str = setting("", "States file to write (JSONL, reference format; resumable).", results=False)
     temperature: float = setting(
         1.0, "Sampling temperature (0 = greedy; the paper evaluates greedily).", min=0.0, max=100.0
     )
@@ -164,7 +152,7 @@ class SampleConfig(PolicyOptions):
 class EvalConfig(PolicyOptions):
     """`ftrl eval`: greedy episodes by default, as the paper evaluates."""
 
-    out: str = setting("", "Output folder: episodes.jsonl (resumable), summary.json, summary.md.")
+    out: str = setting("", "Output folder: episodes.jsonl (resumable), summary.json, summary.md.", results=False)
     matcher: MatcherName = setting(
         "reference", "Sub-answer and final-answer matcher: reference (the paper's) or strict."
     )

@@ -9,12 +9,12 @@ everything for a 135M model on two CPU cores (about a minute per step). See docs
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal, get_args
 
 from ftrl.provenance import describe_model
-from ftrl.reward.spec import FormatName, MatcherName, RewardKind, RewardSpec
-from ftrl.settings import Device, Dtype, SamplingConfig, setting
+from ftrl.reward.spec import RewardSpec
+from ftrl.settings import Placement, SamplingConfig, results_identity, setting, setting_table
 from ftrl.trackers import parse_report_to
 
 #: The advantage estimators of `ftrl.train.algos`, by verl's names.
@@ -38,14 +38,12 @@ class TrainConfig:
     data: str = setting("", "Trajectory states (JSONL/Parquet) written by `ftrl sample`.", results=False)
     out: str = setting("runs/train", "Run directory: metrics.jsonl, checkpoints/, model/.", results=False)
     algo: Algo = setting("grpo", "grpo | reinforce_plus_plus | reinforce_plus_plus_baseline (verl definitions).")
-    reward: RewardKind = setting("f1", "Per-turn reward: f1 (Solve-F1, the paper's default), p, r or pr.")
-    matcher: MatcherName = setting(
-        "strict",
-        "Sub-answer and final-answer matcher: strict (cannot be stuffed; the default, since it scores honest "
-        "trajectories as the reference does: benchmarks/RESULTS.md, issue 25) or reference (the paper's exactly; "
-        "the paper preset).",
+    reward: RewardSpec = setting_table(
+        lambda: RewardSpec(matcher="strict"),
+        "How each sampled response is scored. The matcher defaults to strict here (it cannot be stuffed, and it "
+        "scores honest trajectories as the reference does: benchmarks/RESULTS.md, issue 25); the paper preset "
+        "uses reference, the paper's exactly.",
     )
-    fmt: FormatName = setting("hermes", "Tool-call format the policy writes: hermes or llama31.")
     # rollout
     n: int = setting(16, "Responses sampled per state (rollout.n).", verl="actor_rollout_ref.rollout.n")
     temperature: float = setting(
@@ -166,8 +164,7 @@ class TrainConfig:
         "Keep the embeddings and the lowest K decoder layers frozen (no backward pass below layer K: a cheaper "
         "step on a CPU). Not in the paper, which trains every weight.",
     )
-    device: Device = setting("auto", "Local models: auto (CUDA when present), cpu or cuda (`ftrl.models.placement`).")
-    dtype: Dtype = setting("auto", "auto (fp32 weights: bf16 would round lr-1e-6 updates away), fp32, bf16 or fp16.")
+    placement: Placement = setting_table(Placement, "Where the trained model runs.")
     # run
     steps: int = setting(0, "Optimizer steps (0: one pass over the data, trainer.total_epochs=1).", results=False)
     save_every: int = setting(
@@ -220,13 +217,13 @@ class TrainConfig:
 
     def results_settings(self) -> dict[str, Any]:
         """What decides the weights, for the resume check: run length, checkpointing, memory knobs and paths may
-        change on a resume (fields declared with `results=False`); the model by content."""
-        return {**results_fields(self), "model": describe_model(self.model)}
-
-    @property
-    def reward_spec(self) -> RewardSpec:
-        """How each sampled response is scored."""
-        return RewardSpec(kind=self.reward, matcher=self.matcher, fmt=self.fmt)
+        change on a resume (fields declared with `results=False`); the model by content. The reward and placement
+        tables are recorded under the flat keys runs have always had, so earlier runs still resume."""
+        identity = results_identity(self)
+        reward = identity.pop("reward")
+        identity |= {"reward": reward["kind"], "matcher": reward["matcher"], "fmt": reward["fmt"]}
+        identity |= identity.pop("placement")
+        return {**identity, "model": describe_model(self.model)}
 
     @property
     def states_per_step(self) -> int:
@@ -234,7 +231,7 @@ class TrainConfig:
         return (self.gen_batch_states or self.batch_states) if self.filter_groups else self.batch_states
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return asdict(self)
 
 
 #: Overrides of the paper defaults for a ~135M model on a 2-core CPU (measured ~1 min/step, docs/training.md).
@@ -249,7 +246,15 @@ CPU_PRESET: dict[str, Any] = {
     "gradient_checkpointing": False,
     "save_every": 5,
 }
-PRESETS: dict[str, dict[str, Any]] = {"paper": {"matcher": "reference"}, "cpu": CPU_PRESET}
+PRESETS: dict[str, dict[str, Any]] = {"paper": {"reward": RewardSpec(matcher="reference")}, "cpu": CPU_PRESET}
+
+
+def follow_batch_states(values: dict[str, Any]) -> dict[str, Any]:
+    """Config values where `mini_batch_states` follows `batch_states` when only that is given: one update a step
+    unless told otherwise."""
+    if "batch_states" in values and "mini_batch_states" not in values:
+        return values | {"mini_batch_states": values["batch_states"]}
+    return values
 
 
 def make_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
@@ -258,11 +263,6 @@ def make_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
         raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
     return replace(TrainConfig(), **values)
-
-
-def results_fields(config: Any) -> dict[str, Any]:
-    """The fields of a config that change its job's results (all but those declared with `results=False`)."""
-    return {item.name: getattr(config, item.name) for item in fields(config) if item.metadata.get("results", True)}
 
 
 @dataclass(kw_only=True)
@@ -283,8 +283,7 @@ class SFTConfig:
         "needs a backward pass (K=10 of SmolLM2's 30 made a step 1.25x faster, benchmarks/RESULTS.md).",
     )
     seed: int = setting(0, "Seed for data order.")
-    device: Device = setting("auto", "Local models: auto (CUDA when present), cpu or cuda (`ftrl.models.placement`).")
-    dtype: Dtype = setting("auto", "auto (fp32 weights), fp32, bf16 or fp16.")
+    placement: Placement = setting_table(Placement, "Where the trained model runs.")
     report_to: str = setting(
         "",
         "Also send the metrics to these trackers: tensorboard, wandb, mlflow, trackio (comma-separated; optional "
@@ -296,10 +295,12 @@ class SFTConfig:
         parse_report_to(self.report_to)
 
     def results_settings(self) -> dict[str, Any]:
-        """What decides the weights, for the resume check; paths are recorded as None (the shape earlier versions
-        wrote, so their outputs still resume) and the inputs by content."""
+        """What decides the weights, for the resume check; paths are recorded as None and the placement under flat
+        keys (the shape earlier versions wrote, so their outputs still resume), the inputs by content."""
         fixed = {item.name: None for item in fields(self) if not item.metadata.get("results", True)}
-        return {**self.to_dict(), "model": describe_model(self.model), **fixed}
+        values = self.to_dict()
+        values |= values.pop("placement")
+        return {**values, "model": describe_model(self.model), **fixed}
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return asdict(self)

@@ -96,7 +96,7 @@ def sft(config: SFTConfig, console: Console | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     model, tokenizer = load_trainable_model(
-        resolve_model(config.model), lora=config.lora, device=config.device, dtype=config.dtype
+        resolve_model(config.model), lora=config.lora, device=config.placement.device, dtype=config.placement.dtype
     )
     if config.freeze_layers:
         freeze_bottom(model, config.freeze_layers)

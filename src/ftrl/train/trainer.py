@@ -75,7 +75,7 @@ def runtime_scorer(config: TrainConfig) -> tuple[AbstractContextManager[ToolRunn
 
     def bind(runtime: ToolRunner) -> Scorer:
         def score(env: Environment, text: str) -> tuple[float, int]:
-            scored = score_response(text, env, runtime, config.reward_spec)
+            scored = score_response(text, env, runtime, config.reward)
             return scored.reward, scored.turn.n_calls
 
         return score
@@ -123,8 +123,8 @@ class Trainer:
             lora_r=config.lora_r,
             lora_alpha=config.lora_alpha,
             gradient_checkpointing=config.gradient_checkpointing,
-            device=config.device,
-            dtype=config.dtype,
+            device=config.placement.device,
+            dtype=config.placement.dtype,
         )
         self.model: Any = model  # a peft model (with `disable_adapter`) when config.lora
         if config.freeze_layers:

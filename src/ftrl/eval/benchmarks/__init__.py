@@ -8,58 +8,80 @@ returns the summary. See docs/benchmarks.md for the rules behind every score.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
-from ftrl.rollout.load import PolicySpec, load_policy
+from ftrl.provenance import describe_model
+from ftrl.rollout.load import PolicyOptions, PolicySpec, load_policy
 from ftrl.rollout.policy import Policy
 from ftrl.runtime import RuntimeConfig, ToolRuntime
-from ftrl.settings import SamplingConfig, ServerConfig
+from ftrl.settings import ServerConfig, setting
 
 GOLD = "gold"
 
 
+#: The benchmarks `ftrl bench NAME` runs.
+BenchName = Literal["toolhop", "taubench", "rotbench", "mmlu", "bbh", "gsm8k", "math", "humaneval", "mbpp", "drift"]
+
+
 @dataclass(kw_only=True)
-class BenchOptions:
-    """Everything a benchmark run may need; each benchmark reads the fields it uses."""
+class BenchConfig(PolicyOptions):
+    """`ftrl bench`: the policy options of `ftrl eval` (the model under test runs as it would there), plus each
+    benchmark's own; each benchmark reads the fields it uses. Flags, `--config` keys and the resume identity derive
+    from these fields."""
 
-    model: str
-    out_dir: Path
-    #: The server of `model`; None: a local model (folder or `embedded`), or `gold`.
-    server: ServerConfig | None = None
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    data: Path | None = None
-    limit: int | None = None
-    trials: int = 1
-    #: tau-bench's simulated user: its model, and the server of that model (None: a local model).
-    user_model: str | None = None
-    user_server: ServerConfig | None = None
-    base_model: str | None = None
-    rule: str = "ftrl"
-    #: Items answered together: one batched generate (local model) or concurrent requests (server).
-    batch_size: int = 8
-    workers: int = 0
-    #: Agent replies per item; None keeps each benchmark's protocol (ToolHop 9, tau-bench 30).
-    max_turns: int | None = None
+    model: str = setting(
+        "", "Model folder, 'embedded', a served model name (with --base-url), or 'gold' (the gold/oracle agent)."
+    )
+    out: str = setting("", "Output folder: results.jsonl, summary.json, summary.md (resumable).", results=False)
+    data: str | None = setting(None, "Benchmark data file or folder (docs/benchmarks.md).", results=False)
+    limit: int | None = setting(None, "Only the first K items (per level for rotbench).", min=1, results=False)
+    max_turns: int = setting(
+        0,
+        "toolhop, taubench: agent replies per item (0: the benchmark's protocol, 9 and 30; fewer deviates from it).",
+        min=0,
+    )
+    batch_size: int = setting(8, "Items answered together (multi-turn items play in step).", min=1, results=False)
+    trials: int = setting(1, "taubench: trials per task (pass^1..pass^k).", min=1)
+    user_model: str | None = setting(None, "taubench: the simulated user's model.")
+    user_base_url: str | None = setting(None, "taubench: server for --user-model (default --base-url).")
+    base_model: str | None = setting(None, "drift: the model before training.")
+    rule: Literal["ftrl", "rotbench"] = setting(
+        "ftrl", "rotbench: matching rule, 'ftrl' (paper) or 'rotbench' (original)."
+    )
+    workers: int = setting(0, "Runtime worker processes for tool calls (0: the runtime's default).", results=False)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out)
+
+    @property
+    def user_server(self) -> ServerConfig | None:
+        """The simulated user's server: --user-base-url, else the model's server, with the same key."""
+        user = replace(self.server, base_url=self.user_base_url or self.server.base_url)
+        return user.config(self.user_model, concurrency=self.batch_size)
+
+    def results_settings(self) -> dict[str, Any]:
+        """As `PolicyOptions`, with the models before training and of the user by content."""
+        settings = super().results_settings()
+        settings["base_model"] = describe_model(self.base_model) if self.base_model else None
+        return settings
 
 
-def _require_data(options: BenchOptions, name: str) -> Path:
+def _require_data(options: BenchConfig, name: str) -> Path:
     if options.data is None:
         raise ValueError(f"{name} needs --data (see docs/benchmarks.md for where to get it)")
-    return options.data
+    return Path(options.data)
 
 
-def _runtime(options: BenchOptions) -> ToolRuntime:
+def _runtime(options: BenchConfig) -> ToolRuntime:
     return ToolRuntime(RuntimeConfig(workers=options.workers))
 
 
-def _model(options: BenchOptions) -> Policy:
-    """The model under test, through `ftrl.rollout.load_policy`."""
-    spec = PolicySpec(
-        model=options.model, server=options.server, sampling=options.sampling, batch_size=options.batch_size
-    )
-    return load_policy(spec)
+def _model(options: BenchConfig) -> Policy:
+    """The model under test, through `ftrl.rollout.load_policy`, as `ftrl eval` would run it."""
+    return load_policy(options.spec())
 
 
 class MultiTurn(TypedDict, total=False):
@@ -69,15 +91,15 @@ class MultiTurn(TypedDict, total=False):
     max_turns: int
 
 
-def _multi_turn(options: BenchOptions) -> MultiTurn:
+def _multi_turn(options: BenchConfig) -> MultiTurn:
     """Multi-turn settings: conversations in flight, and agent replies per item when overridden."""
     turns = MultiTurn(in_flight=options.batch_size)
-    if options.max_turns is not None:
+    if options.max_turns:
         turns["max_turns"] = options.max_turns
     return turns
 
 
-def run_toolhop_bench(options: BenchOptions) -> dict[str, Any]:
+def run_toolhop_bench(options: BenchConfig) -> dict[str, Any]:
     from ftrl.eval.benchmarks.toolhop import ToolHopOracle, load_toolhop, run_toolhop
 
     items = load_toolhop(_require_data(options, "toolhop"), options.limit)
@@ -86,7 +108,7 @@ def run_toolhop_bench(options: BenchOptions) -> dict[str, Any]:
         return run_toolhop(items, agent, options.out_dir, runtime, **_multi_turn(options))
 
 
-def run_taubench_bench(options: BenchOptions) -> dict[str, Any]:
+def run_taubench_bench(options: BenchConfig) -> dict[str, Any]:
     from ftrl.eval.benchmarks.taubench import GoldAgent, ScriptedUser, load_taubench, run_taubench
 
     source, tasks = load_taubench(_require_data(options, "taubench"), options.limit)
@@ -95,7 +117,7 @@ def run_taubench_bench(options: BenchOptions) -> dict[str, Any]:
             PolicySpec(
                 model=options.user_model,
                 server=options.user_server,
-                sampling=replace(options.sampling, enable_thinking=False),
+                sampling=replace(options.spec().sampling, enable_thinking=False),
                 batch_size=options.batch_size,
             )
         )
@@ -110,7 +132,7 @@ def run_taubench_bench(options: BenchOptions) -> dict[str, Any]:
         )
 
 
-def run_rotbench_bench(options: BenchOptions) -> dict[str, Any]:
+def run_rotbench_bench(options: BenchConfig) -> dict[str, Any]:
     from ftrl.eval.benchmarks.rotbench import gold_policy, load_rotbench, run_rotbench
 
     items = load_rotbench(_require_data(options, "rotbench"), limit=options.limit)
@@ -118,8 +140,8 @@ def run_rotbench_bench(options: BenchOptions) -> dict[str, Any]:
     return run_rotbench(items, policy, options.out_dir, rule=options.rule, batch_size=options.batch_size)
 
 
-def _general(task: str) -> Callable[[BenchOptions], dict[str, Any]]:
-    def run(options: BenchOptions) -> dict[str, Any]:
+def _general(task: str) -> Callable[[BenchConfig], dict[str, Any]]:
+    def run(options: BenchConfig) -> dict[str, Any]:
         from ftrl.eval.benchmarks.general import TASKS, gold_policy, load_rows, run_general
 
         rows = load_rows(_require_data(options, task), TASKS[task], options.limit)
@@ -132,7 +154,7 @@ def _general(task: str) -> Callable[[BenchOptions], dict[str, Any]]:
     return run
 
 
-def run_drift_bench(options: BenchOptions) -> dict[str, Any]:
+def run_drift_bench(options: BenchConfig) -> dict[str, Any]:
     from ftrl.eval.benchmarks.general import run_drift
 
     if not options.base_model:
@@ -144,7 +166,7 @@ def run_drift_bench(options: BenchOptions) -> dict[str, Any]:
 class Benchmark:
     name: str
     summary: str
-    run: Callable[[BenchOptions], dict[str, Any]]
+    run: Callable[[BenchConfig], dict[str, Any]]
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -162,11 +184,11 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 
 
-def run_benchmark(name: str, options: BenchOptions) -> dict[str, Any]:
+def run_benchmark(name: str, options: BenchConfig) -> dict[str, Any]:
     """Run benchmark `name` (see `BENCHMARKS`) with `options`; returns its summary."""
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
     return BENCHMARKS[name].run(options)
 
 
-__all__ = ["BENCHMARKS", "GOLD", "BenchOptions", "Benchmark", "run_benchmark"]
+__all__ = ["BENCHMARKS", "GOLD", "BenchConfig", "BenchName", "Benchmark", "run_benchmark"]
