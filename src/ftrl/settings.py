@@ -43,6 +43,13 @@ def setting_table(factory: Callable[[], Any], help: str, *, results: bool = True
     return field(default_factory=factory, metadata={"help": help} | ({} if results else {"results": False}))
 
 
+def redefault(cls: type, name: str, default: Any) -> Any:
+    """A subclass's own default for a field of `cls`, keeping its help and metadata: a preset that is a config
+    class of its own (`DemoConfig` of `LoopConfig`; TRL's configs change their parents' defaults this way)."""
+    metadata = next(item.metadata for item in fields(cls) if item.name == name)
+    return field(default=default, metadata=metadata)
+
+
 def results_identity(config: Any) -> dict[str, Any]:
     """The fields of a config that change its job's results, nested configs as nested dicts: all but those
     declared with `results=False`. What a resume check compares (`ftrl.provenance.claim_output`)."""

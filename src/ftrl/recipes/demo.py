@@ -20,7 +20,7 @@ from rich.console import Console
 from ftrl.construction.config import BuildConfig, Difficulty
 from ftrl.construction.world import DOMAIN_NAMES
 from ftrl.recipes.loop import LoopConfig, round_dir
-from ftrl.settings import setting, setting_table
+from ftrl.settings import redefault, setting, setting_table
 from ftrl.train.config import SFTConfig, TrainConfig, make_config
 
 #: World domains the demo trains on; the rest are held out for the test set.
@@ -88,25 +88,12 @@ class DemoConfig(LoopConfig):
         48, "Training environments whose gold trajectories the warm start (SFT) learns from."
     )
     # the loop's fields, at the demo's values
-    rounds: int = setting(
-        1,
-        "RL rounds, as the paper's iterations: each collects states with the current policy from --envs-per-round "
-        "training environments not used before (none of them in the warm start), then trains --train.steps.",
-        results=False,
-    )
-    max_new_tokens: int = setting(
-        96, "Tokens per turn when collecting and evaluating (training: --train-max-new-tokens)."
-    )
-    max_turns: int = setting(8, "Turns per episode when collecting and evaluating.")
-    batch_size: int = setting(
-        48,
-        "Episodes decoded together: all 48 test episodes at once (short prompts keep their caches small).",
-        results=False,
-    )
-    envs_per_round: int = setting(24, "Training environments each RL round collects states from.")
-    eval_every_round: bool = setting(
-        False, "Evaluate after every round; off: only after the last one (the start and warm start always are)."
-    )
+    rounds: int = redefault(LoopConfig, "rounds", 1)
+    max_new_tokens: int = redefault(LoopConfig, "max_new_tokens", 96)
+    max_turns: int = redefault(LoopConfig, "max_turns", 8)
+    batch_size: int = redefault(LoopConfig, "batch_size", 48)  # all 48 test episodes at once: short prompts
+    envs_per_round: int = redefault(LoopConfig, "envs_per_round", 24)
+    eval_every_round: bool = redefault(LoopConfig, "eval_every_round", False)
     train: TrainConfig = setting_table(demo_train, "RL of each round (`ftrl train`'s config, the demo's values).")
     warm_start: SFTConfig = setting_table(
         lambda: SFTConfig(epochs=1, lr=5e-5, freeze_layers=10),
