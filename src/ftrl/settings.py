@@ -176,8 +176,10 @@ class SamplingConfig:
     """How to draw a reply: `temperature` 0 is greedy (the paper evaluates greedily); `seed` seeds local sampling
     (servers are not sent it); `enable_thinking` lets reasoning models think (chat templates with the switch)."""
 
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_new_tokens: int = 512
-    seed: int = 0
-    enable_thinking: bool = False
+    temperature: float = setting(
+        0.0, "Sampling temperature (0 = greedy; the paper evaluates greedily).", min=0.0, max=100.0
+    )
+    top_p: float = setting(1.0, "Nucleus sampling threshold (1: off).", min=0.0, max=1.0)
+    max_new_tokens: int = setting(512, "Tokens per assistant turn.", min=1)
+    seed: int = setting(0, "Seed of local sampling (servers are not sent it).")
+    enable_thinking: bool = setting(False, "Let reasoning models think (chat templates with the switch).")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Group
@@ -26,7 +26,7 @@ from ftrl.cli.common import (
 from ftrl.cli_config import ConfigArgs, config_options
 from ftrl.construction.config import BuildOptions
 from ftrl.env.record import Environment, tool_name
-from ftrl.jsonl import DataError, iter_jsonl, write_jsonl_atomic
+from ftrl.jsonl import DataError, write_jsonl_atomic
 from ftrl.provenance import claim_output, refuse_overlap
 from ftrl.reward.spec import RewardSpec
 from ftrl.train.config import make_config
@@ -126,9 +126,7 @@ def score(
     config_args: ConfigArgs,
 ) -> None:
     """Per-turn verifiable reward of raw model responses against environment states."""
-    from ftrl.reward import score_response
-    from ftrl.rollout.engine import unicode_fault
-    from ftrl.runtime import RuntimeConfig, ToolRuntime
+    from ftrl.eval.responses import read_score_requests, score_responses
 
     spec = config_args.load(RewardSpec())
     refuse_overlap(out, [file, responses])
@@ -144,34 +142,15 @@ def score(
     claim = claim_output(
         out, "score", {"states": file, "responses": responses}, settings, folder=False, overwrite=overwrite
     )
-    with claim, ToolRuntime(RuntimeConfig(timeout_s=timeout)) as runtime, _progress() as progress:
+    with claim, _progress() as progress:
         task = progress.add_task("scoring", total=len(requests))
-        rows: list[dict[str, Any]] = []
-        for row, text in requests:
-            scored = score_response(text, source.envs[row], runtime, spec)
-            result: dict[str, Any] = {"row": row, **scored.to_row()}
-            fault = unicode_fault(result, "the response or a tool output")
-            rows.append({"row": row, "error": fault} if fault else result)  # one bad row stays one bad row
-            progress.advance(task)
+        rows = score_responses(source.envs, requests, spec, timeout, lambda: progress.advance(task))
         write_jsonl_atomic(out, rows)
     scored_rows = [r for r in rows if "error" not in r]
     mean = sum(r["reward"] for r in scored_rows) / len(scored_rows) if scored_rows else 0.0
     console.print(f"scored {len(scored_rows)} responses, mean reward {mean:.4f} -> {out}")
     for failed in (r for r in rows if "error" in r):
         console.print(f"[yellow]row {failed['row']}: {escape(str(failed['error']))} (recorded in {out})[/]")
-
-
-def read_score_requests(path: Path, n_rows: int) -> list[tuple[int, str]]:
-    """`(row, response)` pairs from a responses file, every line checked before any scoring starts."""
-    requests = []
-    for line, item in iter_jsonl(path):
-        if not isinstance(item.get("response"), str):
-            raise DataError(path, line, "response", "missing or not a string")
-        row = item.get("row")
-        if not isinstance(row, int) or isinstance(row, bool) or not 0 <= row < n_rows:
-            raise DataError(path, line, "row", f"must be an integer state index in 0..{n_rows - 1}, got {row!r}")
-        requests.append((row, item["response"]))
-    return requests
 
 
 def _progress() -> Progress:

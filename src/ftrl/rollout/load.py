@@ -91,15 +91,11 @@ class PolicyOptions:
     out: str = setting("", "Output (see the command).", results=False)
     limit: int | None = setting(None, "Only the first K environments.", min=1, results=False)
     max_turns: int = setting(20, "Assistant turns per episode.", min=1)
-    temperature: float = setting(
-        0.0, "Sampling temperature (0 = greedy; the paper evaluates greedily).", min=0.0, max=100.0
-    )
-    max_new_tokens: int = setting(512, "Tokens per assistant turn.", min=1)
+    sampling: SamplingConfig = setting_table(SamplingConfig, "How replies are drawn.")
     batch_size: int = setting(
         16, "Episodes in flight (rows per generate call / concurrent requests).", min=1, results=False
     )
     server: ServerOptions = setting_table(ServerOptions, "The server of --model, if it is served.")
-    enable_thinking: bool = setting(False, "Let reasoning models think.")
     prompt: str = setting("example", "Tool prompt variant for templates without tool support.")
     threads: int | None = setting(None, "Torch CPU threads for local models.", min=1, results=False)
     placement: Placement = setting_table(Placement, "Where a local model runs.")
@@ -114,9 +110,7 @@ class PolicyOptions:
         return PolicySpec(
             model=self.model,
             server=self.server.config(self.model, concurrency=self.batch_size),
-            sampling=SamplingConfig(
-                temperature=self.temperature, max_new_tokens=self.max_new_tokens, enable_thinking=self.enable_thinking
-            ),
+            sampling=self.sampling,
             batch_size=self.batch_size,
             prompt=self.prompt,
             threads=self.threads,
@@ -131,6 +125,11 @@ class PolicyOptions:
         flat keys earlier versions wrote (so their outputs still resume)."""
         values = results_identity(self)
         values |= values.pop("placement")
+        sampling = values.pop("sampling")
+        for key, default in (("top_p", 1.0), ("seed", 0)):  # choices added later: at their defaults, not recorded
+            if sampling[key] == default:
+                del sampling[key]
+        values |= sampling
         server = values.pop("server")["base_url"] if self.model else None
         if values.get("engine") == "auto":
             del values["engine"]  # the default: outputs written before engines were a choice still resume
@@ -139,11 +138,11 @@ class PolicyOptions:
 
 @dataclass(kw_only=True)
 class SampleConfig(PolicyOptions):
-    """`ftrl sample`: trajectory collection at temperature 1 by default."""
+    """`ftrl sample`: trajectory collection at temperature 1 by default; `--seed` seeds it."""
 
     out: str = setting("", "States file to write (JSONL, reference format; resumable).", results=False)
-    temperature: float = setting(
-        1.0, "Sampling temperature (0 = greedy; the paper evaluates greedily).", min=0.0, max=100.0
+    sampling: SamplingConfig = setting_table(
+        lambda: SamplingConfig(temperature=1.0), "How replies are drawn (collection samples at temperature 1)."
     )
     n_per_env: int = setting(1, "Episodes sampled per environment.", min=1)
 
