@@ -105,5 +105,13 @@ def test_report_seeds_pools_loop_folders(tmp_path):
     assert result.exit_code == 0, result.output
     pooled = json.loads((tmp_path / "r" / "pooled.json").read_text())
     assert [round(d["mean"], 6) for d in pooled] == [10.0, 30.0, 20.0]
+    table = (tmp_path / "r" / "report.md").read_text()
+    assert "| s0 | +10.0 |" in table and "| pooled | +20.0 |" in table
+    narrow = CliRunner().invoke(
+        app,
+        ["report", "--seeds", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "r2")],
+        env={"COLUMNS": "80"},
+    )
+    assert "+20.0" in narrow.output  # the difference itself survives an 80-column terminal
     bad = CliRunner().invoke(app, ["report", "--seeds", str(tmp_path / "missing")])
     assert bad.exit_code != 0 and "not found" in bad.output and "Traceback" not in bad.output

@@ -134,6 +134,10 @@ def _pooled_report(runs: list[Path], out: Path) -> None:
     except (OSError, KeyError, ValueError) as error:
         raise _fail(f"cannot read the runs: {error}") from None
     rows = difference_rows([*per_seed, pooled])
+    names = [run.name for run in runs] if len({run.name for run in runs}) == len(runs) else [str(run) for run in runs]
+    rows[0][:2] = ["run", "RL - warm"]  # short labels: the table fits 80 columns
+    for row, name in zip(rows[1:], [*names, "pooled"], strict=True):
+        row[0] = name
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(
         to_markdown(rows, "RL - warm start per seed and pooled (Solve-F1 x100)"), encoding="utf-8"
