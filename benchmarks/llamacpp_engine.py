@@ -10,8 +10,9 @@ Why it is not in `ftrl.rollout`: on this 2-core EPYC, idle, it was not faster th
 spends its time (benchmarks/RESULTS.md, "Generation at int8", the llama.cpp table): prefill of real tool-use prompts
 at 0.74x kvgen's tokens/s, a decode step of 48 rows 1.40x faster over 128-token contexts but 0.92x over 1024-token
 ones (llama.cpp's CPU attention over per-conversation KV streams grows with context faster than kvgen's grouped
-SDPA), one RL step's sampling at 0.89x. It does stay close to fp32 (Q8_0 greedy continuations equal kvgen's, 4 of
-4), so it is the starting point where llama.cpp is faster (more cores, a GPU backend).
+SDPA), one RL step's sampling at 0.89x. It does stay close to fp32 (Q8_0 greedy continuations of 4 tool-use
+prompts equal kvgen's; not exact: a short chat reply left fp32's after 7 tokens), so it is the starting point
+where llama.cpp is faster (more cores, a GPU backend).
 
     # llama-cpp-python 0.3.36 compiled with VNNI (3.6 min here): the command in bench_llamacpp.py
     python benchmarks/bench_llamacpp.py [--model runs/demo/warm_start/model] [--envs runs/demo/envs/test.jsonl]
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ftrl.rollout.kvgen import _common_prefix, _sample
+from ftrl.rollout.kvgen import _common_prefix, sample_next
 from ftrl.settings import SamplingConfig
 
 #: Weight types a GGUF can be written in: q8_0 (the engine's default) and f32 (exact).
@@ -440,15 +441,12 @@ class LlamaCppDecoder:
         finished: list[tuple[Hashable, list[int]]] = []
         segments: list[tuple[_Row, list[int]]] = []
         if self.rows:
-            stacked = torch.stack([row.logits for row in self.rows])  # type: ignore[misc]
-            tokens = _sample(stacked, self.sampling, self.generator)
-            if self.logprobs is not None:
-                scaled = stacked / self.sampling.temperature if self.sampling.temperature > 0 else stacked
-                chosen = torch.log_softmax(scaled, dim=-1).gather(1, tokens[:, None])[:, 0].tolist()
-                for row, value in zip(self.rows, chosen, strict=True):
-                    row.logprobs.append(value)
+            logits = [row.logits for row in self.rows if row.logits is not None]
+            tokens, chosen = sample_next(logits, self.sampling, self.generator, self.logprobs is not None)
+            for row, value in zip(self.rows, chosen or [], strict=False):
+                row.logprobs.append(value)
             alive = []
-            for row, token in zip(self.rows, tokens.tolist(), strict=True):
+            for row, token in zip(self.rows, tokens, strict=True):
                 row.output.append(token)
                 if token in self.stop_ids or len(row.output) == self.sampling.max_new_tokens:
                     finished.append((row.key, row.output))

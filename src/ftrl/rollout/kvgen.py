@@ -158,15 +158,11 @@ class Decoder:
         if self.rows:
             logits = [row.logits for row in self.rows if row.logits is not None]
             assert len(logits) == len(self.rows), "every decoding row has run its last token"
-            stacked = torch.stack(logits)
-            tokens = _sample(stacked, self.sampling, self.generator)
-            if self.logprobs is not None:
-                scaled = stacked / self.sampling.temperature if self.sampling.temperature > 0 else stacked
-                chosen = torch.log_softmax(scaled, dim=-1).gather(1, tokens[:, None])[:, 0].tolist()
-                for row, value in zip(self.rows, chosen, strict=True):
-                    row.logprobs.append(value)
+            tokens, chosen = sample_next(logits, self.sampling, self.generator, self.logprobs is not None)
+            for row, value in zip(self.rows, chosen or [], strict=False):
+                row.logprobs.append(value)
             alive = []
-            for row, token in zip(self.rows, tokens.tolist(), strict=False):
+            for row, token in zip(self.rows, tokens, strict=False):
                 row.output.append(token)
                 if token in self.stop_ids or len(row.output) == self.sampling.max_new_tokens:
                     finished.append((row.key, row.output))
@@ -357,6 +353,20 @@ def _attention(model: Any, implementation: str):
         yield
     finally:
         model.config._attn_implementation = previous
+
+
+def sample_next(
+    logits: list[torch.Tensor], sampling: SamplingConfig, generator: torch.Generator | None, record: bool
+) -> tuple[list[int], list[float] | None]:
+    """One token for each row from its next-token logits and, with `record`, each token's log-probability under
+    the temperature-scaled distribution (before top-p, as the trainer computes it)."""
+    stacked = torch.stack(logits)
+    tokens = _sample(stacked, sampling, generator)
+    chosen = None
+    if record:
+        scaled = stacked / sampling.temperature if sampling.temperature > 0 else stacked
+        chosen = torch.log_softmax(scaled, dim=-1).gather(1, tokens[:, None])[:, 0].tolist()
+    return tokens.tolist(), chosen
 
 
 def _sample(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
