@@ -186,7 +186,7 @@ def unsupported_reason(model: Any) -> str | None:
     try:
         _library()
     except ImportError as error:
-        return f"llama-cpp-python is not installed ({error}); `make install` builds it"
+        return f"llama-cpp-python is not installed ({error}); the command is in bench_llamacpp.py"
     if next(model.parameters()).device.type != "cpu":
         return "the llamacpp engine runs on a CPU"
     return gguf_unsupported_reason(model)
@@ -217,7 +217,12 @@ class _Slot:
 
 
 class LlamaCppEngine:
-    """A llama.cpp model and context over a GGUF of `model`'s weights; also the prefix cache of its slots."""
+    """A llama.cpp model and context over a GGUF of `model`'s weights; also the prefix cache of its slots.
+
+    The attention settings measured in RESULTS.md: `kv_unified` (one KV buffer for all slots, shared prefixes held
+    once instead of copied), `flash_attn` (llama.cpp's `flash_attn_type`: -1 auto, 0 off, 1 on) and `kv_type` (a
+    ggml type number for keys and values: 0 F32, 1 F16, 8 Q8_0; None keeps llama.cpp's F16).
+    """
 
     def __init__(
         self,
@@ -228,6 +233,9 @@ class LlamaCppEngine:
         slot_tokens: int = 2048,
         threads: int | None = None,
         max_step_tokens: int = 4096,
+        kv_unified: bool = False,
+        flash_attn: int = -1,
+        kv_type: int | None = None,
     ):
         reason = unsupported_reason(model)
         if reason is not None:
@@ -238,9 +246,8 @@ class LlamaCppEngine:
         self.tokenizer, self.weight_type = tokenizer, weight_type
         self.vocab = model.config.vocab_size
         self.slot_count, self.slot_tokens, self.max_step_tokens = slots, slot_tokens, max_step_tokens
+        self.kv_unified, self.flash_attn, self.kv_type = kv_unified, flash_attn, kv_type
         self.threads = threads or torch.get_num_threads()
-        self.config = model.config  # what callers read of a model (`end_of_turn_ids`)
-        self.generation_config = getattr(model, "generation_config", None)
         self._folder = tempfile.TemporaryDirectory(prefix="ftrl-gguf-")
         self._model: Any = None
         self._context: Any = None
@@ -270,12 +277,11 @@ class LlamaCppEngine:
         params.n_batch = self.max_step_tokens
         params.n_ubatch = min(512, self.max_step_tokens)
         params.n_threads = params.n_threads_batch = self.threads
-        params.kv_unified = bool(os.environ.get("XU"))
+        params.kv_unified = self.kv_unified
+        params.flash_attn_type = self.flash_attn
+        if self.kv_type is not None:
+            params.type_k = params.type_v = self.kv_type
         params.no_perf = True
-        if os.environ.get("XFA"):
-            params.flash_attn_type = int(os.environ["XFA"])
-        if os.environ.get("XKV"):
-            params.type_k = params.type_v = int(os.environ["XKV"])
         self._context = self.lib.llama_init_from_model(self._model, params)
         if not self._context:
             raise RuntimeError(f"llama.cpp could not make a context of {self.slot_count} x {self.slot_tokens} tokens")
@@ -349,9 +355,10 @@ class LlamaCppEngine:
             target = own if own is not None else free[0] if free else min(idle, key=lambda s: s.used)
             self._clear(target)
             if source is not None:
-                # across KV streams llama.cpp copies whole sequences; the tail past `best` goes just below
+                # one unified buffer shares the prefix's cells; across KV streams llama.cpp copies only whole
+                # sequences, and the tail past `best` goes just below
                 self.lib.llama_memory_seq_cp(
-                    self._memory, source.index, target.index, *((0, best) if os.environ.get("XU") else (-1, -1))
+                    self._memory, source.index, target.index, *((0, best) if self.kv_unified else (-1, -1))
                 )
         self.lib.llama_memory_seq_rm(self._memory, target.index, best, -1)
         target.tokens = list(prompt[:best])
@@ -443,8 +450,9 @@ class LlamaCppDecoder:
         if self.rows:
             logits = [row.logits for row in self.rows if row.logits is not None]
             tokens, chosen = sample_next(logits, self.sampling, self.generator, self.logprobs is not None)
-            for row, value in zip(self.rows, chosen or [], strict=False):
-                row.logprobs.append(value)
+            if chosen is not None:
+                for row, value in zip(self.rows, chosen, strict=True):
+                    row.logprobs.append(value)
             alive = []
             for row, token in zip(self.rows, tokens, strict=True):
                 row.output.append(token)

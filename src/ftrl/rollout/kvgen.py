@@ -159,8 +159,9 @@ class Decoder:
             logits = [row.logits for row in self.rows if row.logits is not None]
             assert len(logits) == len(self.rows), "every decoding row has run its last token"
             tokens, chosen = sample_next(logits, self.sampling, self.generator, self.logprobs is not None)
-            for row, value in zip(self.rows, chosen or [], strict=False):
-                row.logprobs.append(value)
+            if chosen is not None:
+                for row, value in zip(self.rows, chosen, strict=True):
+                    row.logprobs.append(value)
             alive = []
             for row, token in zip(self.rows, tokens, strict=False):
                 row.output.append(token)
